@@ -1,0 +1,379 @@
+"""The four covariance structures, one final pytree class each, behind one interface.
+
+Every class stores the covariances and the Cholesky factors of the precisions in
+scikit-learn's shapes, and knows how to
+
+* map one sample to its *feature vector* ``phi(x) = [1, x, q(x)]`` (``q`` holds the
+  second-order terms the structure needs: the upper triangle of ``x x^T`` for full and
+  tied, ``x**2`` for diag and spherical);
+* write each component's log-density as a linear function of that vector
+  (:meth:`natural`), so that a block's E-step is one matrix product;
+* rebuild itself from the sufficient statistics ``sum_r``, ``sum_rx`` and ``sum_rxx``
+  (the latter in ``q``'s layout), exactly as scikit-learn's M-step does.
+
+Because the E-step and the M-step both read ``phi``, one product ``phi @ A`` gives the
+log-densities and one product ``resp.T @ phi`` gives every sufficient statistic.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import solve_triangular
+
+from ._typing import Array, Float
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "Covariance",
+    "DiagCovariance",
+    "FullCovariance",
+    "SphericalCovariance",
+    "TiedCovariance",
+    "covariance_class",
+]
+
+
+def _pytree(cls):
+    return jax.tree_util.register_dataclass(dataclasses.dataclass(frozen=True)(cls))
+
+
+def _triu(n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n_features)
+
+
+def _unvech(v: Float[Array, "... n_pairs"], n_features: int) -> Float[Array, "... d d"]:
+    """Symmetric matrices from their upper triangles (row-major ``triu_indices``)."""
+    i, j = _triu(n_features)
+    out = jnp.zeros((*v.shape[:-1], n_features, n_features), v.dtype)
+    out = out.at[..., i, j].set(v)
+    return out.at[..., j, i].set(v)
+
+
+def _quad_coefficients(prec: Float[Array, "... d d"]) -> Float[Array, "... n_pairs"]:
+    """Coefficients c with ``c . triu(x x^T) = -x^T P x / 2``."""
+    d = prec.shape[-1]
+    i, j = _triu(d)
+    return -0.5 * prec[..., i, j] * jnp.where(i == j, 1.0, 2.0).astype(prec.dtype)
+
+
+def _chol_precision_from_cov(cov: Float[Array, "... d d"]) -> Float[Array, "... d d"]:
+    # scikit-learn: solve(cholesky(cov), I).T, an upper-triangular factor of the
+    # precision. A matrix that is not positive definite yields NaN, which the EM loop
+    # detects and reports as Status.NON_FINITE.
+    chol = jnp.linalg.cholesky(cov)
+    eye = jnp.broadcast_to(jnp.eye(cov.shape[-1], dtype=cov.dtype), cov.shape)
+    return jnp.swapaxes(solve_triangular(chol, eye, lower=True), -1, -2)
+
+
+def _chol_precision_from_precision(prec: Float[Array, "... d d"]) -> Float[Array, "... d d"]:
+    # The upper-triangular U with P = U U^T, as scikit-learn's
+    # _compute_precision_cholesky_from_precisions (flip, Cholesky, flip).
+    flip = lambda a: jnp.flip(a, axis=(-1, -2))
+    return flip(jnp.linalg.cholesky(flip(prec)))
+
+
+def _gram(chol: Float[Array, "... d d"]) -> Float[Array, "... d d"]:
+    return chol @ jnp.swapaxes(chol, -1, -2)
+
+
+class Covariance(abc.ABC):
+    """Interface of a covariance structure (abstract; the four subclasses are final).
+
+    Attributes
+    ----------
+    covariances : array
+        scikit-learn's ``covariances_``: (K, D, D) full, (D, D) tied, (K, D) diag,
+        (K,) spherical.
+    precisions_cholesky : array
+        scikit-learn's ``precisions_cholesky_``, same shape.
+    """
+
+    name: ClassVar[str]
+    covariances: Array
+    precisions_cholesky: Array
+
+    # -- per-sample feature map --------------------------------------------------
+    @staticmethod
+    @abc.abstractmethod
+    def second_moments(x: Float[Array, " d"]) -> Float[Array, " n_second"]:
+        """The second-order terms ``q(x)`` of one sample."""
+
+    @classmethod
+    def features(cls, x: Float[Array, " d"]) -> Float[Array, " n_phi"]:
+        """``phi(x) = [1, x, q(x)]`` for one sample (the seed's per-sample view)."""
+        return jnp.concatenate([jnp.ones((1,), x.dtype), x, cls.second_moments(x)])
+
+    @staticmethod
+    @abc.abstractmethod
+    def n_second(n_features: int) -> int:
+        """Length of ``q(x)``."""
+
+    # -- parameters ----------------------------------------------------------------
+    @abc.abstractmethod
+    def log_det_cholesky(self, n_features: int) -> Float[Array, " k"]:
+        """Log-determinant of each component's precision Cholesky factor."""
+
+    @abc.abstractmethod
+    def natural(
+        self, means: Float[Array, "k d"]
+    ) -> tuple[Float[Array, "k d"], Float[Array, "k n_second"], Float[Array, " k"]]:
+        """``(lin, quad, const)`` with ``log N(x | k) = const + lin.x + quad.q(x)``."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_stats(
+        cls,
+        sum_r: Float[Array, " k"],
+        nk: Float[Array, " k"],
+        means: Float[Array, "k d"],
+        sum_rxx: Float[Array, "k n_second"],
+        reg_covar: Float[Array, ""],
+    ) -> Covariance:
+        """scikit-learn's M-step covariance estimate (``nk`` includes its 10 eps)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_covariances(cls, covariances: Array) -> Covariance:
+        """From covariances in scikit-learn's shape."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_precisions(cls, precisions: Array) -> Covariance:
+        """From precisions in scikit-learn's shape (``precisions_init``)."""
+
+    @abc.abstractmethod
+    def precisions(self) -> Array:
+        """scikit-learn's ``precisions_``."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def n_parameters(n_components: int, n_features: int) -> int:
+        """Number of free covariance parameters."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def shape(n_components: int, n_features: int) -> tuple[int, ...]:
+        """Shape of ``covariances`` (and of the precisions)."""
+
+    def log_prob_constant(self, means: Float[Array, "k d"]) -> Float[Array, " k"]:
+        """The part of each log-density that does not depend on x or the mean."""
+        d = means.shape[-1]
+        return self.log_det_cholesky(d) - 0.5 * d * math.log(2 * math.pi)
+
+
+@_pytree
+class FullCovariance(Covariance):
+    """Each component has its own general covariance matrix."""
+
+    name: ClassVar[str] = "full"
+    covariances: Float[Array, "k d d"]
+    precisions_cholesky: Float[Array, "k d d"]
+
+    @staticmethod
+    def second_moments(x):
+        i, j = _triu(x.shape[-1])
+        return x[i] * x[j]
+
+    @staticmethod
+    def n_second(n_features):
+        return n_features * (n_features + 1) // 2
+
+    def log_det_cholesky(self, n_features):
+        return jnp.sum(jnp.log(jnp.diagonal(self.precisions_cholesky, axis1=-2, axis2=-1)), -1)
+
+    def natural(self, means):
+        prec = _gram(self.precisions_cholesky)
+        lin = jnp.einsum("kde,ke->kd", prec, means)
+        const = self.log_prob_constant(means) - 0.5 * jnp.sum(lin * means, -1)
+        return lin, _quad_coefficients(prec), const
+
+    @classmethod
+    def from_stats(cls, sum_r, nk, means, sum_rxx, reg_covar):
+        d = means.shape[-1]
+        outer = means[:, :, None] * means[:, None, :]
+        # sum_b r (x - mu)(x - mu)^T / nk, expanded; sum_r/nk keeps scikit-learn's 10 eps.
+        cov = _unvech(sum_rxx, d) / nk[:, None, None] - (2.0 - sum_r / nk)[:, None, None] * outer
+        cov = cov + reg_covar * jnp.eye(d, dtype=cov.dtype)
+        return cls.from_covariances(cov)
+
+    @classmethod
+    def from_covariances(cls, covariances):
+        return cls(covariances, _chol_precision_from_cov(covariances))
+
+    @classmethod
+    def from_precisions(cls, precisions):
+        return cls(jnp.linalg.inv(precisions), _chol_precision_from_precision(precisions))
+
+    def precisions(self):
+        return _gram(self.precisions_cholesky)
+
+    @staticmethod
+    def n_parameters(n_components, n_features):
+        return n_components * n_features * (n_features + 1) // 2
+
+    @staticmethod
+    def shape(n_components, n_features):
+        return (n_components, n_features, n_features)
+
+
+@_pytree
+class TiedCovariance(Covariance):
+    """All components share one general covariance matrix."""
+
+    name: ClassVar[str] = "tied"
+    covariances: Float[Array, "d d"]
+    precisions_cholesky: Float[Array, "d d"]
+
+    second_moments = staticmethod(FullCovariance.second_moments)
+    n_second = staticmethod(FullCovariance.n_second)
+
+    def log_det_cholesky(self, n_features):
+        return jnp.sum(jnp.log(jnp.diagonal(self.precisions_cholesky)))
+
+    def natural(self, means):
+        prec = _gram(self.precisions_cholesky)
+        lin = means @ prec
+        const = self.log_prob_constant(means) - 0.5 * jnp.sum(lin * means, -1)
+        quad = _quad_coefficients(prec)
+        return lin, jnp.broadcast_to(quad, means.shape[:1] + quad.shape), const
+
+    @classmethod
+    def from_stats(cls, sum_r, nk, means, sum_rxx, reg_covar):
+        d = means.shape[-1]
+        # scikit-learn: (X^T X - sum_k nk mu_k mu_k^T) / sum(nk)
+        cov = (_unvech(jnp.sum(sum_rxx, 0), d) - (nk * means.T) @ means) / jnp.sum(nk)
+        cov = cov + reg_covar * jnp.eye(d, dtype=cov.dtype)
+        return cls.from_covariances(cov)
+
+    @classmethod
+    def from_covariances(cls, covariances):
+        return cls(covariances, _chol_precision_from_cov(covariances))
+
+    @classmethod
+    def from_precisions(cls, precisions):
+        return cls(jnp.linalg.inv(precisions), _chol_precision_from_precision(precisions))
+
+    def precisions(self):
+        return _gram(self.precisions_cholesky)
+
+    @staticmethod
+    def n_parameters(n_components, n_features):
+        return n_features * (n_features + 1) // 2
+
+    @staticmethod
+    def shape(n_components, n_features):
+        return (n_features, n_features)
+
+
+@_pytree
+class DiagCovariance(Covariance):
+    """Each component has its own diagonal covariance matrix."""
+
+    name: ClassVar[str] = "diag"
+    covariances: Float[Array, "k d"]
+    precisions_cholesky: Float[Array, "k d"]
+
+    @staticmethod
+    def second_moments(x):
+        return x * x
+
+    @staticmethod
+    def n_second(n_features):
+        return n_features
+
+    def log_det_cholesky(self, n_features):
+        return jnp.sum(jnp.log(self.precisions_cholesky), -1)
+
+    def natural(self, means):
+        prec = self.precisions_cholesky**2
+        lin = prec * means
+        const = self.log_prob_constant(means) - 0.5 * jnp.sum(lin * means, -1)
+        return lin, -0.5 * prec, const
+
+    @classmethod
+    def from_stats(cls, sum_r, nk, means, sum_rxx, reg_covar):
+        # scikit-learn: avg_X2 - avg_means2 + reg_covar
+        return cls.from_covariances(sum_rxx / nk[:, None] - means**2 + reg_covar)
+
+    @classmethod
+    def from_covariances(cls, covariances):
+        # 1/sqrt of a non-positive variance is inf or NaN: reported as NON_FINITE.
+        return cls(covariances, 1.0 / jnp.sqrt(covariances))
+
+    @classmethod
+    def from_precisions(cls, precisions):
+        return cls(1.0 / precisions, jnp.sqrt(precisions))
+
+    def precisions(self):
+        return self.precisions_cholesky**2
+
+    @staticmethod
+    def n_parameters(n_components, n_features):
+        return n_components * n_features
+
+    @staticmethod
+    def shape(n_components, n_features):
+        return (n_components, n_features)
+
+
+@_pytree
+class SphericalCovariance(Covariance):
+    """Each component has its own single variance."""
+
+    name: ClassVar[str] = "spherical"
+    covariances: Float[Array, " k"]
+    precisions_cholesky: Float[Array, " k"]
+
+    second_moments = staticmethod(DiagCovariance.second_moments)
+    n_second = staticmethod(DiagCovariance.n_second)
+
+    def log_det_cholesky(self, n_features):
+        return n_features * jnp.log(self.precisions_cholesky)
+
+    def natural(self, means):
+        prec = self.precisions_cholesky**2
+        lin = prec[:, None] * means
+        const = self.log_prob_constant(means) - 0.5 * jnp.sum(lin * means, -1)
+        return lin, jnp.broadcast_to(-0.5 * prec[:, None], means.shape), const
+
+    @classmethod
+    def from_stats(cls, sum_r, nk, means, sum_rxx, reg_covar):
+        # scikit-learn: the mean over features of the diagonal estimate
+        diag = sum_rxx / nk[:, None] - means**2 + reg_covar
+        return cls.from_covariances(jnp.mean(diag, -1))
+
+    from_covariances = DiagCovariance.__dict__["from_covariances"]
+    from_precisions = DiagCovariance.__dict__["from_precisions"]
+    precisions = DiagCovariance.precisions
+
+    @staticmethod
+    def n_parameters(n_components, n_features):
+        return n_components
+
+    @staticmethod
+    def shape(n_components, n_features):
+        return (n_components,)
+
+
+COVARIANCE_TYPES: dict[str, type[Covariance]] = {
+    c.name: c for c in (FullCovariance, TiedCovariance, DiagCovariance, SphericalCovariance)
+}
+
+
+def covariance_class(covariance_type: str | type[Covariance]) -> type[Covariance]:
+    """The class for a scikit-learn ``covariance_type`` name."""
+    if isinstance(covariance_type, type) and issubclass(covariance_type, Covariance):
+        return covariance_type
+    try:
+        return COVARIANCE_TYPES[covariance_type]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"covariance_type must be one of {sorted(COVARIANCE_TYPES)}, got {covariance_type!r}"
+        ) from None

@@ -1,0 +1,189 @@
+"""Initial parameters from a ``jax.random`` key, all jittable.
+
+Each method builds responsibilities exactly as scikit-learn's ``BaseMixture`` does and
+turns them into parameters with the M-step (``reg_covar`` included):
+
+* ``'kmeans'`` -- k-means++ seeding then Lloyd iterations; one-hot labels;
+* ``'k-means++'`` -- the k-means++ centres only; one-hot at the chosen rows;
+* ``'random'`` -- uniform random responsibilities, normalised per row;
+* ``'random_from_data'`` -- K distinct rows drawn at random; one-hot at those rows.
+
+Rows are drawn with probability proportional to their sample weight, so a zero-weight
+row is never a centre. As in scikit-learn, the initial weights are ``nk / n_samples``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._typing import Array, Float, Int, PRNGKeyArray
+from .covariance import Covariance
+from .em import Blocks, scan_blocks
+from .params import GMMParams
+from .stats import SuffStats
+
+__all__ = ["INIT_METHODS", "initialize", "kmeans", "kmeans_plusplus"]
+
+
+def _params_from_resp(resp_fn, blocks: Blocks, cov_cls, reg_covar) -> GMMParams:
+    """Parameters from responsibilities ``resp_fn(x_b, w_b, b)`` (already weighted)."""
+    features = jax.vmap(cov_cls.features)
+    d = blocks.n_features
+    stats = scan_blocks(
+        lambda x, w, b: SuffStats.from_block(resp_fn(x, w, b), features(x), d), blocks
+    )
+    return GMMParams.from_stats(stats, cov_cls, reg_covar, total_weight=jnp.sum(blocks.w))
+
+
+def _params_from_rows(idx: Int[Array, " k"], blocks: Blocks, cov_cls, reg_covar) -> GMMParams:
+    """One-hot responsibilities at rows ``idx``: component k starts at row ``idx[k]``."""
+    x, w = blocks.rows()
+    x, w_sel = x[idx], w[idx]
+    stats = SuffStats.from_block(jnp.diag(w_sel), jax.vmap(cov_cls.features)(x), x.shape[-1])
+    return GMMParams.from_stats(stats, cov_cls, reg_covar, total_weight=jnp.sum(w))
+
+
+def _sample_rows(key: PRNGKeyArray, p: Float[Array, " n"], n_draws: int) -> Int[Array, " t"]:
+    """Rows drawn with replacement with probability proportional to ``p >= 0``."""
+    cum = jnp.cumsum(p)
+    u = jax.random.uniform(key, (n_draws,), p.dtype) * cum[-1]
+    return jnp.clip(jnp.searchsorted(cum, u, side="right"), 0, p.shape[0] - 1)
+
+
+def _sq_dist(x: Float[Array, "n d"], x_sq: Float[Array, " n"], c: Float[Array, "t d"]):
+    """Squared distances (t, n) between centres ``c`` and rows ``x``."""
+    return jnp.maximum(x_sq[None, :] - 2 * c @ x.T + jnp.sum(c * c, 1)[:, None], 0)
+
+
+def kmeans_plusplus(
+    key: PRNGKeyArray, x: Float[Array, "n d"], w: Float[Array, " n"], n_clusters: int
+) -> Int[Array, " k"]:
+    """Greedy k-means++ seeding, as scikit-learn's ``kmeans_plusplus``; returns rows.
+
+    Each new centre is the best of ``2 + int(log(k))`` candidates drawn with
+    probability proportional to ``w * D(x)^2``.
+    """
+    n_trials = 2 + int(math.log(n_clusters))
+    x_sq = jnp.sum(x * x, 1)
+    key, first_key = jax.random.split(key)
+    first = _sample_rows(first_key, w, 1)
+    closest = _sq_dist(x, x_sq, x[first])[0]
+    idx = jnp.zeros((n_clusters,), jnp.int32).at[0].set(first[0])
+
+    def body(c, carry):
+        idx, closest, key = carry
+        key, sub = jax.random.split(key)
+        pot = w * closest
+        # All rows already coincide with a centre: draw among the rows by weight.
+        p = jnp.where(jnp.sum(pot) > 0, pot, w)
+        cand = _sample_rows(sub, p, n_trials)
+        dist = jnp.minimum(closest[None, :], _sq_dist(x, x_sq, x[cand]))
+        best = jnp.argmin(dist @ w)
+        return idx.at[c].set(cand[best]), dist[best], key
+
+    return lax.fori_loop(1, n_clusters, body, (idx, closest, key))[0]
+
+
+def kmeans(
+    centers: Float[Array, "k d"],
+    blocks: Blocks,
+    *,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+) -> Float[Array, "k d"]:
+    """Lloyd iterations from ``centers``, as scikit-learn's ``KMeans`` (weighted).
+
+    Stops when the total squared centre shift is at most ``tol`` times the mean
+    per-feature variance of the data, or after ``max_iter`` iterations. A cluster that
+    loses all its rows keeps its centre.
+    """
+    x, w = blocks.rows()
+    total = jnp.sum(w)
+    mean = (w @ x) / total
+    tol_scaled = tol * jnp.mean((w @ (x - mean) ** 2) / total)
+    k = centers.shape[0]
+
+    def sums(c):
+        c_sq = jnp.sum(c * c, 1)
+
+        def block(xb, wb, _):
+            onehot = jax.nn.one_hot(jnp.argmin(c_sq - 2 * xb @ c.T, 1), k, dtype=xb.dtype)
+            onehot = onehot * wb[:, None]
+            return jnp.sum(onehot, 0), onehot.T @ xb
+
+        return scan_blocks(block, blocks)
+
+    def cond(s):
+        i, _, shift = s
+        return (i < max_iter) & (shift > tol_scaled)
+
+    def body(s):
+        i, c, _ = s
+        counts, total_x = sums(c)
+        new = jnp.where(counts[:, None] > 0, total_x / jnp.maximum(counts, 1e-30)[:, None], c)
+        return i + 1, new, jnp.sum((new - c) ** 2)
+
+    inf = jnp.asarray(jnp.inf, x.dtype)
+    return lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), centers, inf))[1]
+
+
+def _init_kmeans(key, blocks, k, cov_cls, reg_covar):
+    x, w = blocks.rows()
+    centers = kmeans(x[kmeans_plusplus(key, x, w, k)], blocks)
+    c_sq = jnp.sum(centers * centers, 1)
+
+    def labels(xb, wb, _):
+        lab = jnp.argmin(c_sq - 2 * xb @ centers.T, 1)
+        return jax.nn.one_hot(lab, k, dtype=xb.dtype) * wb[:, None]
+
+    return _params_from_resp(labels, blocks, cov_cls, reg_covar)
+
+
+def _init_kmeans_plusplus(key, blocks, k, cov_cls, reg_covar):
+    x, w = blocks.rows()
+    return _params_from_rows(kmeans_plusplus(key, x, w, k), blocks, cov_cls, reg_covar)
+
+
+def _init_random(key, blocks, k, cov_cls, reg_covar):
+    def resp(xb, wb, b):
+        r = jax.random.uniform(jax.random.fold_in(key, b), (xb.shape[0], k), xb.dtype)
+        return r / jnp.sum(r, 1, keepdims=True) * wb[:, None]
+
+    return _params_from_resp(resp, blocks, cov_cls, reg_covar)
+
+
+def _init_random_from_data(key, blocks, k, cov_cls, reg_covar):
+    _, w = blocks.rows()
+    idx = jax.random.choice(key, w.shape[0], (k,), replace=False, p=w / jnp.sum(w))
+    return _params_from_rows(idx, blocks, cov_cls, reg_covar)
+
+
+INIT_METHODS: dict[str, Callable[..., GMMParams]] = {
+    "kmeans": _init_kmeans,
+    "k-means++": _init_kmeans_plusplus,
+    "random": _init_random,
+    "random_from_data": _init_random_from_data,
+}
+
+
+def initialize(
+    key: PRNGKeyArray,
+    blocks: Blocks,
+    n_components: int,
+    covariance_class: type[Covariance],
+    method: str,
+    reg_covar: Float[Array, ""],
+) -> GMMParams:
+    """Initial parameters by ``method`` (one of :data:`INIT_METHODS`)."""
+    try:
+        init = INIT_METHODS[method]
+    except KeyError:
+        raise ValueError(
+            f"init_params must be one of {sorted(INIT_METHODS)}, got {method!r}"
+        ) from None
+    return init(key, blocks, n_components, covariance_class, reg_covar)

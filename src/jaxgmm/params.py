@@ -1,0 +1,80 @@
+"""The parameters of a Gaussian mixture, as one pytree."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from ._typing import Array, Float
+from .covariance import Covariance
+from .stats import SuffStats
+
+__all__ = ["GMMParams"]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class GMMParams:
+    """Weights, means and covariance of a Gaussian mixture.
+
+    Attributes
+    ----------
+    weights : array of shape (n_components,)
+    means : array of shape (n_components, n_features)
+    covariance : Covariance
+        One of the four covariance classes; holds the covariances and the Cholesky
+        factors of the precisions in scikit-learn's shapes.
+    """
+
+    weights: Float[Array, " k"]
+    means: Float[Array, "k d"]
+    covariance: Covariance
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[-2]
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[-1]
+
+    @classmethod
+    def from_stats(
+        cls,
+        stats: SuffStats,
+        covariance_class: type[Covariance],
+        reg_covar,
+        total_weight=None,
+    ) -> GMMParams:
+        """The M-step: scikit-learn's ``_estimate_gaussian_parameters``.
+
+        The weights are ``nk / sum(nk)``, or ``nk / total_weight`` when it is given
+        (scikit-learn's initialization divides by ``n_samples``).
+        """
+        eps = jnp.finfo(stats.sum_r.dtype).eps
+        nk = stats.sum_r + 10 * eps
+        means = stats.sum_rx / nk[:, None]
+        cov = covariance_class.from_stats(stats.sum_r, nk, means, stats.sum_rxx, reg_covar)
+        return cls(nk / (jnp.sum(nk) if total_weight is None else total_weight), means, cov)
+
+    def natural(self) -> Float[Array, "n_phi k"]:
+        """Matrix ``A`` with ``phi(x) @ A = log w_k + log N(x | k)`` for every k."""
+        lin, quad, const = self.covariance.natural(self.means)
+        log_w = jnp.log(self.weights)
+        # A zero weight (a masked component) gives -inf: such a component never wins.
+        return jnp.concatenate([(const + log_w)[:, None], lin, quad], axis=1).T
+
+    def shift(self, offset: Float[Array, " d"]) -> GMMParams:
+        """The same mixture with the data moved by ``offset``."""
+        return dataclasses.replace(self, means=self.means + offset)
+
+    def is_finite(self) -> Array:
+        leaves = jax.tree_util.tree_leaves(self)
+        return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
+
+    def n_parameters(self) -> int:
+        """Number of free parameters, as scikit-learn's ``_n_parameters``."""
+        k, d = self.n_components, self.n_features
+        return type(self.covariance).n_parameters(k, d) + k * d + k - 1

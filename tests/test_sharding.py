@@ -1,0 +1,47 @@
+"""Restarts sharded over 4 (fake) CPU devices pick the same model as one device."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, jax, numpy as np, jaxgmm
+    assert jax.local_device_count() == 4, jax.devices()
+    x, _ = jaxgmm.make_seed_blobs(3)
+    out = {}
+    for cov in ["full", "diag"]:
+        runs = {}
+        for n_dev in (1, 4):
+            res = jaxgmm.fit_restarts(jax.random.key(5), x, 4, covariance_type=cov,
+                                      n_init=6, init_params="random", n_devices=n_dev)
+            runs[n_dev] = res
+        a, b = runs[1], runs[4]
+        out[cov] = dict(
+            best=[jaxgmm.best_index(a), jaxgmm.best_index(b)],
+            lb_diff=float(np.max(np.abs(np.asarray(a.lower_bound) - np.asarray(b.lower_bound)))),
+            mean_diff=float(np.max(np.abs(
+                np.asarray(a.params.means) - np.asarray(b.params.means)))),
+            n_iter=[np.asarray(a.n_iter).tolist(), np.asarray(b.n_iter).tolist()],
+            sharded=str(b.params.means.sharding),
+        )
+    print(json.dumps(out))
+    """
+)
+
+
+def test_sharded_restarts_equal_single_device():
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for cov, r in out.items():
+        assert r["best"][0] == r["best"][1], (cov, r)
+        assert r["n_iter"][0] == r["n_iter"][1], (cov, r)
+        assert r["lb_diff"] < 1e-9 and r["mean_diff"] < 1e-8, (cov, r)
