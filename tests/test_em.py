@@ -116,8 +116,8 @@ def test_block_statistics_equal_vmapped_per_sample_m_step(covariance_type):
         model = em.Natural.of(params)
         w = jnp.linspace(0.5, 2.0, x.shape[0])
         stats, ll = em.block_e_step(jnp.asarray(x), w, model)
-        log_resp, _ = jax.vmap(em._e_step, (0, None))(x, model)
-        per_sample = jax.vmap(em._m_step, (0, 0, None))(x, jnp.exp(log_resp) * w[:, None], model)
+        resp, _, _ = jax.vmap(em._e_step, (0, None))(x, model)
+        per_sample = jax.vmap(em._m_step, (0, 0, None))(x, resp * w[:, None], model)
         summed = jax.tree_util.tree_map(lambda a: a.sum(0), per_sample)
         leaves = zip(
             jax.tree_util.tree_leaves(stats), jax.tree_util.tree_leaves(summed), strict=True
@@ -246,3 +246,45 @@ def test_key_must_be_a_jax_key():
     x, _ = blobs(n=50)
     with pytest.raises(TypeError, match=r"jax\.random\.key"):
         jaxgmm.fit(0, x, 2)
+
+
+@pytest.mark.parametrize("init_params", ["random_from_data", "k-means++"])
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_float32_row_initializations_are_exact(init_params, covariance_type, key):
+    """A component started on one row has covariance reg_covar exactly, in float32 too
+    (raw moments would cancel to noise far larger than reg_covar here)."""
+    x, _ = blobs(n=300, d=4, k=3, seed=1, dtype=np.float32, scale=10.0)
+    res = jaxgmm.fit(
+        key, x, 3, covariance_type=covariance_type, init_params=init_params, max_iter=0
+    )
+    assert int(res.status) == jaxgmm.Status.MAX_ITER
+    var = np.asarray(res.params.covariance.covariances)
+    if covariance_type in ("full", "tied"):
+        var = np.diagonal(var, axis1=-2, axis2=-1)
+    np.testing.assert_allclose(var, 1e-6, rtol=1e-6)
+    assert bool(
+        jaxgmm.fit(key, x, 3, covariance_type=covariance_type, init_params=init_params).converged
+    )
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_tight_component_far_away_is_exact_in_float32(covariance_type, key):
+    """A component 1e4 standard deviations from the data's centre: the exact centred
+    pass keeps float32 covariances right."""
+    rng = np.random.default_rng(0)
+    wide = rng.normal(size=(300, 3))
+    tight = 50.0 + 5e-3 * rng.normal(size=(100, 3))
+    x = np.vstack([wide, tight])
+    kw = dict(
+        covariance_type=covariance_type,
+        means_init=np.array([[0.0, 0.0, 0.0], [50.0, 50.0, 50.0]]),
+        max_iter=30,
+    )
+    r64 = jaxgmm.fit(key, x, 2, **kw)
+    r32 = jaxgmm.fit(key, x.astype(np.float32), 2, **kw)
+    assert int(r32.status) == int(r64.status) == jaxgmm.Status.CONVERGED
+    c32 = np.asarray(r32.params.covariance.covariances, np.float64)
+    # tied shares one covariance: the wide cluster's scale sets float32's absolute error
+    atol = 1e-4 if covariance_type == "tied" else 1e-9
+    np.testing.assert_allclose(c32, r64.params.covariance.covariances, rtol=2e-3, atol=atol)
+    np.testing.assert_allclose(r32.params.means, r64.params.means, rtol=1e-5, atol=1e-5)

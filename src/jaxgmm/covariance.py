@@ -115,6 +115,18 @@ class Covariance(abc.ABC):
     def n_second(n_features: int) -> int:
         """Length of ``q(x)``."""
 
+    @staticmethod
+    @abc.abstractmethod
+    def centered_second_moments(
+        resp: Float[Array, "b k"], diff: Float[Array, "b k d"]
+    ) -> Float[Array, "k n_second"]:
+        """``sum_b resp[b, k] q(diff[b, k])``: second moments about per-component
+        centres, formed from explicit differences (the exact, slower path)."""
+
+    @abc.abstractmethod
+    def variances(self) -> Float[Array, "k d"]:
+        """Each component's variance along each feature (broadcastable to (K, D))."""
+
     # -- parameters ----------------------------------------------------------------
     @abc.abstractmethod
     def log_det_cholesky(self, n_features: int) -> Float[Array, " k"]:
@@ -185,6 +197,14 @@ class FullCovariance(Covariance):
     def n_second(n_features):
         return n_features * (n_features + 1) // 2
 
+    @staticmethod
+    def centered_second_moments(resp, diff):
+        i, j = _triu(diff.shape[-1])
+        return jnp.einsum("bk,bkd,bke->kde", resp, diff, diff)[:, i, j]
+
+    def variances(self):
+        return jnp.diagonal(self.covariances, axis1=-2, axis2=-1)
+
     def log_det_cholesky(self, n_features):
         return jnp.sum(jnp.log(jnp.diagonal(self.precisions_cholesky, axis1=-2, axis2=-1)), -1)
 
@@ -233,6 +253,10 @@ class TiedCovariance(Covariance):
 
     second_moments = staticmethod(FullCovariance.second_moments)
     n_second = staticmethod(FullCovariance.n_second)
+    centered_second_moments = staticmethod(FullCovariance.centered_second_moments)
+
+    def variances(self):
+        return jnp.diagonal(self.covariances)[None, :]
 
     def log_det_cholesky(self, n_features):
         return jnp.sum(jnp.log(jnp.diagonal(self.precisions_cholesky)))
@@ -288,6 +312,13 @@ class DiagCovariance(Covariance):
     def n_second(n_features):
         return n_features
 
+    @staticmethod
+    def centered_second_moments(resp, diff):
+        return jnp.einsum("bk,bkd->kd", resp, diff * diff)
+
+    def variances(self):
+        return self.covariances
+
     def log_det_cholesky(self, n_features):
         return jnp.sum(jnp.log(self.precisions_cholesky), -1)
 
@@ -333,6 +364,10 @@ class SphericalCovariance(Covariance):
 
     second_moments = staticmethod(DiagCovariance.second_moments)
     n_second = staticmethod(DiagCovariance.n_second)
+    centered_second_moments = staticmethod(DiagCovariance.centered_second_moments)
+
+    def variances(self):
+        return self.covariances[:, None]
 
     def log_det_cholesky(self, n_features):
         return n_features * jnp.log(self.precisions_cholesky)

@@ -23,7 +23,7 @@ from jax import lax
 
 from ._typing import Array, Float, Int, PRNGKeyArray
 from .covariance import Covariance
-from .em import Blocks, scan_blocks
+from .em import Blocks, m_step, scan_blocks
 from .params import GMMParams
 from .stats import SuffStats
 
@@ -32,20 +32,23 @@ __all__ = ["INIT_METHODS", "initialize", "kmeans", "kmeans_plusplus"]
 
 def _params_from_resp(resp_fn, blocks: Blocks, cov_cls, reg_covar) -> GMMParams:
     """Parameters from responsibilities ``resp_fn(x_b, w_b, b)`` (already weighted)."""
-    features = jax.vmap(cov_cls.features)
-    d = blocks.n_features
-    stats = scan_blocks(
-        lambda x, w, b: SuffStats.from_block(resp_fn(x, w, b), features(x), d), blocks
-    )
-    return GMMParams.from_stats(stats, cov_cls, reg_covar, total_weight=jnp.sum(blocks.w))
+    with_zero_lik = lambda x, w, b, _: (resp_fn(x, w, b), jnp.zeros((), x.dtype))
+    total = jnp.sum(blocks.w)
+    return m_step(with_zero_lik, blocks, cov_cls, reg_covar, total_weight=total)[0]
 
 
 def _params_from_rows(idx: Int[Array, " k"], blocks: Blocks, cov_cls, reg_covar) -> GMMParams:
-    """One-hot responsibilities at rows ``idx``: component k starts at row ``idx[k]``."""
+    """One-hot responsibilities at rows ``idx``: component k starts at row ``idx[k]``.
+
+    The statistics are taken about the rows themselves, so each covariance is exactly
+    ``reg_covar`` times the identity (raw moments would cancel to noise here).
+    """
     x, w = blocks.rows()
-    x, w_sel = x[idx], w[idx]
-    stats = SuffStats.from_block(jnp.diag(w_sel), jax.vmap(cov_cls.features)(x), x.shape[-1])
-    return GMMParams.from_stats(stats, cov_cls, reg_covar, total_weight=jnp.sum(w))
+    x_sel, w_sel = x[idx], w[idx]
+    stats = SuffStats.from_block_centered(
+        jnp.diag(w_sel), x_sel, x_sel, cov_cls.centered_second_moments
+    )
+    return GMMParams.from_stats(stats, cov_cls, reg_covar, jnp.sum(w), shift=x_sel)
 
 
 def _sample_rows(key: PRNGKeyArray, p: Float[Array, " n"], n_draws: int) -> Int[Array, " t"]:

@@ -47,17 +47,34 @@ class GMMParams:
         covariance_class: type[Covariance],
         reg_covar,
         total_weight=None,
+        shift=None,
     ) -> GMMParams:
         """The M-step: scikit-learn's ``_estimate_gaussian_parameters``.
 
         The weights are ``nk / sum(nk)``, or ``nk / total_weight`` when it is given
-        (scikit-learn's initialization divides by ``n_samples``).
+        (scikit-learn's initialization divides by ``n_samples``). ``shift`` is the
+        per-component centre the statistics were taken about, if any.
         """
         eps = jnp.finfo(stats.sum_r.dtype).eps
         nk = stats.sum_r + 10 * eps
         means = stats.sum_rx / nk[:, None]
         cov = covariance_class.from_stats(stats.sum_r, nk, means, stats.sum_rxx, reg_covar)
+        means = means if shift is None else means + shift
         return cls(nk / (jnp.sum(nk) if total_weight is None else total_weight), means, cov)
+
+    def cancellation_risk(self, reg_covar) -> Array:
+        """Whether a covariance estimated from raw second moments may be inexact.
+
+        Raw moments lose about ``eps * (var + mean**2)`` to cancellation; a variance
+        that is not 1024 times larger than that (a tight component far from the data's
+        centre, a component on one point), or any non-finite value, needs the exact
+        centred estimate.
+        """
+        eps = jnp.finfo(self.means.dtype).eps
+        var = jnp.broadcast_to(self.covariance.variances(), self.means.shape)
+        raw = jnp.max(var + self.means**2, axis=-1)
+        tight = jnp.min(var - reg_covar, axis=-1) < 1024 * eps * raw
+        return jnp.any(tight) | ~self.is_finite()
 
     def natural(self) -> Float[Array, "n_phi k"]:
         """Matrix ``A`` with ``phi(x) @ A = log w_k + log N(x | k)`` for every k."""

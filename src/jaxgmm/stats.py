@@ -48,5 +48,26 @@ class SuffStats:
         """Statistics of a block of rows: the sum over rows of ``outer(r_i, phi_i)``."""
         return cls.from_matrix(resp.T @ phi, n_features)
 
+    @classmethod
+    def from_block_centered(
+        cls,
+        resp: Float[Array, "b k"],
+        x: Float[Array, "b d"],
+        shift: Float[Array, "k d"],
+        second_moments,
+    ) -> SuffStats:
+        """Statistics of a block about per-component centres ``shift``.
+
+        ``sum_rx`` and ``sum_rxx`` are sums of ``x - shift[k]`` and of its second
+        moments, formed from the differences themselves: exact where the raw moments
+        would cancel (a tight component far from the data's centre).
+        """
+        diff = x[:, None, :] - shift[None, :, :]
+        return cls(
+            jnp.sum(resp, 0),
+            jnp.einsum("bk,bkd->kd", resp, diff),
+            second_moments(resp, diff),
+        )
+
     def add(self, other: SuffStats) -> SuffStats:
         return jax.tree_util.tree_map(jnp.add, self, other)
