@@ -29,6 +29,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from ._typing import Array, Bool, Float, Int, Status, float_dtype, x64_scope
@@ -43,6 +44,8 @@ __all__ = [
     "block_rows_for",
     "log_prob_resp",
     "make_blocks",
+    "pad_rows",
+    "padded_rows",
     "run_em",
     "score_rows",
 ]
@@ -54,19 +57,54 @@ _BLOCK_BYTES = 5 * 2**20
 
 
 def block_rows_for(n_samples: int, n_phi: int, itemsize: int) -> int:
-    """Rows per block: a power of two near ``_BLOCK_BYTES`` of features, at most N."""
+    """Rows per block: a power of two near ``_BLOCK_BYTES`` of features.
+
+    Small data gets one block of the next power of two, so that data sets of similar
+    size share one compiled program.
+    """
     rows = 2 ** round(math.log2(max(_BLOCK_BYTES / (n_phi * itemsize), 1)))
     rows = min(max(rows, 64), 65536)
-    return min(rows, -(-n_samples // 8) * 8)
+    return min(rows, 2 ** math.ceil(math.log2(max(n_samples, 16))))
+
+
+def padded_rows(n_samples: int, block_rows: int) -> int:
+    """Rows after padding: the block count rounded up to one of four steps per octave.
+
+    Programs are compiled per padded size, so nearby sizes (cross-validation folds,
+    say) reuse one program; the padding costs memory only, as passes stop at the
+    last block that holds data.
+    """
+    n_blocks = -(-n_samples // block_rows)
+    if n_blocks > 8:
+        step = 2 ** (n_blocks.bit_length() - 3)
+        n_blocks = -(-n_blocks // step) * step
+    return n_blocks * block_rows
+
+
+def pad_rows(x, w, n_rows: int):
+    """``x`` and ``w`` with zero rows (zero weight) appended up to ``n_rows``."""
+    pad = n_rows - x.shape[0]
+    xp = np if isinstance(x, np.ndarray) else jnp
+    x = xp.concatenate([x, xp.zeros((pad, x.shape[1]), x.dtype)])
+    return x, xp.concatenate([w, xp.zeros((pad,), w.dtype)])
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Blocks:
-    """The data cut into equal blocks of rows; padding rows have zero weight."""
+    """The data cut into equal blocks of rows; padding rows have zero weight.
+
+    Attributes
+    ----------
+    x : array of shape (n_blocks, block_rows, n_features)
+    w : array of shape (n_blocks, block_rows)
+    n_used : int array
+        Blocks that hold data; passes over the data stop there.
+    """
 
     x: Float[Array, "n_blocks block d"]
     w: Float[Array, "n_blocks block"]
+    n_used: Int[Array, ""]
 
     @property
     def n_features(self) -> int:
@@ -77,25 +115,34 @@ class Blocks:
         return self.x.reshape(-1, self.n_features), self.w.reshape(-1)
 
 
-def make_blocks(x: Float[Array, "n d"], w: Float[Array, " n"], block_rows: int) -> Blocks:
+def make_blocks(
+    x: Float[Array, "n d"], w: Float[Array, " n"], block_rows: int, n_used=None
+) -> Blocks:
+    """Cut rows into blocks (padding the tail); ``n_used`` defaults to all blocks."""
     n, d = x.shape
     n_blocks = -(-n // block_rows)
-    pad = n_blocks * block_rows - n
-    x = jnp.pad(x, ((0, pad), (0, 0)))
-    w = jnp.pad(w, (0, pad))
-    return Blocks(x.reshape(n_blocks, block_rows, d), w.reshape(n_blocks, block_rows))
+    if n_blocks * block_rows != n:
+        x, w = pad_rows(x, w, n_blocks * block_rows)
+    n_used = n_blocks if n_used is None else n_used
+    return Blocks(
+        x.reshape(n_blocks, block_rows, d),
+        w.reshape(n_blocks, block_rows),
+        jnp.asarray(n_used, jnp.int32),
+    )
 
 
 def scan_blocks(fn: Callable[..., Any], blocks: Blocks) -> Any:
-    """``sum_b fn(x_b, w_b, b)`` over the blocks, as a ``lax.scan``."""
-    index = jnp.arange(blocks.x.shape[0])
-    shapes = jax.eval_shape(fn, blocks.x[0], blocks.w[0], index[0])
+    """``sum_b fn(x_b, w_b, b)`` over the blocks that hold data."""
+    index = jnp.zeros((), jnp.int32)
+    shapes = jax.eval_shape(fn, blocks.x[0], blocks.w[0], index)
     zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-    def body(carry, inputs):
-        return jax.tree_util.tree_map(jnp.add, carry, fn(*inputs)), None
+    def body(b, carry):
+        x = lax.dynamic_index_in_dim(blocks.x, b, keepdims=False)
+        w = lax.dynamic_index_in_dim(blocks.w, b, keepdims=False)
+        return jax.tree_util.tree_map(jnp.add, carry, fn(x, w, b))
 
-    return lax.scan(body, zeros, (blocks.x, blocks.w, index))[0]
+    return lax.fori_loop(0, blocks.n_used, body, zeros)
 
 
 @functools.partial(
@@ -358,8 +405,7 @@ def _score_rows(params: GMMParams, x, block_rows: int):
     center = params.weights @ params.means
     blocks = make_blocks(x - center, jnp.ones(x.shape[0], x.dtype), block_rows)
     log_norm, log_resp = log_prob_resp(params.shift(-center), blocks)
-    n, k = x.shape[0], params.n_components
-    return log_norm.reshape(-1)[:n], log_resp.reshape(-1, k)[:n]
+    return log_norm.reshape(-1), log_resp.reshape(-1, params.n_components)
 
 
 def score_rows(
@@ -381,10 +427,12 @@ def score_rows(
     """
     dtype = float_dtype(params.means)
     with x64_scope(dtype):
-        x = jnp.asarray(X, dtype)
+        x = X if isinstance(X, jax.Array) else np.asarray(X)
+        x = x.astype(dtype)
+        n, d = x.shape
         cov_cls = type(params.covariance)
-        n_phi = 1 + x.shape[1] + cov_cls.n_second(x.shape[1])
-        block_rows = block_rows_for(x.shape[0], n_phi, dtype.itemsize)
-        return _score_rows(
-            jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params), x, block_rows
-        )
+        block_rows = block_rows_for(n, 1 + d + cov_cls.n_second(d), dtype.itemsize)
+        x, _ = pad_rows(x, x[:, 0], padded_rows(n, block_rows))
+        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
+        log_prob, log_resp = _score_rows(params, x, block_rows)
+        return log_prob[:n], log_resp[:n]

@@ -19,7 +19,7 @@ from jax.sharding import PartitionSpec as P
 
 from ._typing import Array, Float, PRNGKeyArray, Status, float_dtype, x64_scope
 from .covariance import covariance_class
-from .em import EMResult, block_rows_for, make_blocks, run_em
+from .em import EMResult, block_rows_for, make_blocks, pad_rows, padded_rows, run_em
 from .init import INIT_METHODS, initialize
 from .params import GMMParams
 
@@ -74,6 +74,7 @@ def _fit_restarts(
     keys,
     x,
     w,
+    n_used,
     tol,
     reg_covar,
     given,
@@ -89,7 +90,7 @@ def _fit_restarts(
 ):
     # Work on centred data: the second moments then lose far less to cancellation.
     center = (w @ x) / jnp.sum(w)
-    blocks = make_blocks(x - center, w, block_rows)
+    blocks = make_blocks(x - center, w, block_rows, n_used)
     given = dataclasses.replace(given, means=None if given.means is None else given.means - center)
     params0 = None if params0 is None else params0.shift(-center)
     static = (n_components, cov_cls, method, max_iter)
@@ -201,11 +202,15 @@ def fit_restarts(
         if block_rows is None:
             n_phi = 1 + n_features + cov_cls.n_second(n_features)
             block_rows = block_rows_for(n_samples, n_phi, dtype.itemsize)
+        # Pad to a bucketed size: nearby sizes share one compiled program.
+        x, w = pad_rows(x, w, padded_rows(n_samples, block_rows))
+        n_used = -(-n_samples // block_rows)
         n_dev = jax.local_device_count() if n_devices is None else n_devices
         return _fit_restarts(
             jax.random.split(key, n_init),
             x,
             w,
+            jnp.asarray(n_used, jnp.int32),
             jnp.asarray(tol, dtype),
             jnp.asarray(reg_covar, dtype),
             given,
