@@ -10,7 +10,10 @@ from .datasets import make_seed_blobs as make_seed_blobs
 from .em import EMResult as EMResult
 from .em import run_em as run_em
 from .em import score_rows as score_rows
+from .estimator import GaussianMixture as GaussianMixture
+from .estimator import enable_compilation_cache as enable_compilation_cache
 from .init import INIT_METHODS as INIT_METHODS
+from .io import load as load
 from .multistart import best_index as best_index
 from .multistart import fit as fit
 from .multistart import fit_restarts as fit_restarts

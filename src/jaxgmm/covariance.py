@@ -124,6 +124,10 @@ class Covariance(abc.ABC):
         centres, formed from explicit differences (the exact, slower path)."""
 
     @abc.abstractmethod
+    def scale_noise(self, z: Float[Array, "n d"], labels) -> Float[Array, "n d"]:
+        """Standard normal draws ``z`` turned into draws of covariance ``labels[i]``."""
+
+    @abc.abstractmethod
     def variances(self) -> Float[Array, "k d"]:
         """Each component's variance along each feature (broadcastable to (K, D))."""
 
@@ -205,6 +209,9 @@ class FullCovariance(Covariance):
     def variances(self):
         return jnp.diagonal(self.covariances, axis1=-2, axis2=-1)
 
+    def scale_noise(self, z, labels):
+        return jnp.einsum("nde,ne->nd", jnp.linalg.cholesky(self.covariances)[labels], z)
+
     def log_det_cholesky(self, n_features):
         return jnp.sum(jnp.log(jnp.diagonal(self.precisions_cholesky, axis1=-2, axis2=-1)), -1)
 
@@ -257,6 +264,9 @@ class TiedCovariance(Covariance):
 
     def variances(self):
         return jnp.diagonal(self.covariances)[None, :]
+
+    def scale_noise(self, z, labels):
+        return z @ jnp.linalg.cholesky(self.covariances).T
 
     def log_det_cholesky(self, n_features):
         return jnp.sum(jnp.log(jnp.diagonal(self.precisions_cholesky)))
@@ -319,6 +329,9 @@ class DiagCovariance(Covariance):
     def variances(self):
         return self.covariances
 
+    def scale_noise(self, z, labels):
+        return z * jnp.sqrt(self.covariances)[labels]
+
     def log_det_cholesky(self, n_features):
         return jnp.sum(jnp.log(self.precisions_cholesky), -1)
 
@@ -368,6 +381,9 @@ class SphericalCovariance(Covariance):
 
     def variances(self):
         return self.covariances[:, None]
+
+    def scale_noise(self, z, labels):
+        return z * jnp.sqrt(self.covariances)[labels][:, None]
 
     def log_det_cholesky(self, n_features):
         return n_features * jnp.log(self.precisions_cholesky)

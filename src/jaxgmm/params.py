@@ -91,6 +91,20 @@ class GMMParams:
         leaves = jax.tree_util.tree_leaves(self)
         return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
 
+    def sample(self, key, n_samples: int) -> tuple[Float[Array, "n d"], Array]:
+        """Draw ``n_samples`` rows; returned grouped by component, as scikit-learn's.
+
+        Returns
+        -------
+        X : array of shape (n_samples, n_features)
+        labels : int array of shape (n_samples,)
+        """
+        k_label, k_noise = jax.random.split(key)
+        log_w = jnp.log(self.weights / jnp.sum(self.weights))
+        labels = jnp.sort(jax.random.categorical(k_label, log_w, shape=(n_samples,)))
+        z = jax.random.normal(k_noise, (n_samples, self.n_features), self.means.dtype)
+        return self.means[labels] + self.covariance.scale_noise(z, labels), labels
+
     def n_parameters(self) -> int:
         """Number of free parameters, as scikit-learn's ``_n_parameters``."""
         k, d = self.n_components, self.n_features

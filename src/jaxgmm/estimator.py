@@ -1,0 +1,593 @@
+"""scikit-learn estimators over the core: the only place with seeds, numpy and errors.
+
+``from jaxgmm import GaussianMixture`` is a drop-in replacement for
+``sklearn.mixture.GaussianMixture``: the same constructor, attributes, methods, errors
+and warnings. The ``n_init`` restarts run in parallel (one vmapped program, sharded
+over local devices), and ``fit`` also takes ``sample_weight``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import ClassVar
+
+import jax
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_is_fitted,
+    validate_data,
+)
+
+from ._typing import Status, x64_scope
+from .covariance import COVARIANCE_TYPES
+from .em import score_rows
+from .multistart import best_index, fit_restarts, select
+from .params import GMMParams
+
+__all__ = ["GaussianMixture", "enable_compilation_cache"]
+
+_ILL_DEFINED = (
+    "Fitting the mixture model failed because some components have "
+    "ill-defined empirical covariance (for instance caused by singleton "
+    "or collapsed samples). Try to decrease the number of components, "
+    "increase reg_covar, or scale the input data."
+)
+_FLOAT32_HINT = (
+    " The numerical accuracy can also be improved by passing float64 data instead of float32."
+)
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> str | None:
+    """Keep compiled programs on disk so that a new process need not recompile.
+
+    Called on the first fit. Uses ``path``, else ``$JAXGMM_CACHE_DIR``, else
+    ``~/.cache/jaxgmm/xla``; ``JAXGMM_CACHE_DIR=off`` switches it off. A cache
+    directory the user already gave JAX is left alone.
+
+    Returns
+    -------
+    str or None
+        The directory in use, or None when off.
+    """
+    current = jax.config.jax_compilation_cache_dir
+    if current:
+        return current
+    env = os.environ.get("JAXGMM_CACHE_DIR", "")
+    if path is None and env.lower() in ("off", "0", "none", "false"):
+        return None
+    if path is None:
+        path = (
+            env or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxgmm" / "xla"
+        )
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    return str(path)
+
+
+def _seed(random_state) -> int:
+    """An int seed from scikit-learn's ``random_state`` (None, int or RandomState)."""
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def _key(random_state) -> jax.Array:
+    if isinstance(random_state, jax.Array) and jax.dtypes.issubdtype(
+        random_state.dtype, jax.dtypes.prng_key
+    ):
+        return random_state
+    return jax.random.key(_seed(random_state))
+
+
+def _check_shape(param, shape, name):
+    if param.shape != shape:
+        raise ValueError(
+            f"The parameter '{name}' should have the shape of {shape}, but got {param.shape}"
+        )
+
+
+def _check_weights(weights, n_components):
+    weights = check_array(weights, dtype=[np.float64, np.float32], ensure_2d=False)
+    _check_shape(weights, (n_components,), "weights")
+    if np.any(weights < 0.0) or np.any(weights > 1.0):
+        raise ValueError(
+            "The parameter 'weights' should be in the range [0, 1], but got max value "
+            f"{np.min(weights):.5f}, min value {np.max(weights):.5f}"
+        )
+    atol = 1e-6 if weights.dtype == np.float32 else 1e-8
+    if not np.allclose(np.abs(1.0 - np.sum(weights)), 0.0, atol=atol):
+        raise ValueError(
+            "The parameter 'weights' should be normalized, but got sum(weights) = "
+            f"{np.sum(weights):.5f}"
+        )
+    return weights
+
+
+def _check_means(means, n_components, n_features):
+    means = check_array(means, dtype=[np.float64, np.float32], ensure_2d=False)
+    _check_shape(means, (n_components, n_features), "means")
+    return means
+
+
+def _check_precisions(precisions, covariance_type, n_components, n_features):
+    precisions = check_array(
+        precisions,
+        dtype=[np.float64, np.float32],
+        ensure_2d=False,
+        allow_nd=covariance_type == "full",
+    )
+    shape = COVARIANCE_TYPES[covariance_type].shape(n_components, n_features)
+    _check_shape(precisions, shape, f"{covariance_type} precision")
+    if covariance_type in ("diag", "spherical"):
+        if np.any(precisions <= 0.0):
+            raise ValueError(f"'{covariance_type} precision' should be positive")
+    else:
+        for p in precisions.reshape((-1, n_features, n_features)):
+            if not (np.allclose(p, p.T) and np.all(np.linalg.eigvalsh(p) > 0.0)):
+                raise ValueError(
+                    f"'{covariance_type} precision' should be symmetric, positive-definite"
+                )
+    return precisions
+
+
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian Mixture, fitted by EM in JAX (scikit-learn compatible).
+
+    Representation of a Gaussian mixture model probability distribution. This class
+    allows to estimate the parameters of a Gaussian mixture distribution. It takes the
+    same parameters as :class:`sklearn.mixture.GaussianMixture` and sets the same
+    attributes; the ``n_init`` initializations run in parallel.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        The number of mixture components.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        String describing the type of covariance parameters to use.
+    tol : float, default=1e-3
+        The convergence threshold. EM iterations will stop when the lower bound
+        average gain is below this threshold.
+    reg_covar : float, default=1e-6
+        Non-negative regularization added to the diagonal of covariance.
+    max_iter : int, default=100
+        The number of EM iterations to perform.
+    n_init : int, default=1
+        The number of initializations to perform; the best results are kept.
+        They run in parallel; initialization i uses key ``split(key, n_init)[i]``.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        The method used to initialize the weights, the means and the precisions.
+    weights_init : array-like of shape (n_components,), default=None
+        The user-provided initial weights.
+    means_init : array-like of shape (n_components, n_features), default=None
+        The user-provided initial means.
+    precisions_init : array-like, default=None
+        The user-provided initial precisions (inverse of the covariance matrices),
+        in scikit-learn's shape for ``covariance_type``.
+    random_state : int, RandomState instance or None, default=None
+        Controls the random seed given to the method chosen to initialize the
+        parameters; an int seed becomes ``jax.random.key(seed)``.
+    warm_start : bool, default=False
+        If True, the solution of the last fitting is used as initialization for the
+        next call of fit(); ``n_init`` is then ignored.
+    verbose : int, default=0
+        Enable verbose output (1: the current initialization and iteration; >1: also
+        the log-likelihood change and timing). Printed when each fit ends.
+    verbose_interval : int, default=10
+        Number of iterations done before the next print.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_ : ndarray
+        The fitted parameters, in scikit-learn's shapes and the data's dtype.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+    lower_bounds_ : list of float
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined only when ``X`` has feature names that are all strings.
+    status_ : str
+        Why the best initialization stopped: 'converged', 'max_iter' or 'collapsed'
+        (a component's weight fell below 10 machine epsilons).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jaxgmm import GaussianMixture
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> np.sort(gm.means_[:, 0])
+    array([ 1., 10.])
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0.0, None, closed="left")],
+        "reg_covar": [Interval(numbers.Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 0, None, closed="left")],
+        "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
+        "init_params": [StrOptions({"kmeans", "random", "random_from_data", "k-means++"})],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(numbers.Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions({"full", "tied", "diag", "spherical"})],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+
+    # -- fitting -------------------------------------------------------------------
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate model parameters with the EM algorithm.
+
+        The method fits the model ``n_init`` times (in parallel) and sets the
+        parameters with which the model has the largest likelihood or lower bound.
+        Within each trial, the method iterates between E-step and M-step for
+        ``max_iter`` times until the change of likelihood or lower bound is less than
+        ``tol``, otherwise, a ``ConvergenceWarning`` is raised. If ``warm_start`` is
+        ``True``, then ``n_init`` is ignored and a single initialization is performed
+        upon the first call. Upon consecutive calls, training starts where it left off.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            List of n_features-dimensional data points. Each row corresponds to a
+            single data point.
+        y : Ignored
+            Not used, present for API consistency by convention.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the samples; an integer weight counts as that
+            many copies of the row, a zero weight as no row at all.
+
+        Returns
+        -------
+        self : object
+            The fitted mixture.
+        """
+        self.fit_predict(X, y, sample_weight=sample_weight)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Estimate model parameters using X and predict the labels for X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            List of n_features-dimensional data points.
+        y : Ignored
+            Not used, present for API consistency by convention.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the samples.
+
+        Returns
+        -------
+        labels : array, shape (n_samples,)
+            Component labels.
+        """
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        if X.shape[0] < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components "
+                f"but got n_components = {self.n_components}, "
+                f"n_samples = {X.shape[0]}"
+            )
+        sample_weight = self._check_sample_weight(sample_weight, X)
+        init = self._check_initial_parameters(X)
+        enable_compilation_cache()
+
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+        kwargs = dict(
+            covariance_type=self.covariance_type,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+            max_iter=self.max_iter,
+            sample_weight=sample_weight,
+        )
+        if do_init:
+            kwargs.update(n_init=n_init, init_params=self.init_params, **init)
+        else:
+            kwargs.update(params0=self._params(), lower_bound0=self.lower_bound_)
+        start = time.perf_counter()
+        results = fit_restarts(_key(self.random_state), X, self.n_components, **kwargs)
+        with x64_scope(X.dtype):
+            results = jax.tree_util.tree_map(np.asarray, results)
+        elapsed = time.perf_counter() - start
+        best = best_index(results)
+        if self.verbose:
+            self._print_verbose(results, elapsed)
+        result = select(results, best)
+        if result.status == Status.NON_FINITE:
+            raise ValueError(_ILL_DEFINED + (_FLOAT32_HINT if X.dtype == np.float32 else ""))
+        self._set_result(result, X.dtype)
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. "
+                "Try different init parameters, or increase max_iter, "
+                "tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        # A final E-step, so that fit_predict(X) always equals fit(X).predict(X).
+        return self._log_prob_resp(X)[1].argmax(axis=1)
+
+    def _check_sample_weight(self, sample_weight, X):
+        if sample_weight is None:
+            return None
+        sample_weight = _check_sample_weight(
+            sample_weight, X, dtype=X.dtype, ensure_non_negative=True
+        )
+        if not np.all(np.isfinite(sample_weight)):
+            raise ValueError("sample_weight must be finite, got NaN or infinity.")
+        n_positive = int(np.count_nonzero(sample_weight))
+        if n_positive < self.n_components:
+            raise ValueError(
+                f"sample_weight has {n_positive} positive values; at least "
+                f"n_components = {self.n_components} samples must have a positive weight."
+            )
+        return sample_weight
+
+    def _check_initial_parameters(self, X) -> dict:
+        n_features = X.shape[1]
+        init = {}
+        if self.weights_init is not None:
+            init["weights_init"] = _check_weights(self.weights_init, self.n_components)
+        if self.means_init is not None:
+            init["means_init"] = _check_means(self.means_init, self.n_components, n_features)
+        if self.precisions_init is not None:
+            init["precisions_init"] = _check_precisions(
+                self.precisions_init, self.covariance_type, self.n_components, n_features
+            )
+        return init
+
+    def _set_result(self, result, dtype):
+        p = result.params
+        cov = p.covariance
+        as_np = lambda a: np.asarray(a, dtype=dtype)
+        self.weights_ = as_np(p.weights)
+        self.means_ = as_np(p.means)
+        self.covariances_ = as_np(cov.covariances)
+        self.precisions_cholesky_ = as_np(cov.precisions_cholesky)
+        self.precisions_ = self._precisions_from_cholesky(self.precisions_cholesky_)
+        self.n_iter_ = int(result.n_iter)
+        self.converged_ = bool(result.converged)
+        self.lower_bounds_ = [float(v) for v in np.asarray(result.lower_bounds)[: self.n_iter_]]
+        self.lower_bound_ = float(result.lower_bound) if self.max_iter > 0 else -np.inf
+        self.status_ = Status(int(result.status)).name.lower()
+
+    def _precisions_from_cholesky(self, chol):
+        if self.covariance_type == "full":
+            return np.einsum("kij,klj->kil", chol, chol)
+        if self.covariance_type == "tied":
+            return chol @ chol.T
+        return chol**2
+
+    def _params(self) -> GMMParams:
+        cov_cls = COVARIANCE_TYPES[self.covariance_type]
+        return GMMParams(
+            self.weights_, self.means_, cov_cls(self.covariances_, self.precisions_cholesky_)
+        )
+
+    def _print_verbose(self, results, elapsed):
+        for i in range(len(results.n_iter)):
+            print(f"Initialization {i}")
+            n_iter = int(results.n_iter[i])
+            trace = np.asarray(results.lower_bounds[i])
+            per_iter = elapsed / max(int(np.max(results.n_iter)), 1)
+            for it in range(self.verbose_interval, n_iter + 1, self.verbose_interval):
+                if self.verbose == 1:
+                    print(f"  Iteration {it}")
+                else:
+                    prev = trace[it - 2] if it >= 2 else -np.inf
+                    print(
+                        f"  Iteration {it}\t time lapse {per_iter * self.verbose_interval:.5f}s"
+                        f"\t ll change {trace[it - 1] - prev:.5f}"
+                    )
+            msg = "converged" if results.converged[i] else "did not converge"
+            if self.verbose == 1:
+                print(f"Initialization {msg}.")
+            else:
+                print(
+                    f"Initialization {msg}. time lapse {elapsed:.5f}s\t lower bound"
+                    f" {float(results.lower_bound[i]):.5f}."
+                )
+
+    # -- using the model ---------------------------------------------------------
+    def _log_prob_resp(self, X):
+        dtype = (
+            np.float32 if X.dtype == np.float32 and self.means_.dtype == np.float32 else np.float64
+        )
+        params = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), self._params())
+        with x64_scope(dtype):
+            log_prob, log_resp = score_rows(params, np.asarray(X, dtype))
+            return np.asarray(log_prob), np.asarray(log_resp)
+
+    def _validate(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False)
+
+    def score_samples(self, X):
+        """Compute the log-likelihood of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            List of n_features-dimensional data points.
+
+        Returns
+        -------
+        log_prob : array, shape (n_samples,)
+            Log-likelihood of each sample in `X` under the current model.
+        """
+        return self._log_prob_resp(self._validate(X))[0]
+
+    def score(self, X, y=None):
+        """Compute the per-sample average log-likelihood of the given data X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_dimensions)
+            List of n_features-dimensional data points.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        log_likelihood : float
+            Log-likelihood of `X` under the Gaussian mixture model.
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def predict(self, X):
+        """Predict the labels for the data samples in X using trained model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            List of n_features-dimensional data points.
+
+        Returns
+        -------
+        labels : array, shape (n_samples,)
+            Component labels.
+        """
+        return self._log_prob_resp(self._validate(X))[1].argmax(axis=1)
+
+    def predict_proba(self, X):
+        """Evaluate the components' density for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            List of n_features-dimensional data points.
+
+        Returns
+        -------
+        resp : array, shape (n_samples, n_components)
+            Density of each Gaussian component for each sample in X.
+        """
+        return np.exp(self._log_prob_resp(self._validate(X))[1])
+
+    def sample(self, n_samples=1, random_state=None):
+        """Generate random samples from the fitted Gaussian distribution.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples to generate.
+        random_state : int, RandomState instance, jax.random key or None, default=None
+            Seed of this draw; None uses the estimator's ``random_state``, as
+            scikit-learn does.
+
+        Returns
+        -------
+        X : array, shape (n_samples, n_features)
+            Randomly generated sample, grouped by component.
+        y : array, shape (nsamples,)
+            Component labels.
+        """
+        check_is_fitted(self)
+        if n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples} . The sampling requires at "
+                "least one sample."
+            )
+        key = _key(self.random_state if random_state is None else random_state)
+        with x64_scope(self.means_.dtype):
+            X, y = self._params().sample(key, int(n_samples))
+            return np.asarray(X), np.asarray(y, dtype=np.int64)
+
+    def save(self, path):
+        """Write the model to ``path``: numpy arrays and JSON metadata, no pickle.
+
+        Read it back with :func:`jaxgmm.load`.
+        """
+        from .io import save
+
+        save(self, path)
+
+    def _n_parameters(self):
+        """Return the number of free parameters in the model."""
+        _, n_features = self.means_.shape
+        cov_cls = COVARIANCE_TYPES[self.covariance_type]
+        k = self.n_components
+        return int(cov_cls.n_parameters(k, n_features) + k * n_features + k - 1)
+
+    def bic(self, X):
+        """Bayesian information criterion for the current model on the input X.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_dimensions)
+            The input samples.
+
+        Returns
+        -------
+        bic : float
+            The lower the better.
+        """
+        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
+
+    def aic(self, X):
+        """Akaike information criterion for the current model on the input X.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_dimensions)
+            The input samples.
+
+        Returns
+        -------
+        aic : float
+            The lower the better.
+        """
+        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()

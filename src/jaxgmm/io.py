@@ -1,0 +1,168 @@
+"""Save and load fitted models: numpy arrays plus JSON metadata in one file, no pickle.
+
+The file is a ``.npz`` archive (whatever its name): every array under its own name,
+and ``__metadata__``, a JSON text with the format version, the estimator's class,
+every constructor parameter (arrays by reference) and the fitted scalars. Loading
+never unpickles anything, so a model file from elsewhere cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FORMAT_VERSION", "atomic_write", "load", "save"]
+
+#: Version of the file layout; files from a newer version are refused with a message.
+FORMAT_VERSION = 1
+
+_ARRAY_ATTRS = (
+    "weights_",
+    "means_",
+    "covariances_",
+    "precisions_",
+    "precisions_cholesky_",
+    "feature_names_in_",
+)
+_SCALAR_ATTRS = (
+    "converged_",
+    "n_iter_",
+    "lower_bound_",
+    "lower_bounds_",
+    "n_features_in_",
+    "status_",
+)
+
+
+def _registry() -> dict[str, type]:
+    from .estimator import GaussianMixture
+
+    return {"GaussianMixture": GaussianMixture}
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into
+    place: an interrupted write never leaves a half-written file at ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value, name: str, arrays: dict[str, np.ndarray]):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, (np.ndarray, list, tuple)):
+        arrays[f"param:{name}"] = np.asarray(value)
+        return {"array": f"param:{name}"}
+    # A RandomState instance cannot be stored faithfully without pickle.
+    return {"unsaved": type(value).__name__}
+
+
+def save(estimator, path: str | os.PathLike) -> None:
+    """Write ``estimator`` (fitted or not) to ``path``.
+
+    Parameters
+    ----------
+    estimator : GaussianMixture
+    path : str or path-like
+        The file to write; it is replaced atomically.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    params = {
+        name: _jsonable(value, name, arrays) for name, value in estimator.get_params().items()
+    }
+    fitted = hasattr(estimator, "means_")
+    meta: dict[str, Any] = {
+        "format": "jaxgmm",
+        "format_version": FORMAT_VERSION,
+        "class": type(estimator).__name__,
+        "params": params,
+        "fitted": fitted,
+    }
+    if fitted:
+        for name in _ARRAY_ATTRS:
+            if hasattr(estimator, name):
+                value = np.asarray(getattr(estimator, name))
+                # feature names are an object array in scikit-learn: store as text
+                arrays[name] = value.astype(str) if value.dtype == object else value
+        meta["attributes"] = {
+            name: getattr(estimator, name) for name in _SCALAR_ATTRS if hasattr(estimator, name)
+        }
+    arrays["__metadata__"] = np.array(json.dumps(meta))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load(path: str | os.PathLike):
+    """Read a model written by :func:`save` (or ``estimator.save``).
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    estimator
+        A new estimator of the saved class, fitted if the saved one was.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    ValueError
+        If the file is not a jaxgmm model, is truncated or corrupted, or was written
+        by a newer jaxgmm; the message names the file.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        meta = json.loads(str(arrays.pop("__metadata__")))
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
+        raise ValueError(
+            f"{path}: not a jaxgmm model file, or it is truncated or corrupted ({e})"
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format") != "jaxgmm":
+        raise ValueError(f"{path}: not a jaxgmm model file (no jaxgmm metadata)")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: written by a newer jaxgmm (format version {version}); this "
+            f"jaxgmm reads format versions up to {FORMAT_VERSION}: upgrade jaxgmm"
+        )
+    try:
+        cls = _registry()[meta["class"]]
+        params = {}
+        for name, value in meta["params"].items():
+            if isinstance(value, dict):
+                value = arrays[value["array"]] if "array" in value else None
+            params[name] = value
+        estimator = cls(**params)
+        if meta.get("fitted"):
+            for name in _ARRAY_ATTRS:
+                if name in arrays:
+                    value = arrays[name]
+                    setattr(
+                        estimator, name, value.astype(object) if value.dtype.kind == "U" else value
+                    )
+            for name, value in meta["attributes"].items():
+                setattr(estimator, name, value)
+            estimator.lower_bound_ = float(estimator.lower_bound_)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: corrupted jaxgmm model file ({type(e).__name__}: {e})") from None
+    return estimator
