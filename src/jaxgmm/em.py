@@ -48,6 +48,7 @@ __all__ = [
     "padded_rows",
     "run_em",
     "score_rows",
+    "score_rows_padded",
 ]
 
 #: Target size of one block's feature matrix: 5 MiB gave the fastest iterations on
@@ -408,6 +409,21 @@ def _score_rows(params: GMMParams, x, block_rows: int):
     return log_norm.reshape(-1), log_resp.reshape(-1, params.n_components)
 
 
+def score_rows_padded(params: GMMParams, X) -> tuple[Array, Array, int]:
+    """:func:`score_rows` before the padding rows are cut off: ``(log_prob,
+    log_resp, n_samples)``; slicing on the host avoids compiling a slice per size."""
+    dtype = float_dtype(params.means)
+    with x64_scope(dtype):
+        x = (X if isinstance(X, jax.Array) else np.asarray(X)).astype(dtype)
+        n, d = x.shape
+        cov_cls = type(params.covariance)
+        block_rows = block_rows_for(n, 1 + d + cov_cls.n_second(d), dtype.itemsize)
+        x, _ = pad_rows(x, x[:, 0], padded_rows(n, block_rows))
+        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
+        log_prob, log_resp = _score_rows(params, x, block_rows)
+        return log_prob, log_resp, n
+
+
 def score_rows(
     params: GMMParams, X: Float[Array, "n_samples n_features"]
 ) -> tuple[Float[Array, " n_samples"], Float[Array, "n_samples n_components"]]:
@@ -425,14 +441,6 @@ def score_rows(
     log_resp : array of shape (n_samples, n_components)
         ``log p(k | x)`` (the log of scikit-learn's ``predict_proba``).
     """
-    dtype = float_dtype(params.means)
-    with x64_scope(dtype):
-        x = X if isinstance(X, jax.Array) else np.asarray(X)
-        x = x.astype(dtype)
-        n, d = x.shape
-        cov_cls = type(params.covariance)
-        block_rows = block_rows_for(n, 1 + d + cov_cls.n_second(d), dtype.itemsize)
-        x, _ = pad_rows(x, x[:, 0], padded_rows(n, block_rows))
-        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
-        log_prob, log_resp = _score_rows(params, x, block_rows)
+    log_prob, log_resp, n = score_rows_padded(params, X)
+    with x64_scope(log_prob.dtype):
         return log_prob[:n], log_resp[:n]

@@ -31,7 +31,7 @@ from sklearn.utils.validation import (
 
 from ._typing import Status, x64_scope
 from .covariance import COVARIANCE_TYPES
-from .em import score_rows
+from .em import score_rows_padded
 from .multistart import best_index, fit_restarts, select
 from .params import GMMParams
 
@@ -265,6 +265,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.verbose_interval = verbose_interval
 
     # -- fitting -------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, sample_weight=None):
         """Estimate model parameters with the EM algorithm.
 
@@ -292,7 +293,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self : object
             The fitted mixture.
         """
-        self.fit_predict(X, y, sample_weight=sample_weight)
+        self._fit(X, sample_weight)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -313,6 +314,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         labels : array, shape (n_samples,)
             Component labels.
         """
+        X = self._fit(X, sample_weight)
+        # A final E-step, so that fit_predict(X) always equals fit(X).predict(X).
+        return self._log_prob_resp(X)[1].argmax(axis=1)
+
+    def _fit(self, X, sample_weight):
+        """Validate, fit and set the attributes; returns the validated X."""
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         if X.shape[0] < self.n_components:
             raise ValueError(
@@ -355,10 +362,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 "Try different init parameters, or increase max_iter, "
                 "tol, or check for degenerate data.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        # A final E-step, so that fit_predict(X) always equals fit(X).predict(X).
-        return self._log_prob_resp(X)[1].argmax(axis=1)
+        return X
 
     def _check_sample_weight(self, sample_weight, X):
         if sample_weight is None:
@@ -447,9 +453,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             np.float32 if X.dtype == np.float32 and self.means_.dtype == np.float32 else np.float64
         )
         params = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), self._params())
-        with x64_scope(dtype):
-            log_prob, log_resp = score_rows(params, np.asarray(X, dtype))
-            return np.asarray(log_prob), np.asarray(log_resp)
+        log_prob, log_resp, n = score_rows_padded(params, np.asarray(X, dtype))
+        return np.asarray(log_prob)[:n], np.asarray(log_resp)[:n]
 
     def _validate(self, X):
         check_is_fitted(self)

@@ -68,10 +68,11 @@ def _one_restart(key, blocks, tol, reg_covar, given, params0, lower_bound0, *, s
         "max_iter",
         "block_rows",
         "n_devices",
+        "n_init",
     ),
 )
 def _fit_restarts(
-    keys,
+    key,
     x,
     w,
     n_used,
@@ -87,7 +88,9 @@ def _fit_restarts(
     max_iter,
     block_rows,
     n_devices,
+    n_init,
 ):
+    x, w = jnp.asarray(x), jnp.asarray(w)  # host arrays under jax.disable_jit()
     # Work on centred data: the second moments then lose far less to cancellation.
     center = (w @ x) / jnp.sum(w)
     blocks = make_blocks(x - center, w, block_rows, n_used)
@@ -97,7 +100,7 @@ def _fit_restarts(
     one = functools.partial(_one_restart, static=static)
     args = (blocks, tol, reg_covar, given, params0, lower_bound0)
     batched = jax.vmap(one, in_axes=(0,) + (None,) * len(args))
-    n_init = keys.shape[0]
+    keys = jax.random.split(key, n_init)
     if n_devices > 1:
         mesh = Mesh(np.asarray(jax.local_devices()[:n_devices]), ("restart",))
         padded = -(-n_init // n_devices) * n_devices
@@ -188,13 +191,12 @@ def fit_restarts(
         raise ValueError(f"init_params must be one of {sorted(INIT_METHODS)}, got {init_params!r}")
     dtype = float_dtype(X)
     with x64_scope(dtype):
-        x = jnp.asarray(X, dtype)
+        # Host arrays stay on the host until the padded copy goes to the device.
+        host = lambda a: a if isinstance(a, jax.Array) else np.asarray(a)
+        x = host(X).astype(dtype)
         n_samples, n_features = x.shape
-        w = (
-            jnp.ones(n_samples, dtype)
-            if sample_weight is None
-            else jnp.asarray(sample_weight, dtype)
-        )
+        w = np.ones(n_samples, dtype) if sample_weight is None else host(sample_weight)
+        w = w.astype(dtype)
         cast = lambda a: None if a is None else jnp.asarray(a, dtype)
         given = _GivenInit(cast(weights_init), cast(means_init), cast(precisions_init))
         if params0 is not None:
@@ -207,7 +209,7 @@ def fit_restarts(
         n_used = -(-n_samples // block_rows)
         n_dev = jax.local_device_count() if n_devices is None else n_devices
         return _fit_restarts(
-            jax.random.split(key, n_init),
+            key,
             x,
             w,
             jnp.asarray(n_used, jnp.int32),
@@ -222,6 +224,7 @@ def fit_restarts(
             max_iter=max_iter,
             block_rows=block_rows,
             n_devices=min(n_dev, n_init),
+            n_init=n_init,
         )
 
 
