@@ -18,6 +18,8 @@ from .multistart import best_index as best_index
 from .multistart import fit as fit
 from .multistart import fit_restarts as fit_restarts
 from .params import GMMParams as GMMParams
+from .selection import SweepResult as SweepResult
+from .selection import sweep as sweep
 from .stats import SuffStats as SuffStats
 
 __version__ = "0.1.0"

@@ -151,8 +151,12 @@ class Covariance(abc.ABC):
         means: Float[Array, "k d"],
         sum_rxx: Float[Array, "k n_second"],
         reg_covar: Float[Array, ""],
+        active: Array,
     ) -> Covariance:
-        """scikit-learn's M-step covariance estimate (``nk`` includes its 10 eps)."""
+        """scikit-learn's M-step covariance estimate (``nk`` includes its 10 eps).
+
+        Components with ``active`` False (padding of a model-selection sweep) get the
+        identity and count for nothing."""
 
     @classmethod
     @abc.abstractmethod
@@ -222,13 +226,13 @@ class FullCovariance(Covariance):
         return lin, _quad_coefficients(prec), const
 
     @classmethod
-    def from_stats(cls, sum_r, nk, means, sum_rxx, reg_covar):
+    def from_stats(cls, sum_r, nk, means, sum_rxx, reg_covar, active):
         d = means.shape[-1]
         outer = means[:, :, None] * means[:, None, :]
         # sum_b r (x - mu)(x - mu)^T / nk, expanded; sum_r/nk keeps scikit-learn's 10 eps.
         cov = _unvech(sum_rxx, d) / nk[:, None, None] - (2.0 - sum_r / nk)[:, None, None] * outer
-        cov = cov + reg_covar * jnp.eye(d, dtype=cov.dtype)
-        return cls.from_covariances(cov)
+        eye = jnp.eye(d, dtype=cov.dtype)
+        return cls.from_covariances(jnp.where(active[:, None, None], cov + reg_covar * eye, eye))
 
     @classmethod
     def from_covariances(cls, covariances):
@@ -279,8 +283,9 @@ class TiedCovariance(Covariance):
         return lin, jnp.broadcast_to(quad, means.shape[:1] + quad.shape), const
 
     @classmethod
-    def from_stats(cls, sum_r, nk, means, sum_rxx, reg_covar):
+    def from_stats(cls, sum_r, nk, means, sum_rxx, reg_covar, active):
         d = means.shape[-1]
+        nk = jnp.where(active, nk, 0)
         # scikit-learn: (X^T X - sum_k nk mu_k mu_k^T) / sum(nk)
         cov = (_unvech(jnp.sum(sum_rxx, 0), d) - (nk * means.T) @ means) / jnp.sum(nk)
         cov = cov + reg_covar * jnp.eye(d, dtype=cov.dtype)
@@ -342,9 +347,10 @@ class DiagCovariance(Covariance):
         return lin, -0.5 * prec, const
 
     @classmethod
-    def from_stats(cls, sum_r, nk, means, sum_rxx, reg_covar):
+    def from_stats(cls, sum_r, nk, means, sum_rxx, reg_covar, active):
         # scikit-learn: avg_X2 - avg_means2 + reg_covar
-        return cls.from_covariances(sum_rxx / nk[:, None] - means**2 + reg_covar)
+        cov = sum_rxx / nk[:, None] - means**2 + reg_covar
+        return cls.from_covariances(jnp.where(active[:, None], cov, 1))
 
     @classmethod
     def from_covariances(cls, covariances):
@@ -395,10 +401,10 @@ class SphericalCovariance(Covariance):
         return lin, jnp.broadcast_to(-0.5 * prec[:, None], means.shape), const
 
     @classmethod
-    def from_stats(cls, sum_r, nk, means, sum_rxx, reg_covar):
+    def from_stats(cls, sum_r, nk, means, sum_rxx, reg_covar, active):
         # scikit-learn: the mean over features of the diagonal estimate
         diag = sum_rxx / nk[:, None] - means**2 + reg_covar
-        return cls.from_covariances(jnp.mean(diag, -1))
+        return cls.from_covariances(jnp.where(active, jnp.mean(diag, -1), 1))
 
     from_covariances = DiagCovariance.__dict__["from_covariances"]
     from_precisions = DiagCovariance.__dict__["from_precisions"]

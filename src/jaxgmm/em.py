@@ -42,6 +42,7 @@ __all__ = [
     "EMResult",
     "Natural",
     "block_rows_for",
+    "final_scores",
     "log_prob_resp",
     "make_blocks",
     "pad_rows",
@@ -230,6 +231,7 @@ def m_step(
     covariance_class: type[Covariance],
     reg_covar: Float[Array, ""],
     total_weight: Float[Array, ""] | None = None,
+    active: Array | None = None,
 ) -> tuple[GMMParams, SuffStats, Float[Array, ""]]:
     """Parameters from the responsibilities ``resp_fn(x_b, w_b, b, phi_b)`` of every
     block (``phi_b``: the block's features, computed once and shared).
@@ -253,7 +255,7 @@ def m_step(
         return SuffStats.from_block(resp, phi, d), log_lik
 
     stats, log_lik = scan_blocks(fast, blocks)
-    params = GMMParams.from_stats(stats, covariance_class, reg_covar, total_weight)
+    params = GMMParams.from_stats(stats, covariance_class, reg_covar, total_weight, None, active)
 
     def exact(carry):
         shift = carry[1].means
@@ -265,7 +267,9 @@ def m_step(
             )
 
         centered = scan_blocks(block, blocks)
-        new = GMMParams.from_stats(centered, covariance_class, reg_covar, total_weight, shift)
+        new = GMMParams.from_stats(
+            centered, covariance_class, reg_covar, total_weight, shift, active
+        )
         return jnp.zeros((), bool), new
 
     # A loop of at most one step, not lax.cond: under vmap (restarts) a cond would run
@@ -324,6 +328,7 @@ def run_em(
     reg_covar: Float[Array, ""],
     max_iter: int,
     lower_bound: Float[Array, ""] | float = -jnp.inf,
+    active: Array | None = None,
 ) -> EMResult:
     """EM from ``params`` until the lower bound changes by less than ``tol``.
 
@@ -342,6 +347,9 @@ def run_em(
     lower_bound : float
         The lower bound the first change is measured from (a warm start passes the
         previous fit's; default ``-inf``).
+    active : bool array of shape (n_components,), optional
+        Components in use; the others (padding, so that fits with different numbers
+        of components share one program) keep weight 0 and count for nothing.
 
     Returns
     -------
@@ -351,12 +359,15 @@ def run_em(
     cov_cls = type(params.covariance)
     total_weight = jnp.sum(blocks.w)
     collapse_floor = 10 * jnp.finfo(dtype).eps * total_weight
+    if active is None:
+        active = jnp.ones(params.weights.shape, bool)
 
     def cond(s: _State):
         return (s.n_iter < max_iter) & ~s.converged & ~s.failed
 
     def body(s: _State) -> _State:
-        new, stats, log_lik = m_step(e_step_resp(Natural.of(s.params)), blocks, cov_cls, reg_covar)
+        resp_fn = e_step_resp(Natural.of(s.params))
+        new, stats, log_lik = m_step(resp_fn, blocks, cov_cls, reg_covar, active=active)
         lb = log_lik / total_weight
         ok = new.is_finite() & jnp.isfinite(lb)
         return _State(
@@ -366,7 +377,7 @@ def run_em(
             trace=s.trace.at[s.n_iter].set(lb),
             converged=ok & (jnp.abs(lb - s.lower_bound) < tol),
             failed=~ok,
-            collapsed=jnp.min(stats.sum_r) < collapse_floor,
+            collapsed=jnp.min(jnp.where(active, stats.sum_r, jnp.inf)) < collapse_floor,
         )
 
     false = jnp.zeros((), bool)
@@ -388,6 +399,21 @@ def run_em(
         Status.MAX_ITER,
     ).astype(jnp.int32)
     return EMResult(s.params, s.n_iter, s.lower_bound, s.trace[:max_iter], s.converged, status)
+
+
+def final_scores(params: GMMParams, blocks: Blocks) -> tuple[Array, Array]:
+    """Summed (weighted) log-likelihood and entropy of the responsibilities.
+
+    The entropy ``-sum_i w_i sum_k r_ik log r_ik`` is what ICL adds to BIC (twice).
+    """
+    model = Natural.of(params)
+
+    def block(x, w, _):
+        resp, log_resp, log_norm = jax.vmap(_e_step, in_axes=(0, None))(x, model)
+        entropy = -jnp.sum(jnp.where(resp > 0, resp * log_resp, 0), axis=1)
+        return jnp.sum(w * log_norm), jnp.sum(w * entropy)
+
+    return scan_blocks(block, blocks)
 
 
 def log_prob_resp(

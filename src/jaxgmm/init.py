@@ -10,6 +10,9 @@ turns them into parameters with the M-step (``reg_covar`` included):
 
 Rows are drawn with probability proportional to their sample weight, so a zero-weight
 row is never a centre. As in scikit-learn, the initial weights are ``nk / n_samples``.
+
+Every draw is independent of padding: a model of K components padded to K_max (the
+model-selection sweep) draws exactly what the plain K-component model draws.
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ from .stats import SuffStats
 __all__ = ["INIT_METHODS", "initialize", "kmeans", "kmeans_plusplus"]
 
 
-def _params_from_resp(resp_fn, blocks: Blocks, cov_cls, reg_covar) -> GMMParams:
+def _params_from_resp(resp_fn, blocks: Blocks, cov_cls, reg_covar, active) -> GMMParams:
     """Parameters from responsibilities ``resp_fn(x_b, w_b, b)`` (already weighted)."""
     with_zero_lik = lambda x, w, b, _: (resp_fn(x, w, b), jnp.zeros((), x.dtype))
     total = jnp.sum(blocks.w)
-    return m_step(with_zero_lik, blocks, cov_cls, reg_covar, total_weight=total)[0]
+    return m_step(with_zero_lik, blocks, cov_cls, reg_covar, total, active)[0]
 
 
-def _params_from_rows(idx: Int[Array, " k"], blocks: Blocks, cov_cls, reg_covar) -> GMMParams:
+def _params_from_rows(
+    idx: Int[Array, " k"], blocks: Blocks, cov_cls, reg_covar, active
+) -> GMMParams:
     """One-hot responsibilities at rows ``idx``: component k starts at row ``idx[k]``.
 
     The statistics are taken about the rows themselves, so each covariance is exactly
@@ -48,13 +53,15 @@ def _params_from_rows(idx: Int[Array, " k"], blocks: Blocks, cov_cls, reg_covar)
     stats = SuffStats.from_block_centered(
         jnp.diag(w_sel), x_sel, x_sel, cov_cls.centered_second_moments
     )
-    return GMMParams.from_stats(stats, cov_cls, reg_covar, jnp.sum(w), shift=x_sel)
+    return GMMParams.from_stats(stats, cov_cls, reg_covar, jnp.sum(w), x_sel, active)
 
 
 def _sample_rows(key: PRNGKeyArray, p: Float[Array, " n"], n_draws: int) -> Int[Array, " t"]:
-    """Rows drawn with replacement with probability proportional to ``p >= 0``."""
+    """Rows drawn with replacement with probability proportional to ``p >= 0``;
+    draw t depends on t alone, not on ``n_draws``."""
     cum = jnp.cumsum(p)
-    u = jax.random.uniform(key, (n_draws,), p.dtype) * cum[-1]
+    draw = lambda t: jax.random.uniform(jax.random.fold_in(key, t), (), p.dtype)
+    u = jax.vmap(draw)(jnp.arange(n_draws)) * cum[-1]
     return jnp.clip(jnp.searchsorted(cum, u, side="right"), 0, p.shape[0] - 1)
 
 
@@ -64,14 +71,21 @@ def _sq_dist(x: Float[Array, "n d"], x_sq: Float[Array, " n"], c: Float[Array, "
 
 
 def kmeans_plusplus(
-    key: PRNGKeyArray, x: Float[Array, "n d"], w: Float[Array, " n"], n_clusters: int
+    key: PRNGKeyArray,
+    x: Float[Array, "n d"],
+    w: Float[Array, " n"],
+    n_clusters: int,
+    n_active=None,
 ) -> Int[Array, " k"]:
     """Greedy k-means++ seeding, as scikit-learn's ``kmeans_plusplus``; returns rows.
 
     Each new centre is the best of ``2 + int(log(k))`` candidates drawn with
-    probability proportional to ``w * D(x)^2``.
+    probability proportional to ``w * D(x)^2``. With ``n_active < n_clusters`` only
+    the first ``n_active`` centres are chosen (with that k's number of candidates).
     """
-    n_trials = 2 + int(math.log(n_clusters))
+    n_active = n_clusters if n_active is None else n_active
+    max_trials = 2 + int(math.log(n_clusters))
+    n_trials = 2 + jnp.floor(jnp.log(jnp.asarray(n_active, jnp.float32))).astype(jnp.int32)
     x_sq = jnp.sum(x * x, 1)
     key, first_key = jax.random.split(key)
     first = _sample_rows(first_key, w, 1)
@@ -84,12 +98,13 @@ def kmeans_plusplus(
         pot = w * closest
         # All rows already coincide with a centre: draw among the rows by weight.
         p = jnp.where(jnp.sum(pot) > 0, pot, w)
-        cand = _sample_rows(sub, p, n_trials)
+        cand = _sample_rows(sub, p, max_trials)
         dist = jnp.minimum(closest[None, :], _sq_dist(x, x_sq, x[cand]))
-        best = jnp.argmin(dist @ w)
+        pots = jnp.where(jnp.arange(max_trials) < n_trials, dist @ w, jnp.inf)
+        best = jnp.argmin(pots)
         return idx.at[c].set(cand[best]), dist[best], key
 
-    return lax.fori_loop(1, n_clusters, body, (idx, closest, key))[0]
+    return lax.fori_loop(1, n_active, body, (idx, closest, key))[0]
 
 
 def kmeans(
@@ -98,21 +113,23 @@ def kmeans(
     *,
     max_iter: int = 300,
     tol: float = 1e-4,
+    active=None,
 ) -> Float[Array, "k d"]:
     """Lloyd iterations from ``centers``, as scikit-learn's ``KMeans`` (weighted).
 
     Stops when the total squared centre shift is at most ``tol`` times the mean
     per-feature variance of the data, or after ``max_iter`` iterations. A cluster that
-    loses all its rows keeps its centre.
+    loses all its rows keeps its centre; clusters whose ``active`` is False take none.
     """
     x, w = blocks.rows()
+    far = _inactive_penalty(centers.shape[0], active, x.dtype)
     total = jnp.sum(w)
     mean = (w @ x) / total
     tol_scaled = tol * jnp.mean((w @ (x - mean) ** 2) / total)
     k = centers.shape[0]
 
     def sums(c):
-        c_sq = jnp.sum(c * c, 1)
+        c_sq = jnp.sum(c * c, 1) + far
 
         def block(xb, wb, _):
             onehot = jax.nn.one_hot(jnp.argmin(c_sq - 2 * xb @ c.T, 1), k, dtype=xb.dtype)
@@ -135,35 +152,47 @@ def kmeans(
     return lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), centers, inf))[1]
 
 
-def _init_kmeans(key, blocks, k, cov_cls, reg_covar):
+def _inactive_penalty(k, active, dtype):
+    """+inf for clusters not in use, so that no row is assigned to them."""
+    return jnp.zeros((k,), dtype) if active is None else jnp.where(active, 0, jnp.inf).astype(dtype)
+
+
+def _init_kmeans(key, blocks, k, cov_cls, reg_covar, active):
     x, w = blocks.rows()
-    centers = kmeans(x[kmeans_plusplus(key, x, w, k)], blocks)
-    c_sq = jnp.sum(centers * centers, 1)
+    n_active = jnp.sum(active)
+    centers = kmeans(x[kmeans_plusplus(key, x, w, k, n_active)], blocks, active=active)
+    c_sq = jnp.sum(centers * centers, 1) + _inactive_penalty(k, active, x.dtype)
 
     def labels(xb, wb, _):
         lab = jnp.argmin(c_sq - 2 * xb @ centers.T, 1)
         return jax.nn.one_hot(lab, k, dtype=xb.dtype) * wb[:, None]
 
-    return _params_from_resp(labels, blocks, cov_cls, reg_covar)
+    return _params_from_resp(labels, blocks, cov_cls, reg_covar, active)
 
 
-def _init_kmeans_plusplus(key, blocks, k, cov_cls, reg_covar):
+def _init_kmeans_plusplus(key, blocks, k, cov_cls, reg_covar, active):
     x, w = blocks.rows()
-    return _params_from_rows(kmeans_plusplus(key, x, w, k), blocks, cov_cls, reg_covar)
+    idx = kmeans_plusplus(key, x, w, k, jnp.sum(active))
+    return _params_from_rows(idx, blocks, cov_cls, reg_covar, active)
 
 
-def _init_random(key, blocks, k, cov_cls, reg_covar):
+def _init_random(key, blocks, k, cov_cls, reg_covar, active):
     def resp(xb, wb, b):
-        r = jax.random.uniform(jax.random.fold_in(key, b), (xb.shape[0], k), xb.dtype)
+        block_key = jax.random.fold_in(key, b)
+        column = lambda j: jax.random.uniform(
+            jax.random.fold_in(block_key, j), (xb.shape[0],), xb.dtype
+        )
+        r = jax.vmap(column, out_axes=1)(jnp.arange(k)) * active
         return r / jnp.sum(r, 1, keepdims=True) * wb[:, None]
 
-    return _params_from_resp(resp, blocks, cov_cls, reg_covar)
+    return _params_from_resp(resp, blocks, cov_cls, reg_covar, active)
 
 
-def _init_random_from_data(key, blocks, k, cov_cls, reg_covar):
+def _init_random_from_data(key, blocks, k, cov_cls, reg_covar, active):
     _, w = blocks.rows()
+    # Gumbel top-k: the first j rows drawn for k_max are the rows drawn for j.
     idx = jax.random.choice(key, w.shape[0], (k,), replace=False, p=w / jnp.sum(w))
-    return _params_from_rows(idx, blocks, cov_cls, reg_covar)
+    return _params_from_rows(idx, blocks, cov_cls, reg_covar, active)
 
 
 INIT_METHODS: dict[str, Callable[..., GMMParams]] = {
@@ -181,12 +210,18 @@ def initialize(
     covariance_class: type[Covariance],
     method: str,
     reg_covar: Float[Array, ""],
+    active=None,
 ) -> GMMParams:
-    """Initial parameters by ``method`` (one of :data:`INIT_METHODS`)."""
+    """Initial parameters by ``method`` (one of :data:`INIT_METHODS`).
+
+    ``active`` (bool, per component) marks the components in use; by default all.
+    """
+    if active is None:
+        active = jnp.ones((n_components,), bool)
     try:
         init = INIT_METHODS[method]
     except KeyError:
         raise ValueError(
             f"init_params must be one of {sorted(INIT_METHODS)}, got {method!r}"
         ) from None
-    return init(key, blocks, n_components, covariance_class, reg_covar)
+    return init(key, blocks, n_components, covariance_class, reg_covar, active)

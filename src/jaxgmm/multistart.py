@@ -19,7 +19,15 @@ from jax.sharding import PartitionSpec as P
 
 from ._typing import Array, Float, PRNGKeyArray, Status, float_dtype, x64_scope
 from .covariance import covariance_class
-from .em import EMResult, block_rows_for, make_blocks, pad_rows, padded_rows, run_em
+from .em import (
+    EMResult,
+    block_rows_for,
+    final_scores,
+    make_blocks,
+    pad_rows,
+    padded_rows,
+    run_em,
+)
 from .init import INIT_METHODS, initialize
 from .params import GMMParams
 
@@ -36,11 +44,13 @@ class _GivenInit:
     precisions: Array | None
 
 
-def _one_restart(key, blocks, tol, reg_covar, given, params0, lower_bound0, *, static):
-    n_components, cov_cls, method, max_iter = static
+def _one_restart(key, n_active, blocks, tol, reg_covar, given, params0, lower_bound0, *, static):
+    n_components, cov_cls, method, max_iter, with_scores = static
+    # Components past n_active are padding (a sweep over K): weight 0, no data.
+    active = jnp.arange(n_components) < n_active
     if params0 is None:
         if given.weights is None or given.means is None or given.precisions is None:
-            params = initialize(key, blocks, n_components, cov_cls, method, reg_covar)
+            params = initialize(key, blocks, n_components, cov_cls, method, reg_covar, active)
         else:  # scikit-learn skips the initialization when all three are given
             params = GMMParams(
                 given.weights, given.means, cov_cls.from_precisions(given.precisions)
@@ -54,21 +64,29 @@ def _one_restart(key, blocks, tol, reg_covar, given, params0, lower_bound0, *, s
         )
     else:
         params = params0
-    return run_em(
-        params, blocks, tol=tol, reg_covar=reg_covar, max_iter=max_iter, lower_bound=lower_bound0
+    result = run_em(
+        params,
+        blocks,
+        tol=tol,
+        reg_covar=reg_covar,
+        max_iter=max_iter,
+        lower_bound=lower_bound0,
+        active=active,
     )
+    return result, (final_scores(result.params, blocks) if with_scores else None)
 
 
 @functools.partial(
     jax.jit,
     static_argnames=(
-        "n_components",
+        "ks",
         "cov_cls",
         "method",
         "max_iter",
         "block_rows",
         "n_devices",
         "n_init",
+        "with_scores",
     ),
 )
 def _fit_restarts(
@@ -82,42 +100,51 @@ def _fit_restarts(
     params0,
     lower_bound0,
     *,
-    n_components,
+    ks,
     cov_cls,
     method,
     max_iter,
     block_rows,
     n_devices,
     n_init,
+    with_scores=False,
 ):
+    """Fits of ``k in ks`` components x ``n_init`` restarts, as one batch (k-major).
+
+    Every fit is padded to ``max(ks)`` components; fit (k, i) uses restart key i
+    whatever k, so it equals the plain k-component fit from the same key.
+    """
     x, w = jnp.asarray(x), jnp.asarray(w)  # host arrays under jax.disable_jit()
     # Work on centred data: the second moments then lose far less to cancellation.
     center = (w @ x) / jnp.sum(w)
     blocks = make_blocks(x - center, w, block_rows, n_used)
     given = dataclasses.replace(given, means=None if given.means is None else given.means - center)
     params0 = None if params0 is None else params0.shift(-center)
-    static = (n_components, cov_cls, method, max_iter)
+    static = (max(ks), cov_cls, method, max_iter, with_scores)
     one = functools.partial(_one_restart, static=static)
     args = (blocks, tol, reg_covar, given, params0, lower_bound0)
-    batched = jax.vmap(one, in_axes=(0,) + (None,) * len(args))
-    keys = jax.random.split(key, n_init)
+    batched = jax.vmap(one, in_axes=(0, 0) + (None,) * len(args))
+    keys = jnp.tile(jax.random.split(key, n_init), len(ks))
+    n_active = jnp.repeat(jnp.asarray(ks, jnp.int32), n_init)
+    n_fits = len(ks) * n_init
     if n_devices > 1:
         mesh = Mesh(np.asarray(jax.local_devices()[:n_devices]), ("restart",))
-        padded = -(-n_init // n_devices) * n_devices
-        keys = jnp.concatenate([keys, jnp.repeat(keys[:1], padded - n_init, 0)])
+        pad = -(-n_fits // n_devices) * n_devices - n_fits
+        keys = jnp.concatenate([keys, jnp.repeat(keys[:1], pad, 0)])
+        n_active = jnp.concatenate([n_active, jnp.repeat(n_active[:1], pad, 0)])
         batched = jax.shard_map(
             batched,
             mesh=mesh,
-            in_specs=(P("restart"),) + (P(),) * len(args),
+            in_specs=(P("restart"), P("restart")) + (P(),) * len(args),
             out_specs=P("restart"),
             # Each device runs its restarts independently; no collective is involved,
             # so the replicated-vs-varying type check only gets in the way of the
             # zero-initialised scan carries.
             check_vma=False,
         )
-    out = batched(keys, *args)
-    out = jax.tree_util.tree_map(lambda a: a[:n_init], out)
-    return dataclasses.replace(out, params=out.params.shift(center))
+    out, scores = jax.tree_util.tree_map(lambda a: a[:n_fits], batched(keys, n_active, *args))
+    out = dataclasses.replace(out, params=out.params.shift(center))
+    return (out, scores) if with_scores else out
 
 
 def fit_restarts(
@@ -181,6 +208,51 @@ def fit_restarts(
     EMResult
         With a leading axis of length ``n_init``.
     """
+    return _run(
+        key,
+        X,
+        (n_components,),
+        covariance_type=covariance_type,
+        n_init=n_init,
+        init_params=init_params,
+        sample_weight=sample_weight,
+        weights_init=weights_init,
+        means_init=means_init,
+        precisions_init=precisions_init,
+        params0=params0,
+        lower_bound0=lower_bound0,
+        tol=tol,
+        reg_covar=reg_covar,
+        max_iter=max_iter,
+        block_rows=block_rows,
+        n_devices=n_devices,
+    )
+
+
+def _run(
+    key,
+    X,
+    ks: tuple[int, ...],
+    *,
+    covariance_type="full",
+    n_init=1,
+    init_params="kmeans",
+    sample_weight=None,
+    weights_init=None,
+    means_init=None,
+    precisions_init=None,
+    params0=None,
+    lower_bound0=-np.inf,
+    tol=1e-3,
+    reg_covar=1e-6,
+    max_iter=100,
+    block_rows=None,
+    n_devices=None,
+    with_scores=False,
+):
+    """Validate the core's arguments, pad the data and run the compiled batch of fits
+    (``ks`` x ``n_init``); with ``with_scores`` also the final log-likelihood and
+    responsibility entropy of each fit."""
     if not isinstance(key, jax.Array):
         raise TypeError(
             f"key must be a jax.random key, got {type(key).__name__}; "
@@ -218,13 +290,14 @@ def fit_restarts(
             given,
             params0,
             jnp.asarray(lower_bound0, dtype),
-            n_components=n_components,
             cov_cls=cov_cls,
             method=init_params,
             max_iter=max_iter,
             block_rows=block_rows,
-            n_devices=min(n_dev, n_init),
+            n_devices=min(n_dev, n_init * len(ks)),
             n_init=n_init,
+            ks=tuple(int(k) for k in ks),
+            with_scores=with_scores,
         )
 
 

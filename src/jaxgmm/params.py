@@ -48,18 +48,25 @@ class GMMParams:
         reg_covar,
         total_weight=None,
         shift=None,
+        active=None,
     ) -> GMMParams:
         """The M-step: scikit-learn's ``_estimate_gaussian_parameters``.
 
         The weights are ``nk / sum(nk)``, or ``nk / total_weight`` when it is given
         (scikit-learn's initialization divides by ``n_samples``). ``shift`` is the
-        per-component centre the statistics were taken about, if any.
+        per-component centre the statistics were taken about, if any. Components
+        whose ``active`` is False (the padding of a model-selection sweep) get weight
+        0, mean 0 and identity covariance, and count for nothing.
         """
         eps = jnp.finfo(stats.sum_r.dtype).eps
+        if active is None:
+            active = jnp.ones(stats.sum_r.shape, bool)
         nk = stats.sum_r + 10 * eps
         means = stats.sum_rx / nk[:, None]
-        cov = covariance_class.from_stats(stats.sum_r, nk, means, stats.sum_rxx, reg_covar)
+        cov = covariance_class.from_stats(stats.sum_r, nk, means, stats.sum_rxx, reg_covar, active)
         means = means if shift is None else means + shift
+        means = jnp.where(active[:, None], means, 0)
+        nk = jnp.where(active, nk, 0)
         return cls(nk / (jnp.sum(nk) if total_weight is None else total_weight), means, cov)
 
     def cancellation_risk(self, reg_covar) -> Array:

@@ -1,0 +1,170 @@
+"""Choosing the number of components: BIC / AIC / ICL over one compiled sweep.
+
+For each covariance type, every K and every restart is fitted by ONE compiled program:
+components are padded to K_max and the unused ones masked out (zero weight, excluded
+from every statistic and from the likelihood), and the program is vmapped over
+(K, restart) -- and sharded over devices like the core's restarts. Fit (K, i) uses
+restart key i, so it equals the plain K-component fit from the same key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+
+import jax
+import numpy as np
+
+from ._typing import Array, Float, PRNGKeyArray, Status, x64_scope
+from .covariance import COVARIANCE_TYPES, covariance_class
+from .multistart import _run, best_index, select
+from .params import GMMParams
+
+__all__ = ["CRITERIA", "SweepResult", "sweep"]
+
+CRITERIA = ("bic", "aic", "icl")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+    """One row per (covariance type, K); lower criterion values are better.
+
+    Attributes
+    ----------
+    table : dict of ndarray
+        Columns ``covariance_type``, ``n_components``, ``bic``, ``aic``, ``icl``,
+        ``log_likelihood`` (summed over the weighted rows), ``n_parameters``,
+        ``converged``, ``n_iter``, ``lower_bound``, ``status``.
+    params : list of GMMParams
+        The best restart of each row, with exactly ``n_components`` components.
+    criterion : str
+        The criterion ``best`` minimises.
+    best : int
+        The chosen row.
+    """
+
+    table: dict[str, np.ndarray]
+    params: list[GMMParams]
+    criterion: str
+    best: int
+
+    def to_dataframe(self):
+        """The table as a pandas DataFrame (needs pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.table)
+
+    def to_records(self) -> np.ndarray:
+        """The table as a numpy structured array."""
+        names = list(self.table)
+        return np.rec.fromarrays([self.table[n] for n in names], names=names)
+
+
+def _n_parameters(cov_cls, k: int, d: int) -> int:
+    return cov_cls.n_parameters(k, d) + k * d + k - 1
+
+
+def _trim(params: GMMParams, k: int, cov_cls) -> GMMParams:
+    """The first k components of a padded fit, as numpy arrays."""
+    cov = params.covariance
+    per_component = cov_cls.shape(2, 1)[0] == 2  # tied has no component axis
+    covariances = np.asarray(cov.covariances)
+    chol = np.asarray(cov.precisions_cholesky)
+    if per_component:
+        covariances, chol = covariances[:k], chol[:k]
+    return GMMParams(
+        np.asarray(params.weights)[:k], np.asarray(params.means)[:k], cov_cls(covariances, chol)
+    )
+
+
+def sweep(
+    key: PRNGKeyArray,
+    X: Float[Array, "n_samples n_features"],
+    n_components: Iterable[int] = range(1, 9),
+    covariance_types: Sequence[str] = ("full", "tied", "diag", "spherical"),
+    *,
+    n_init: int = 5,
+    criterion: str = "bic",
+    init_params: str = "kmeans",
+    sample_weight: Float[Array, " n_samples"] | None = None,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    max_iter: int = 100,
+    n_devices: int | None = None,
+) -> SweepResult:
+    """Fit every K and covariance type with ``n_init`` restarts; score them.
+
+    Parameters
+    ----------
+    key : jax.random key
+        Restart i of every model uses ``jax.random.split(key, n_init)[i]``.
+    X : array-like of shape (n_samples, n_features)
+    n_components : iterable of int, default=range(1, 9)
+    covariance_types : sequence of str, default=all four
+    n_init : int, default=5
+    criterion : {'bic', 'aic', 'icl'}, default='bic'
+        BIC and AIC are scikit-learn's; ICL is BIC plus twice the entropy of the
+        responsibilities (mclust's integrated completed likelihood).
+    init_params, sample_weight, tol, reg_covar, max_iter, n_devices
+        As in :func:`jaxgmm.fit`.
+
+    Returns
+    -------
+    SweepResult
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    ks = tuple(sorted({int(k) for k in n_components}))
+    if not ks or ks[0] < 1:
+        raise ValueError(f"n_components must be positive integers, got {ks}")
+    types = [covariance_class(c).name for c in covariance_types]
+    x = np.asarray(X) if not isinstance(X, jax.Array) else X
+    n, d = x.shape
+    total = float(n if sample_weight is None else np.sum(sample_weight))
+    rows: dict[str, list] = {c: [] for c in ("covariance_type", "n_components", *CRITERIA)}
+    rows.update({c: [] for c in ("log_likelihood", "n_parameters", "converged", "n_iter")})
+    rows.update({"lower_bound": [], "status": []})
+    params: list[GMMParams] = []
+    for name in types:
+        cov_cls = COVARIANCE_TYPES[name]
+        results, (log_lik, entropy) = _run(
+            key,
+            X,
+            ks,
+            covariance_type=name,
+            n_init=n_init,
+            init_params=init_params,
+            sample_weight=sample_weight,
+            tol=tol,
+            reg_covar=reg_covar,
+            max_iter=max_iter,
+            n_devices=n_devices,
+            with_scores=True,
+        )
+        with x64_scope(results.lower_bound.dtype):
+            results = jax.tree_util.tree_map(np.asarray, results)
+        log_lik, entropy = np.asarray(log_lik, np.float64), np.asarray(entropy, np.float64)
+        for j, k in enumerate(ks):
+            batch = slice(j * n_init, (j + 1) * n_init)
+            i = best_index(select(results, batch))
+            row = j * n_init + i
+            best = select(results, row)
+            failed = int(best.status) == Status.NON_FINITE
+            p = _n_parameters(cov_cls, k, d)
+            ll = -np.inf if failed else float(log_lik[row])
+            bic = -2 * ll + p * math.log(total)
+            rows["covariance_type"].append(name)
+            rows["n_components"].append(k)
+            rows["bic"].append(bic)
+            rows["aic"].append(-2 * ll + 2 * p)
+            rows["icl"].append(bic + 2 * float(entropy[row]))
+            rows["log_likelihood"].append(ll)
+            rows["n_parameters"].append(p)
+            rows["converged"].append(bool(best.converged))
+            rows["n_iter"].append(int(best.n_iter))
+            rows["lower_bound"].append(float(best.lower_bound))
+            rows["status"].append(Status(int(best.status)).name.lower())
+            params.append(_trim(best.params, k, cov_cls))
+    table = {name: np.asarray(values) for name, values in rows.items()}
+    return SweepResult(table, params, criterion, int(np.argmin(table[criterion])))
