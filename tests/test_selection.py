@@ -5,8 +5,11 @@ import numpy as np
 import pytest
 from conftest import blobs
 from sklearn.mixture import GaussianMixture as SkGM
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import jaxgmm
+from jaxgmm import GaussianMixture, GaussianMixtureIC
 
 
 @pytest.mark.parametrize(
@@ -66,3 +69,72 @@ def test_sweep_picks_four_on_seed_data_and_table_forms():
     assert isinstance(result.to_dataframe(), pd.DataFrame)
     with pytest.raises(ValueError, match="criterion"):
         jaxgmm.sweep(jax.random.key(0), x, criterion="xyz")
+
+
+# --- GaussianMixtureIC ---------------------------------------------------------------
+
+
+SHUFFLED_WEIGHTS = (
+    "The check shuffles the weighted rows against the repeated ones; k-means++ "
+    "seeding draws rows by position, so it starts K=2 elsewhere and reaches another "
+    "local optimum. Integer weights equal repeated rows in the same order "
+    "(test_estimator.py::test_integer_weights_equal_repeated_rows)."
+)
+
+
+@parametrize_with_checks(
+    [GaussianMixtureIC(n_components=2, covariance_type="diag", n_init=1)],
+    expected_failed_checks=lambda est: {
+        "check_sample_weight_equivalence_on_dense_data": SHUFFLED_WEIGHTS
+    },
+)
+def test_sklearn_estimator_checks_ic(estimator, check):
+    check(estimator)
+
+
+def test_ic_chooses_and_delegates():
+    x, _ = jaxgmm.make_seed_blobs(0)
+    ic = GaussianMixtureIC(random_state=0).fit(x)
+    assert ic.n_components_ == 4 and ic.covariance_type_ in jaxgmm.COVARIANCE_TYPES
+    best = ic.best_estimator_
+    assert isinstance(best, GaussianMixture)
+    assert best.n_components == 4 and best.covariance_type == ic.covariance_type_
+    table = {k: np.asarray(v) for k, v in dict(ic.criterion_).items()}
+    assert len(table["bic"]) == 32
+    np.testing.assert_allclose(ic.bic(x), table["bic"].min(), rtol=1e-9)
+    np.testing.assert_array_equal(ic.predict(x), best.predict(x))
+    np.testing.assert_allclose(ic.predict_proba(x), best.predict_proba(x))
+    np.testing.assert_allclose(ic.score_samples(x), best.score_samples(x))
+    assert ic.score(x) == best.score(x) and ic.aic(x) == best.aic(x)
+    assert ic.sample(10, random_state=0)[0].shape == (10, 2)
+    # the chosen model equals a plain fit of that K and type from the same seed
+    plain = GaussianMixture(4, covariance_type=ic.covariance_type_, n_init=5, random_state=0).fit(x)
+    np.testing.assert_allclose(best.means_, plain.means_, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        (dict(criterion="xyz"), InvalidParameterError),
+        (dict(covariance_type="banana"), InvalidParameterError),
+        (dict(covariance_type=["full", "banana"]), ValueError),
+        (dict(n_components=[0, 2]), ValueError),
+        (dict(n_components=0), InvalidParameterError),
+        (dict(n_components=200), ValueError),
+    ],
+)
+def test_ic_bad_parameters(kwargs, error):
+    x, _ = blobs(n=100, d=2, k=2)
+    with pytest.raises(error):
+        GaussianMixtureIC(**kwargs).fit(x)
+
+
+def test_ic_list_of_components_and_types():
+    x, _ = blobs(n=200, d=2, k=3, seed=2)
+    ic = GaussianMixtureIC(
+        [2, 3, 4], covariance_type=["diag", "full"], criterion="icl", n_init=2, random_state=0
+    ).fit(x)
+    table = {k: np.asarray(v) for k, v in dict(ic.criterion_).items()}
+    assert sorted(set(table["covariance_type"])) == ["diag", "full"]
+    assert sorted(set(table["n_components"].tolist())) == [2, 3, 4]
+    assert ic.n_components_ == 3

@@ -11,6 +11,7 @@ from .em import EMResult as EMResult
 from .em import run_em as run_em
 from .em import score_rows as score_rows
 from .estimator import GaussianMixture as GaussianMixture
+from .estimator import GaussianMixtureIC as GaussianMixtureIC
 from .estimator import enable_compilation_cache as enable_compilation_cache
 from .init import INIT_METHODS as INIT_METHODS
 from .io import load as load

@@ -35,7 +35,7 @@ from .em import score_rows_padded
 from .multistart import best_index, fit_restarts, select
 from .params import GMMParams
 
-__all__ = ["GaussianMixture", "enable_compilation_cache"]
+__all__ = ["GaussianMixture", "GaussianMixtureIC", "enable_compilation_cache"]
 
 _ILL_DEFINED = (
     "Fitting the mixture model failed because some components have "
@@ -596,3 +596,224 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             The lower the better.
         """
         return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+
+
+class GaussianMixtureIC(DensityMixin, BaseEstimator):
+    """Gaussian mixture with the number of components (and covariance type) chosen by
+    an information criterion, over one compiled sweep.
+
+    For each covariance type, every K and every restart is fitted by one compiled
+    program (components padded to the largest K and masked); the model with the lowest
+    criterion is kept as ``best_estimator_``.
+
+    Parameters
+    ----------
+    n_components : int or list of int, default=8
+        An int is an upper bound (K = 1 .. n_components); a list gives the K to try.
+    covariance_type : {'full', 'tied', 'diag', 'spherical', 'all'} or list, default='all'
+    criterion : {'bic', 'aic', 'icl'}, default='bic'
+        scikit-learn's BIC and AIC; ICL is BIC plus twice the entropy of the
+        responsibilities (mclust). Lower is better.
+    n_init : int, default=5
+        Restarts of every model, in parallel.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+    max_iter : int, default=100
+    tol : float, default=1e-3
+    reg_covar : float, default=1e-6
+    random_state : int, RandomState instance or None, default=None
+
+    Attributes
+    ----------
+    n_components_ : int
+        The chosen number of components.
+    covariance_type_ : str
+        The chosen covariance type.
+    criterion_ : pandas.DataFrame or dict of ndarray
+        One row per (covariance type, K): bic, aic, icl, log_likelihood,
+        n_parameters, converged, n_iter (a DataFrame when pandas is installed).
+    best_estimator_ : GaussianMixture
+        The chosen model, fitted.
+    n_features_in_ : int
+    feature_names_in_ : ndarray
+        Defined only when ``X`` has feature names that are all strings.
+
+    Examples
+    --------
+    >>> import jaxgmm
+    >>> X, _ = jaxgmm.make_seed_blobs()
+    >>> jaxgmm.GaussianMixtureIC(random_state=0).fit(X).n_components_
+    4
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "n_components": [Interval(numbers.Integral, 1, None, closed="left"), "array-like"],
+        "covariance_type": [
+            StrOptions({"full", "tied", "diag", "spherical", "all"}),
+            list,
+            tuple,
+        ],
+        "criterion": [StrOptions({"bic", "aic", "icl"})],
+        "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
+        "init_params": [StrOptions({"kmeans", "random", "random_from_data", "k-means++"})],
+        "max_iter": [Interval(numbers.Integral, 0, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0.0, None, closed="left")],
+        "reg_covar": [Interval(numbers.Real, 0.0, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        n_components=8,
+        *,
+        covariance_type="all",
+        criterion="bic",
+        n_init=5,
+        init_params="kmeans",
+        max_iter=100,
+        tol=1e-3,
+        reg_covar=1e-6,
+        random_state=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.criterion = criterion
+        self.n_init = n_init
+        self.init_params = init_params
+        self.max_iter = max_iter
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.random_state = random_state
+
+    def _candidates(self):
+        if isinstance(self.n_components, numbers.Integral):
+            ks = list(range(1, int(self.n_components) + 1))
+        else:
+            ks = [int(k) for k in np.asarray(self.n_components).ravel()]
+            if not ks or min(ks) < 1:
+                raise ValueError(
+                    f"n_components must be a positive int or a list of positive ints, "
+                    f"got {self.n_components!r}"
+                )
+        if isinstance(self.covariance_type, str):
+            types = (
+                list(COVARIANCE_TYPES) if self.covariance_type == "all" else [self.covariance_type]
+            )
+        else:
+            types = list(self.covariance_type)
+            bad = [t for t in types if t not in COVARIANCE_TYPES]
+            if bad or not types:
+                raise ValueError(
+                    f"covariance_type must be 'all', one of {sorted(COVARIANCE_TYPES)} or a "
+                    f"list of them, got {self.covariance_type!r}"
+                )
+        return ks, types
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit every candidate model and keep the one with the lowest criterion.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : object
+        """
+        from .selection import sweep
+
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        ks, types = self._candidates()
+        if X.shape[0] < max(ks):
+            raise ValueError(
+                "Expected n_samples >= n_components "
+                f"but got n_components = {max(ks)}, n_samples = {X.shape[0]}"
+            )
+        best = GaussianMixture(
+            1,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+            max_iter=self.max_iter,
+            n_init=self.n_init,
+            init_params=self.init_params,
+            random_state=self.random_state,
+        )
+        sample_weight = best._check_sample_weight(sample_weight, X)
+        enable_compilation_cache()
+        result = sweep(
+            _key(self.random_state),
+            X,
+            ks,
+            types,
+            n_init=self.n_init,
+            criterion=self.criterion,
+            init_params=self.init_params,
+            sample_weight=sample_weight,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+            max_iter=self.max_iter,
+        )
+        row = result.best
+        if not np.isfinite(result.table[self.criterion][row]):
+            raise ValueError(_ILL_DEFINED + (_FLOAT32_HINT if X.dtype == np.float32 else ""))
+        self.n_components_ = int(result.table["n_components"][row])
+        self.covariance_type_ = str(result.table["covariance_type"][row])
+        best.set_params(n_components=self.n_components_, covariance_type=self.covariance_type_)
+        best.n_features_in_ = self.n_features_in_
+        if hasattr(self, "feature_names_in_"):
+            best.feature_names_in_ = self.feature_names_in_
+        best._set_result(result.results[row], X.dtype)
+        self.best_estimator_ = best
+        try:
+            self.criterion_ = result.to_dataframe()
+        except ImportError:
+            self.criterion_ = result.table
+        if not best.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. "
+                "Try different init parameters, or increase max_iter, "
+                "tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then predict the labels of X with the chosen model."""
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    def _best(self, X):
+        check_is_fitted(self)
+        validate_data(self, X, reset=False)
+        return self.best_estimator_
+
+    def predict(self, X):
+        """Component labels of X under the chosen model."""
+        return self._best(X).predict(X)
+
+    def predict_proba(self, X):
+        """Responsibilities of X under the chosen model."""
+        return self._best(X).predict_proba(X)
+
+    def score_samples(self, X):
+        """Log-likelihood of each sample under the chosen model."""
+        return self._best(X).score_samples(X)
+
+    def score(self, X, y=None):
+        """Mean log-likelihood of X under the chosen model."""
+        return self._best(X).score(X)
+
+    def bic(self, X):
+        """BIC of the chosen model on X."""
+        return self._best(X).bic(X)
+
+    def aic(self, X):
+        """AIC of the chosen model on X."""
+        return self._best(X).aic(X)
+
+    def sample(self, n_samples=1, random_state=None):
+        """Draw samples from the chosen model (see ``GaussianMixture.sample``)."""
+        check_is_fitted(self)
+        return self.best_estimator_.sample(n_samples, random_state=random_state)

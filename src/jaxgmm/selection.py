@@ -38,6 +38,9 @@ class SweepResult:
         ``converged``, ``n_iter``, ``lower_bound``, ``status``.
     params : list of GMMParams
         The best restart of each row, with exactly ``n_components`` components.
+    results : list of EMResult
+        The best restart of each row as the core returns it (numpy arrays; its
+        params trimmed to ``n_components``).
     criterion : str
         The criterion ``best`` minimises.
     best : int
@@ -46,6 +49,7 @@ class SweepResult:
 
     table: dict[str, np.ndarray]
     params: list[GMMParams]
+    results: list
     criterion: str
     best: int
 
@@ -126,6 +130,7 @@ def sweep(
     rows.update({c: [] for c in ("log_likelihood", "n_parameters", "converged", "n_iter")})
     rows.update({"lower_bound": [], "status": []})
     params: list[GMMParams] = []
+    fits = []
     for name in types:
         cov_cls = COVARIANCE_TYPES[name]
         results, (log_lik, entropy) = _run(
@@ -166,5 +171,6 @@ def sweep(
             rows["lower_bound"].append(float(best.lower_bound))
             rows["status"].append(Status(int(best.status)).name.lower())
             params.append(_trim(best.params, k, cov_cls))
+            fits.append(dataclasses.replace(best, params=params[-1]))
     table = {name: np.asarray(values) for name, values in rows.items()}
-    return SweepResult(table, params, criterion, int(np.argmin(table[criterion])))
+    return SweepResult(table, params, fits, criterion, int(np.argmin(table[criterion])))
