@@ -24,6 +24,7 @@ lint: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_em.py
 	$(BIN)/python benchmarks/bench_estimator.py
+	$(BIN)/python benchmarks/bench_selection.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

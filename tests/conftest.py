@@ -1,3 +1,9 @@
+import os
+
+# Tests never write compiled programs into the user's cache directory; the cache
+# itself is tested in a subprocess (test_estimator.py::test_compilation_cache).
+os.environ["JAXGMM_CACHE_DIR"] = "off"
+
 import jax
 import numpy as np
 import pytest

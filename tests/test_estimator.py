@@ -436,3 +436,33 @@ def test_load_errors_name_the_file(tmp_path):
         np.savez(f, **arrays)
     with pytest.raises(ValueError, match=r"future\.jgmm.*newer jaxgmm"):
         jaxgmm.load(future)
+
+
+def test_compilation_cache_on_by_default_path_and_off(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import jax, numpy as np, jaxgmm\n"
+        "x = np.random.default_rng(0).normal(size=(60, 2))\n"
+        "jaxgmm.GaussianMixture(2, random_state=0).fit(x)\n"
+        "print(jax.config.jax_compilation_cache_dir)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "JAXGMM_CACHE_DIR"}
+    home = dict(env, XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=home, capture_output=True, text=True, check=True
+    ).stdout.split()[-1]
+    assert out == str(tmp_path / "xdg" / "jaxgmm" / "xla")
+    assert any((tmp_path / "xdg" / "jaxgmm" / "xla").iterdir())
+    chosen = dict(env, JAXGMM_CACHE_DIR=str(tmp_path / "mine"))
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=chosen, capture_output=True, text=True, check=True
+    ).stdout.split()[-1]
+    assert out == str(tmp_path / "mine")
+    off = dict(env, JAXGMM_CACHE_DIR="off")
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=off, capture_output=True, text=True, check=True
+    ).stdout.split()[-1]
+    assert out == "None"
