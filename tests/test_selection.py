@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 import pytest
-from conftest import blobs
+from conftest import SHUFFLED_WEIGHTS, blobs
 from sklearn.mixture import GaussianMixture as SkGM
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -72,14 +72,6 @@ def test_sweep_picks_four_on_seed_data_and_table_forms():
 
 
 # --- GaussianMixtureIC ---------------------------------------------------------------
-
-
-SHUFFLED_WEIGHTS = (
-    "The check shuffles the weighted rows against the repeated ones; k-means++ "
-    "seeding draws rows by position, so it starts K=2 elsewhere and reaches another "
-    "local optimum. Integer weights equal repeated rows in the same order "
-    "(test_estimator.py::test_integer_weights_equal_repeated_rows)."
-)
 
 
 @parametrize_with_checks(

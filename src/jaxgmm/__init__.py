@@ -10,6 +10,7 @@ from .datasets import make_seed_blobs as make_seed_blobs
 from .em import EMResult as EMResult
 from .em import run_em as run_em
 from .em import score_rows as score_rows
+from .estimator import BayesianGaussianMixture as BayesianGaussianMixture
 from .estimator import GaussianMixture as GaussianMixture
 from .estimator import GaussianMixtureIC as GaussianMixtureIC
 from .estimator import enable_compilation_cache as enable_compilation_cache

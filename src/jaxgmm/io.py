@@ -29,6 +29,12 @@ _ARRAY_ATTRS = (
     "precisions_",
     "precisions_cholesky_",
     "feature_names_in_",
+    # the variational mixture's posterior and priors
+    "weight_concentration_",
+    "mean_precision_",
+    "degrees_of_freedom_",
+    "mean_prior_",
+    "covariance_prior_",
 )
 _SCALAR_ATTRS = (
     "converged_",
@@ -37,13 +43,16 @@ _SCALAR_ATTRS = (
     "lower_bounds_",
     "n_features_in_",
     "status_",
+    "weight_concentration_prior_",
+    "mean_precision_prior_",
+    "degrees_of_freedom_prior_",
 )
 
 
 def _registry() -> dict[str, type]:
-    from .estimator import GaussianMixture
+    from .estimator import BayesianGaussianMixture, GaussianMixture
 
-    return {"GaussianMixture": GaussianMixture}
+    return {"GaussianMixture": GaussianMixture, "BayesianGaussianMixture": BayesianGaussianMixture}
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -65,6 +74,10 @@ def _jsonable(value, name: str, arrays: dict[str, np.ndarray]):
         return value
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(v, (bool, int, float)) and np.isfinite(v) for v in value
+    ):
+        return [v for v in value]
     if isinstance(value, (np.ndarray, list, tuple)):
         arrays[f"param:{name}"] = np.asarray(value)
         return {"array": f"param:{name}"}
@@ -100,7 +113,9 @@ def save(estimator, path: str | os.PathLike) -> None:
                 # feature names are an object array in scikit-learn: store as text
                 arrays[name] = value.astype(str) if value.dtype == object else value
         meta["attributes"] = {
-            name: getattr(estimator, name) for name in _SCALAR_ATTRS if hasattr(estimator, name)
+            name: _jsonable(getattr(estimator, name), name, arrays)
+            for name in _SCALAR_ATTRS
+            if hasattr(estimator, name)
         }
     arrays["__metadata__"] = np.array(json.dumps(meta))
     atomic_write(path, lambda f: np.savez(f, **arrays))
@@ -161,8 +176,13 @@ def load(path: str | os.PathLike):
                         estimator, name, value.astype(object) if value.dtype.kind == "U" else value
                     )
             for name, value in meta["attributes"].items():
+                if isinstance(value, dict):
+                    value = arrays[value["array"]] if "array" in value else None
                 setattr(estimator, name, value)
             estimator.lower_bound_ = float(estimator.lower_bound_)
+            wc = getattr(estimator, "weight_concentration_", None)
+            if wc is not None and wc.ndim == 2:  # the Dirichlet process's Beta pair
+                estimator.weight_concentration_ = (wc[0], wc[1])
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: corrupted jaxgmm model file ({type(e).__name__}: {e})") from None
     return estimator
