@@ -4,7 +4,9 @@
 
 Quality: on ``--draws`` independent draws of the seed's data (make_blobs seeds
 0..draws-1), how often the default ``GaussianMixtureIC()`` picks K=4, against
-scikit-learn's BIC loop over K=1..8 (full covariances only, and all four types).
+scikit-learn's BIC loop over K=1..8 (full covariances only, and all four types); and
+how often a 10-component Dirichlet-process ``BayesianGaussianMixture`` (full) leaves
+exactly 4 components above 1% weight, jaxgmm's and scikit-learn's.
 
 Speed: wall time of the full sweep (K=1..8, four covariance types, 5 restarts) on the
 seed's data and on N=100,000, D=8 data with 6 clusters, against the equivalent
@@ -24,7 +26,6 @@ if any(v in os.environ for v in _SLOW_BLAS):
 os.environ.setdefault("JAXGMM_CACHE_DIR", "off")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import subprocess  # noqa: E402
 import textwrap  # noqa: E402
 import time  # noqa: E402
@@ -33,6 +34,7 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.datasets import make_blobs  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.mixture import BayesianGaussianMixture as SkBGM  # noqa: E402
 from sklearn.mixture import GaussianMixture as SkGM  # noqa: E402
 
 import jaxgmm  # noqa: E402
@@ -74,7 +76,13 @@ def main(argv=None):
     warnings.simplefilter("ignore", ConvergenceWarning)
 
     print(f"Quality: K=4 found on {args.draws} draws of the seed's data")
-    counts = {"jaxgmm GaussianMixtureIC()": 0, "sklearn BIC, full": 0, "sklearn BIC, all types": 0}
+    counts = {
+        "jaxgmm GaussianMixtureIC()": 0,
+        "sklearn BIC, full": 0,
+        "sklearn BIC, all types": 0,
+        "jaxgmm Bayesian (DP, 10)": 0,
+        "sklearn Bayesian (DP, 10)": 0,
+    }
     for seed in range(args.draws):
         X, _ = jaxgmm.make_seed_blobs(seed)
         counts["jaxgmm GaussianMixtureIC()"] += (
@@ -82,6 +90,12 @@ def main(argv=None):
         )
         counts["sklearn BIC, full"] += sklearn_loop(X, ("full",), n_init=1) == 4
         counts["sklearn BIC, all types"] += sklearn_loop(X, TYPES, n_init=1) == 4
+        # components above 1% weight in a 10-component Dirichlet-process mixture
+        bgm = dict(n_components=10, weight_concentration_prior_type="dirichlet_process")
+        ours = jaxgmm.BayesianGaussianMixture(random_state=0, **bgm).fit(X)
+        theirs = SkBGM(random_state=0, **bgm).fit(X)
+        counts["jaxgmm Bayesian (DP, 10)"] += np.sum(ours.weights_ > 0.01) == 4
+        counts["sklearn Bayesian (DP, 10)"] += np.sum(theirs.weights_ > 0.01) == 4
     for name, c in counts.items():
         print(f"  {name:28} {c:>2} / {args.draws}")
     if args.skip_speed:
@@ -117,7 +131,6 @@ def main(argv=None):
             f"{name:22} {t_sk:15.2f} {warm:14.3f} {fresh:16.2f}"
             f"   (warm {t_sk / warm:.0f}x, fresh {t_sk / fresh:.1f}x)"
         )
-    json.dumps(counts, default=int)
 
 
 if __name__ == "__main__":
