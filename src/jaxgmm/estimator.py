@@ -83,6 +83,16 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> str | Non
     return str(path)
 
 
+def _warn_not_converged(stacklevel: int) -> None:
+    warnings.warn(
+        "Best performing initialization did not converge. "
+        "Try different init parameters, or increase max_iter, "
+        "tol, or check for degenerate data.",
+        ConvergenceWarning,
+        stacklevel=stacklevel,
+    )
+
+
 def _seed(random_state) -> int:
     """An int seed from scikit-learn's ``random_state`` (None, int or RandomState)."""
     if isinstance(random_state, numbers.Integral):
@@ -362,13 +372,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             raise ValueError(_ILL_DEFINED + (_FLOAT32_HINT if X.dtype == np.float32 else ""))
         self._set_result(result, X.dtype)
         if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. "
-                "Try different init parameters, or increase max_iter, "
-                "tol, or check for degenerate data.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+            _warn_not_converged(stacklevel=4)
         return X
 
     def _check_sample_weight(self, sample_weight, X):
@@ -776,13 +780,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         except ImportError:
             self.criterion_ = result.table
         if not best.converged_ and self.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. "
-                "Try different init parameters, or increase max_iter, "
-                "tol, or check for degenerate data.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+            _warn_not_converged(stacklevel=3)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -1054,13 +1052,7 @@ class BayesianGaussianMixture(GaussianMixture):
         self.lower_bounds_ = [float(v) for v in np.asarray(result.lower_bounds)[: self.n_iter_]]
         self.lower_bound_ = float(result.lower_bound) if self.max_iter > 0 else -np.inf
         if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. "
-                "Try different init parameters, or increase max_iter, "
-                "tol, or check for degenerate data.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+            _warn_not_converged(stacklevel=4)
         return X
 
     def _n_parameters(self):  # pragma: no cover - not part of the variational API
