@@ -25,11 +25,9 @@ from .em import (
     Blocks,
     Natural,
     _e_step,
-    block_rows_for,
     m_step,
     make_blocks,
-    pad_rows,
-    padded_rows,
+    prepare_rows,
 )
 from .init import initialize
 
@@ -357,11 +355,7 @@ def fit_vb_restarts(
     cov_cls = covariance_class(covariance_type)
     dtype = float_dtype(X)
     with x64_scope(dtype):
-        x = (X if isinstance(X, jax.Array) else np.asarray(X)).astype(dtype)
-        n, d = x.shape
-        w = np.ones(n, dtype) if sample_weight is None else np.asarray(sample_weight).astype(dtype)
-        block_rows = block_rows_for(n, 1 + d + cov_cls.n_second(d), dtype.itemsize)
-        x, w = pad_rows(x, w, padded_rows(n, block_rows))
+        x, w, n_used, block_rows, _ = prepare_rows(X, sample_weight, cov_cls, dtype)
         cast = lambda a: jnp.asarray(a, dtype)
         priors = jax.tree_util.tree_map(cast, priors)
         if params0 is not None:
@@ -370,7 +364,7 @@ def fit_vb_restarts(
             key,
             x,
             w,
-            jnp.asarray(-(-n // block_rows), jnp.int32),
+            n_used,
             cast(tol),
             cast(reg_covar),
             priors,

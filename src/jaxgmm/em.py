@@ -47,6 +47,7 @@ __all__ = [
     "make_blocks",
     "pad_rows",
     "padded_rows",
+    "prepare_rows",
     "run_em",
     "score_rows",
     "score_rows_padded",
@@ -89,6 +90,32 @@ def pad_rows(x, w, n_rows: int):
     xp = np if isinstance(x, np.ndarray) else jnp
     x = xp.concatenate([x, xp.zeros((pad, x.shape[1]), x.dtype)])
     return x, xp.concatenate([w, xp.zeros((pad,), w.dtype)])
+
+
+def prepare_rows(X, sample_weight, covariance_class, dtype, block_rows=None):
+    """Host-side preparation shared by every entry point: cast to ``dtype``, choose
+    the block size, pad rows (zero weight) to a bucketed size so that nearby sizes
+    share one compiled program.
+
+    Returns
+    -------
+    x, w : arrays of padded_rows(n_samples, block_rows) rows
+    n_used : int array, the blocks that hold data
+    block_rows : int
+    n_samples : int
+    """
+    # Host arrays stay on the host until the padded copy goes to the device.
+    host = lambda a: a if isinstance(a, jax.Array) else np.asarray(a)
+    x = host(X).astype(dtype)
+    n_samples, n_features = x.shape
+    w = np.ones(n_samples, dtype) if sample_weight is None else host(sample_weight)
+    w = w.astype(dtype)
+    if block_rows is None:
+        n_phi = 1 + n_features + covariance_class.n_second(n_features)
+        block_rows = block_rows_for(n_samples, n_phi, np.dtype(dtype).itemsize)
+    x, w = pad_rows(x, w, padded_rows(n_samples, block_rows))
+    n_used = jnp.asarray(-(-n_samples // block_rows), jnp.int32)
+    return x, w, n_used, block_rows, n_samples
 
 
 @jax.tree_util.register_dataclass
@@ -440,11 +467,7 @@ def score_rows_padded(params: GMMParams, X) -> tuple[Array, Array, int]:
     log_resp, n_samples)``; slicing on the host avoids compiling a slice per size."""
     dtype = float_dtype(params.means)
     with x64_scope(dtype):
-        x = (X if isinstance(X, jax.Array) else np.asarray(X)).astype(dtype)
-        n, d = x.shape
-        cov_cls = type(params.covariance)
-        block_rows = block_rows_for(n, 1 + d + cov_cls.n_second(d), dtype.itemsize)
-        x, _ = pad_rows(x, x[:, 0], padded_rows(n, block_rows))
+        x, _, _, block_rows, n = prepare_rows(X, None, type(params.covariance), dtype)
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
         log_prob, log_resp = _score_rows(params, x, block_rows)
         return log_prob, log_resp, n

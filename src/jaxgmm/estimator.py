@@ -333,8 +333,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         # A final E-step, so that fit_predict(X) always equals fit(X).predict(X).
         return self._log_prob_resp(X)[1].argmax(axis=1)
 
-    def _fit(self, X, sample_weight):
-        """Validate, fit and set the attributes; returns the validated X."""
+    def _validate_fit_input(self, X, sample_weight):
+        """scikit-learn's checks of X and of the sample weights, for every fit."""
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         if X.shape[0] < self.n_components:
             raise ValueError(
@@ -343,8 +343,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"n_samples = {X.shape[0]}"
             )
         sample_weight = self._check_sample_weight(sample_weight, X)
-        init = self._check_initial_parameters(X)
         enable_compilation_cache()
+        return X, sample_weight
+
+    def _fit(self, X, sample_weight):
+        """Validate, fit and set the attributes; returns the validated X."""
+        X, sample_weight = self._validate_fit_input(X, sample_weight)
+        init = self._check_initial_parameters(X)
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
@@ -1001,16 +1006,8 @@ class BayesianGaussianMixture(GaussianMixture):
     def _fit(self, X, sample_weight):
         from .bayesian import fit_vb_restarts
 
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        if X.shape[0] < self.n_components:
-            raise ValueError(
-                "Expected n_samples >= n_components "
-                f"but got n_components = {self.n_components}, "
-                f"n_samples = {X.shape[0]}"
-            )
-        sample_weight = self._check_sample_weight(sample_weight, X)
+        X, sample_weight = self._validate_fit_input(X, sample_weight)
         self._check_priors(X)
-        enable_compilation_cache()
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         kwargs = dict(
             covariance_type=self.covariance_type,

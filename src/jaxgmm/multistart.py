@@ -19,15 +19,7 @@ from jax.sharding import PartitionSpec as P
 
 from ._typing import Array, Float, PRNGKeyArray, Status, float_dtype, x64_scope
 from .covariance import covariance_class
-from .em import (
-    EMResult,
-    block_rows_for,
-    final_scores,
-    make_blocks,
-    pad_rows,
-    padded_rows,
-    run_em,
-)
+from .em import EMResult, final_scores, make_blocks, prepare_rows, run_em
 from .init import INIT_METHODS, initialize
 from .params import GMMParams
 
@@ -263,28 +255,17 @@ def _run(
         raise ValueError(f"init_params must be one of {sorted(INIT_METHODS)}, got {init_params!r}")
     dtype = float_dtype(X)
     with x64_scope(dtype):
-        # Host arrays stay on the host until the padded copy goes to the device.
-        host = lambda a: a if isinstance(a, jax.Array) else np.asarray(a)
-        x = host(X).astype(dtype)
-        n_samples, n_features = x.shape
-        w = np.ones(n_samples, dtype) if sample_weight is None else host(sample_weight)
-        w = w.astype(dtype)
+        x, w, n_used, block_rows, _ = prepare_rows(X, sample_weight, cov_cls, dtype, block_rows)
         cast = lambda a: None if a is None else jnp.asarray(a, dtype)
         given = _GivenInit(cast(weights_init), cast(means_init), cast(precisions_init))
         if params0 is not None:
             params0 = jax.tree_util.tree_map(cast, params0)
-        if block_rows is None:
-            n_phi = 1 + n_features + cov_cls.n_second(n_features)
-            block_rows = block_rows_for(n_samples, n_phi, dtype.itemsize)
-        # Pad to a bucketed size: nearby sizes share one compiled program.
-        x, w = pad_rows(x, w, padded_rows(n_samples, block_rows))
-        n_used = -(-n_samples // block_rows)
         n_dev = jax.local_device_count() if n_devices is None else n_devices
         return _fit_restarts(
             key,
             x,
             w,
-            jnp.asarray(n_used, jnp.int32),
+            n_used,
             jnp.asarray(tol, dtype),
             jnp.asarray(reg_covar, dtype),
             given,
