@@ -25,7 +25,8 @@ def test_masked_fit_equals_plain_fit_from_same_key(covariance_type, init_params)
     x, _ = blobs(n=150, d=2, k=3, seed=21)
     key = jax.random.key(4)
     kw = dict(n_init=2, init_params=init_params, tol=1e-6, max_iter=60)
-    result = jaxgmm.sweep(key, x, [1, 2, 3, 5], [covariance_type], **kw)
+    # min_component_samples=0: keep the highest-likelihood restart, as fit() does
+    result = jaxgmm.sweep(key, x, [1, 2, 3, 5], [covariance_type], min_component_samples=0, **kw)
     for row, k in enumerate(result.table["n_components"]):
         plain = jaxgmm.fit(key, x, int(k), covariance_type=covariance_type, **kw)
         masked = result.params[row]
@@ -71,6 +72,26 @@ def test_sweep_picks_four_on_seed_data_and_table_forms():
         jaxgmm.sweep(jax.random.key(0), x, criterion="xyz")
 
 
+def test_degenerate_fits_are_not_chosen():
+    # make_blobs seed 9: the highest-likelihood spherical K=5 restart puts a component
+    # on a single point (a spike held finite by reg_covar), and its BIC beats K=4.
+    x, _ = jaxgmm.make_seed_blobs(9)
+    spiky = jaxgmm.sweep(jax.random.key(0), x, min_component_samples=0)
+    assert spiky.table["n_components"][spiky.best] == 5
+    assert spiky.table["smallest_component"][spiky.best] < 1.5
+    assert not spiky.table["degenerate"].any()
+    result = jaxgmm.sweep(jax.random.key(0), x)  # 'auto': n_features + 1 = 3 samples
+    assert result.table["n_components"][result.best] == 4
+    assert not result.table["degenerate"][result.best]
+    sound = ~result.table["degenerate"]
+    assert (result.table["smallest_component"][sound] >= 3).all()
+    # a row's restart changes only where the best one was degenerate
+    changed = result.table["lower_bound"] != spiky.table["lower_bound"]
+    assert (spiky.table["smallest_component"][changed] < 3).all() and changed.any()
+    with pytest.raises(ValueError, match="min_component_samples"):
+        jaxgmm.sweep(jax.random.key(0), x, min_component_samples=-1)
+
+
 # --- GaussianMixtureIC ---------------------------------------------------------------
 
 
@@ -113,6 +134,7 @@ def test_ic_chooses_and_delegates():
         (dict(n_components=[0, 2]), ValueError),
         (dict(n_components=0), InvalidParameterError),
         (dict(n_components=200), ValueError),
+        (dict(min_component_samples=-1), InvalidParameterError),
     ],
 )
 def test_ic_bad_parameters(kwargs, error):

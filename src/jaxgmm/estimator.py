@@ -635,6 +635,11 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
     tol : float, default=1e-3
     reg_covar : float, default=1e-6
     random_state : int, RandomState instance or None, default=None
+    min_component_samples : float or 'auto', default='auto'
+        Fits with a component of fewer effective samples are degenerate (a spike on
+        one or two points, held finite only by ``reg_covar``): each candidate keeps
+        its best non-degenerate restart and degenerate candidates are not chosen
+        while any other is left. 'auto' is ``n_features + 1``; 0 turns this off.
 
     Attributes
     ----------
@@ -644,7 +649,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         The chosen covariance type.
     criterion_ : pandas.DataFrame or dict of ndarray
         One row per (covariance type, K): bic, aic, icl, log_likelihood,
-        n_parameters, converged, n_iter (a DataFrame when pandas is installed).
+        n_parameters, converged, n_iter, lower_bound, status, smallest_component,
+        degenerate (a DataFrame when pandas is installed).
     best_estimator_ : GaussianMixture
         The chosen model, fitted.
     n_features_in_ : int
@@ -673,6 +679,10 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         "tol": [Interval(numbers.Real, 0.0, None, closed="left")],
         "reg_covar": [Interval(numbers.Real, 0.0, None, closed="left")],
         "random_state": ["random_state"],
+        "min_component_samples": [
+            StrOptions({"auto"}),
+            Interval(numbers.Real, 0.0, None, closed="left"),
+        ],
     }
 
     def __init__(
@@ -687,6 +697,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         tol=1e-3,
         reg_covar=1e-6,
         random_state=None,
+        min_component_samples="auto",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -697,6 +708,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         self.tol = tol
         self.reg_covar = reg_covar
         self.random_state = random_state
+        self.min_component_samples = min_component_samples
 
     def _candidates(self):
         if isinstance(self.n_components, numbers.Integral):
@@ -768,6 +780,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             tol=self.tol,
             reg_covar=self.reg_covar,
             max_iter=self.max_iter,
+            min_component_samples=self.min_component_samples,
         )
         row = result.best
         if not np.isfinite(result.table[self.criterion][row]):

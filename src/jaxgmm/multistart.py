@@ -282,13 +282,16 @@ def _run(
         )
 
 
-def best_index(results: EMResult) -> int:
+def best_index(results: EMResult, among: np.ndarray | None = None) -> int:
     """The restart with the highest lower bound; the first one on ties.
 
-    Restarts that failed (``Status.NON_FINITE``) are chosen only if all failed.
+    Restarts that failed (``Status.NON_FINITE``) are chosen only if all failed;
+    with ``among`` (a boolean mask), only those restarts are considered.
     """
     lb = np.asarray(results.lower_bound)
     ok = (np.asarray(results.status) != Status.NON_FINITE) & np.isfinite(lb)
+    if among is not None and (ok & among).any():
+        ok &= among
     return int(np.argmax(np.where(ok, lb, -np.inf)))
 
 

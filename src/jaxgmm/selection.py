@@ -35,7 +35,9 @@ class SweepResult:
     table : dict of ndarray
         Columns ``covariance_type``, ``n_components``, ``bic``, ``aic``, ``icl``,
         ``log_likelihood`` (summed over the weighted rows), ``n_parameters``,
-        ``converged``, ``n_iter``, ``lower_bound``, ``status``.
+        ``converged``, ``n_iter``, ``lower_bound``, ``status``,
+        ``smallest_component`` (effective samples of the smallest component) and
+        ``degenerate`` (see ``min_component_samples`` of :func:`sweep`).
     params : list of GMMParams
         The best restart of each row, with exactly ``n_components`` components.
     results : list of EMResult
@@ -96,6 +98,7 @@ def sweep(
     reg_covar: float = 1e-6,
     max_iter: int = 100,
     n_devices: int | None = None,
+    min_component_samples: float | str = "auto",
 ) -> SweepResult:
     """Fit every K and covariance type with ``n_init`` restarts; score them.
 
@@ -112,6 +115,15 @@ def sweep(
         responsibilities (mclust's integrated completed likelihood).
     init_params, sample_weight, tol, reg_covar, max_iter, n_devices
         As in :func:`jaxgmm.fit`.
+    min_component_samples : float or 'auto', default='auto'
+        A fit in which some component carries fewer effective samples (weight times
+        the total sample weight) is *degenerate*: a component on one or two points is
+        a likelihood spike held finite only by ``reg_covar``, not a cluster (mclust
+        discards such singular fits too). Each row keeps its best non-degenerate
+        restart, and ``best`` is the lowest criterion among non-degenerate rows
+        (among all rows if every one is degenerate). 'auto' is ``n_features + 1``,
+        the fewest points that span a ``n_features``-dimensional Gaussian; 0 turns the
+        check off.
 
     Returns
     -------
@@ -126,9 +138,16 @@ def sweep(
     x = np.asarray(X) if not isinstance(X, jax.Array) else X
     n, d = x.shape
     total = float(n if sample_weight is None else np.sum(sample_weight))
+    if min_component_samples == "auto":
+        min_component_samples = d + 1
+    elif not (isinstance(min_component_samples, int | float) and min_component_samples >= 0):
+        raise ValueError(
+            "min_component_samples must be 'auto' or a non-negative number, "
+            f"got {min_component_samples!r}"
+        )
     rows: dict[str, list] = {c: [] for c in ("covariance_type", "n_components", *CRITERIA)}
     rows.update({c: [] for c in ("log_likelihood", "n_parameters", "converged", "n_iter")})
-    rows.update({"lower_bound": [], "status": []})
+    rows.update({"lower_bound": [], "status": [], "smallest_component": [], "degenerate": []})
     params: list[GMMParams] = []
     fits = []
     for name in types:
@@ -150,9 +169,12 @@ def sweep(
         with x64_scope(results.lower_bound.dtype):
             results = jax.tree_util.tree_map(np.asarray, results)
         log_lik, entropy = np.asarray(log_lik, np.float64), np.asarray(entropy, np.float64)
+        weights = np.asarray(results.params.weights, np.float64)
         for j, k in enumerate(ks):
             batch = slice(j * n_init, (j + 1) * n_init)
-            i = best_index(select(results, batch))
+            smallest = weights[batch, :k].min(axis=1) * total
+            sound = smallest >= min_component_samples
+            i = best_index(select(results, batch), among=sound if sound.any() else None)
             row = j * n_init + i
             best = select(results, row)
             failed = int(best.status) == Status.NON_FINITE
@@ -170,7 +192,12 @@ def sweep(
             rows["n_iter"].append(int(best.n_iter))
             rows["lower_bound"].append(float(best.lower_bound))
             rows["status"].append(Status(int(best.status)).name.lower())
+            rows["smallest_component"].append(float(smallest[i]))
+            rows["degenerate"].append(not bool(sound[i]))
             params.append(_trim(best.params, k, cov_cls))
             fits.append(dataclasses.replace(best, params=params[-1]))
     table = {name: np.asarray(values) for name, values in rows.items()}
-    return SweepResult(table, params, fits, criterion, int(np.argmin(table[criterion])))
+    values = table[criterion]
+    if not table["degenerate"].all():
+        values = np.where(table["degenerate"], np.inf, values)
+    return SweepResult(table, params, fits, criterion, int(np.argmin(values)))
