@@ -1,4 +1,5 @@
-"""Restarts sharded over 4 (fake) CPU devices pick the same model as one device."""
+"""Restarts (EM, sweep, variational) sharded over 4 fake CPU devices pick the same model
+as one device."""
 
 import json
 import os
@@ -27,8 +28,9 @@ SCRIPT = textwrap.dedent(
             n_iter=[np.asarray(a.n_iter).tolist(), np.asarray(b.n_iter).tolist()],
             sharded=str(b.params.means.sharding),
         )
-    sweeps = [jaxgmm.sweep(jax.random.key(1), x, [1, 2, 3, 4], ["diag"], n_init=3, n_devices=n)
-              for n in (1, 4)]
+    # two types: the 'kmeans' centres are computed once (sharded) and shared
+    sweeps = [jaxgmm.sweep(jax.random.key(1), x, [1, 2, 3, 4], ["diag", "spherical"], n_init=3,
+                           n_devices=n) for n in (1, 4)]
     out["sweep"] = dict(
         best=[int(s.best) for s in sweeps],
         n_iter=[s.table["n_iter"].tolist() for s in sweeps],
@@ -38,6 +40,19 @@ SCRIPT = textwrap.dedent(
         mean_diff=max(float(np.max(np.abs(np.sort(np.asarray(a.means), 0)
                                           - np.sort(np.asarray(b.means), 0))))
                       for a, b in zip(sweeps[0].params, sweeps[1].params)),
+    )
+    from jaxgmm.bayesian import fit_vb_restarts
+    bgm = jaxgmm.BayesianGaussianMixture(n_components=4, n_init=6, random_state=0).fit(x)
+    vb = [fit_vb_restarts(jax.random.key(2), x, 4, bgm._priors(), n_init=6,
+                          init_params="random", n_devices=n) for n in (1, 4)]
+    out["bayesian"] = dict(
+        best=[jaxgmm.best_index(v) for v in vb],
+        n_iter=[np.asarray(v.n_iter).tolist() for v in vb],
+        lb_diff=float(np.max(np.abs(np.asarray(vb[0].lower_bound)
+                                    - np.asarray(vb[1].lower_bound)))),
+        mean_diff=float(np.max(np.abs(np.asarray(vb[0].params.means)
+                                      - np.asarray(vb[1].params.means)))),
+        sharded=str(vb[1].params.means.sharding),
     )
     print(json.dumps(out))
     """
@@ -59,3 +74,5 @@ def test_sharded_restarts_and_sweep_equal_single_device():
         # the sweep's best restart per K can be another restart at the same optimum
         mean_tol = 1e-6 if cov == "sweep" else 1e-8
         assert r["lb_diff"] < 1e-7 and r["mean_diff"] < mean_tol, (cov, r)
+        if "sharded" in r:  # the restart axis is split over the 4 devices
+            assert "restart" in r["sharded"], r["sharded"]

@@ -30,6 +30,7 @@ from .em import (
     prepare_rows,
 )
 from .init import initialize
+from .multistart import _over_fits
 
 __all__ = [
     "VBParams",
@@ -283,6 +284,7 @@ def run_vb(params, blocks, priors, *, tol, reg_covar, max_iter, lower_bound0=-jn
         "max_iter",
         "block_rows",
         "n_init",
+        "n_devices",
     ),
 )
 def _fit_vb(
@@ -303,6 +305,7 @@ def _fit_vb(
     max_iter,
     block_rows,
     n_init,
+    n_devices=1,
 ):
     x, w = jnp.asarray(x), jnp.asarray(w)
     total = jnp.sum(w)
@@ -310,7 +313,8 @@ def _fit_vb(
     blocks = make_blocks(x - center, w, block_rows, n_used)
     priors = dataclasses.replace(priors, mean=priors.mean - center)
 
-    def one(key):
+    def one(key, blocks, priors, params0, tol, reg_covar, lower_bound0):
+        total = jnp.sum(blocks.w)
         if params0 is None:
             g = initialize(key, blocks, n_components, cov_cls, method, reg_covar)
             p = vb_from_moments(
@@ -328,7 +332,8 @@ def _fit_vb(
             lower_bound0=lower_bound0,
         )
 
-    out = jax.vmap(one)(jax.random.split(key, n_init))
+    shared = (blocks, priors, params0, tol, reg_covar, lower_bound0)
+    out = _over_fits(one, (jax.random.split(key, n_init),), shared, n_devices)
     params = dataclasses.replace(out.params, means=out.params.means + center)
     return dataclasses.replace(out, params=params)
 
@@ -349,9 +354,11 @@ def fit_vb_restarts(
     tol=1e-3,
     reg_covar=1e-6,
     max_iter=100,
+    n_devices=None,
 ) -> VBResult:
     """``n_init`` variational fits in parallel (leading restart axis), as
-    :func:`jaxgmm.fit_restarts` for the variational mixture."""
+    :func:`jaxgmm.fit_restarts` for the variational mixture: vmapped on one device and,
+    with several local devices (or ``n_devices``), sharded over them."""
     cov_cls = covariance_class(covariance_type)
     dtype = float_dtype(X)
     with x64_scope(dtype):
@@ -377,4 +384,5 @@ def fit_vb_restarts(
             max_iter=max_iter,
             block_rows=block_rows,
             n_init=n_init,
+            n_devices=min(jax.local_device_count() if n_devices is None else n_devices, n_init),
         )

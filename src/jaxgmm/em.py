@@ -211,7 +211,8 @@ def _e_step(
     top = jnp.where(jnp.isfinite(top), top, 0)
     e = jnp.exp(log_joint - top)
     total = jnp.sum(e)
-    return e / total, log_joint - top - jnp.log(total), top + jnp.log(total)
+    # one division per sample, not per component
+    return e * (1 / total), log_joint - top - jnp.log(total), top + jnp.log(total)
 
 
 def _m_step(x: Float[Array, " d"], resp: Float[Array, " k"], model: Natural) -> SuffStats:

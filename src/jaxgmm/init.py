@@ -30,7 +30,14 @@ from .em import Blocks, m_step, scan_blocks
 from .params import GMMParams
 from .stats import SuffStats
 
-__all__ = ["INIT_METHODS", "initialize", "kmeans", "kmeans_plusplus"]
+__all__ = [
+    "INIT_METHODS",
+    "initialize",
+    "kmeans",
+    "kmeans_centers",
+    "kmeans_plusplus",
+    "params_from_centers",
+]
 
 
 def _params_from_resp(resp_fn, blocks: Blocks, cov_cls, reg_covar, active) -> GMMParams:
@@ -157,17 +164,27 @@ def _inactive_penalty(k, active, dtype):
     return jnp.zeros((k,), dtype) if active is None else jnp.where(active, 0, jnp.inf).astype(dtype)
 
 
-def _init_kmeans(key, blocks, k, cov_cls, reg_covar, active):
+def kmeans_centers(key, blocks: Blocks, k: int, active) -> Float[Array, "k d"]:
+    """The ``'kmeans'`` initialization's centres: k-means++ seeding, then Lloyd."""
     x, w = blocks.rows()
-    n_active = jnp.sum(active)
-    centers = kmeans(x[kmeans_plusplus(key, x, w, k, n_active)], blocks, active=active)
-    c_sq = jnp.sum(centers * centers, 1) + _inactive_penalty(k, active, x.dtype)
+    return kmeans(x[kmeans_plusplus(key, x, w, k, jnp.sum(active))], blocks, active=active)
+
+
+def params_from_centers(centers, blocks: Blocks, cov_cls, reg_covar, active) -> GMMParams:
+    """Parameters from one-hot responsibilities at each row's nearest centre."""
+    k = centers.shape[0]
+    c_sq = jnp.sum(centers * centers, 1) + _inactive_penalty(k, active, centers.dtype)
 
     def labels(xb, wb, _):
         lab = jnp.argmin(c_sq - 2 * xb @ centers.T, 1)
         return jax.nn.one_hot(lab, k, dtype=xb.dtype) * wb[:, None]
 
     return _params_from_resp(labels, blocks, cov_cls, reg_covar, active)
+
+
+def _init_kmeans(key, blocks, k, cov_cls, reg_covar, active):
+    centers = kmeans_centers(key, blocks, k, active)
+    return params_from_centers(centers, blocks, cov_cls, reg_covar, active)
 
 
 def _init_kmeans_plusplus(key, blocks, k, cov_cls, reg_covar, active):

@@ -20,7 +20,7 @@ from jax.sharding import PartitionSpec as P
 from ._typing import Array, Float, PRNGKeyArray, Status, float_dtype, x64_scope
 from .covariance import covariance_class
 from .em import EMResult, final_scores, make_blocks, prepare_rows, run_em
-from .init import INIT_METHODS, initialize
+from .init import INIT_METHODS, initialize, kmeans_centers, params_from_centers
 from .params import GMMParams
 
 __all__ = ["best_index", "fit", "fit_restarts", "select"]
@@ -36,11 +36,15 @@ class _GivenInit:
     precisions: Array | None
 
 
-def _one_restart(key, n_active, blocks, tol, reg_covar, given, params0, lower_bound0, *, static):
+def _one_restart(
+    key, n_active, centers, blocks, tol, reg_covar, given, params0, lower_bound0, *, static
+):
     n_components, cov_cls, method, max_iter, with_scores = static
     # Components past n_active are padding (a sweep over K): weight 0, no data.
     active = jnp.arange(n_components) < n_active
-    if params0 is None:
+    if centers is not None:  # the 'kmeans' centres, computed once for several types
+        params = params_from_centers(centers, blocks, cov_cls, reg_covar, active)
+    elif params0 is None:
         if given.weights is None or given.means is None or given.precisions is None:
             params = initialize(key, blocks, n_components, cov_cls, method, reg_covar, active)
         else:  # scikit-learn skips the initialization when all three are given
@@ -68,6 +72,87 @@ def _one_restart(key, n_active, blocks, tol, reg_covar, given, params0, lower_bo
     return result, (final_scores(result.params, blocks) if with_scores else None)
 
 
+def _fit_keys(key, ks, n_init):
+    """Key and active component count of every fit (k-major): fit (k, i) has key i."""
+    keys = jnp.tile(jax.random.split(key, n_init), len(ks))
+    return keys, jnp.repeat(jnp.asarray(ks, jnp.int32), n_init)
+
+
+def _k_groups(ks: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """A sweep's K split in two batches, each padded to its own largest K: K up to
+    half the largest, and the rest. A batch costs as many components as its largest
+    K and runs until its slowest fit stops, so small models no longer pay for large
+    ones (about 1.5x less work for K = 1..8)."""
+    small = tuple(k for k in ks if k <= max(ks) // 2)
+    return [small, ks[len(small) :]] if len(ks) >= 4 and small else [ks]
+
+
+def _pad_components(params: GMMParams, k_max: int) -> GMMParams:
+    """``params`` (one fit) with masked components appended up to ``k_max``: weight
+    and mean 0, identity covariance, as the masked components of a fit are."""
+    extra = k_max - params.weights.shape[0]
+    cov = params.covariance
+    cov_cls = type(cov)
+    zeros = lambda a: jnp.concatenate([a, jnp.zeros((extra, *a.shape[1:]), a.dtype)])
+    if cov_cls.shape(2, 1)[0] != 2:  # tied: one covariance for all components
+        return GMMParams(zeros(params.weights), zeros(params.means), cov)
+    shape = cov_cls.shape(extra, params.means.shape[1])
+    dtype = cov.covariances.dtype
+    ident = (
+        jnp.broadcast_to(jnp.eye(shape[-1], dtype=dtype), shape)
+        if len(shape) == 3
+        else jnp.ones(shape, dtype)
+    )
+    join = lambda a: jnp.concatenate([a, ident])
+    covariance = cov_cls(join(cov.covariances), join(cov.precisions_cholesky))
+    return GMMParams(zeros(params.weights), zeros(params.means), covariance)
+
+
+def _over_fits(fn, batched, shared, n_devices):
+    """``vmap(fn)`` over the leading axis of ``batched`` (None entries stay None),
+    with ``shared`` arguments broadcast; over several devices, ``shard_map`` splits
+    the fits (padded to a multiple of the device count, then trimmed)."""
+    axes = tuple(None if a is None else 0 for a in batched)
+    run = jax.vmap(fn, in_axes=axes + (None,) * len(shared))
+    n_fits = batched[0].shape[0]
+    if n_devices > 1:
+        mesh = Mesh(np.asarray(jax.local_devices()[:n_devices]), ("restart",))
+        pad = -(-n_fits // n_devices) * n_devices - n_fits
+        batched = tuple(
+            None if a is None else jnp.concatenate([a, jnp.repeat(a[:1], pad, 0)]) for a in batched
+        )
+        run = jax.shard_map(
+            run,
+            mesh=mesh,
+            in_specs=tuple(P() if a is None else P("restart") for a in batched)
+            + (P(),) * len(shared),
+            out_specs=P("restart"),
+            # Each device runs its fits independently; no collective is involved, so
+            # the replicated-vs-varying type check only gets in the way of the
+            # zero-initialised scan carries.
+            check_vma=False,
+        )
+    return jax.tree_util.tree_map(lambda a: a[:n_fits], run(*batched, *shared))
+
+
+@functools.partial(jax.jit, static_argnames=("ks", "block_rows", "n_devices", "n_init"))
+def _kmeans_centers(key, x, w, n_used, *, ks, block_rows, n_devices, n_init):
+    """The 'kmeans' initialization's centres of every fit of :func:`_fit_restarts`
+    (uncentred), so that several covariance types can share them."""
+    center = (w @ x) / jnp.sum(w)
+    blocks = make_blocks(x - center, w, block_rows, n_used)
+    parts = []
+    for group in _k_groups(ks):
+        k_max = max(group)
+
+        def one(key, n_active, blocks, k_max=k_max):
+            return kmeans_centers(key, blocks, k_max, jnp.arange(k_max) < n_active)
+
+        c = _over_fits(one, _fit_keys(key, group, n_init), (blocks,), n_devices)
+        parts.append(jnp.pad(c, ((0, 0), (0, max(ks) - k_max), (0, 0))))
+    return jnp.concatenate(parts) + center
+
+
 @functools.partial(
     jax.jit,
     static_argnames=(
@@ -91,6 +176,7 @@ def _fit_restarts(
     given,
     params0,
     lower_bound0,
+    centers=None,
     *,
     ks,
     cov_cls,
@@ -112,29 +198,19 @@ def _fit_restarts(
     blocks = make_blocks(x - center, w, block_rows, n_used)
     given = dataclasses.replace(given, means=None if given.means is None else given.means - center)
     params0 = None if params0 is None else params0.shift(-center)
-    static = (max(ks), cov_cls, method, max_iter, with_scores)
-    one = functools.partial(_one_restart, static=static)
+    centers = None if centers is None else centers - center
     args = (blocks, tol, reg_covar, given, params0, lower_bound0)
-    batched = jax.vmap(one, in_axes=(0, 0) + (None,) * len(args))
-    keys = jnp.tile(jax.random.split(key, n_init), len(ks))
-    n_active = jnp.repeat(jnp.asarray(ks, jnp.int32), n_init)
-    n_fits = len(ks) * n_init
-    if n_devices > 1:
-        mesh = Mesh(np.asarray(jax.local_devices()[:n_devices]), ("restart",))
-        pad = -(-n_fits // n_devices) * n_devices - n_fits
-        keys = jnp.concatenate([keys, jnp.repeat(keys[:1], pad, 0)])
-        n_active = jnp.concatenate([n_active, jnp.repeat(n_active[:1], pad, 0)])
-        batched = jax.shard_map(
-            batched,
-            mesh=mesh,
-            in_specs=(P("restart"), P("restart")) + (P(),) * len(args),
-            out_specs=P("restart"),
-            # Each device runs its restarts independently; no collective is involved,
-            # so the replicated-vs-varying type check only gets in the way of the
-            # zero-initialised scan carries.
-            check_vma=False,
-        )
-    out, scores = jax.tree_util.tree_map(lambda a: a[:n_fits], batched(keys, n_active, *args))
+    parts, start = [], 0
+    for group in _k_groups(ks):
+        static = (max(group), cov_cls, method, max_iter, with_scores)
+        one = functools.partial(_one_restart, static=static)
+        stop = start + len(group) * n_init
+        c = None if centers is None else centers[start:stop, : max(group)]
+        out, scores = _over_fits(one, (*_fit_keys(key, group, n_init), c), args, n_devices)
+        params = jax.vmap(functools.partial(_pad_components, k_max=max(ks)))(out.params)
+        parts.append((dataclasses.replace(out, params=params), scores))
+        start = stop
+    out, scores = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *parts)
     out = dataclasses.replace(out, params=out.params.shift(center))
     return (out, scores) if with_scores else out
 
@@ -241,10 +317,15 @@ def _run(
     block_rows=None,
     n_devices=None,
     with_scores=False,
+    share_kmeans=None,
 ):
     """Validate the core's arguments, pad the data and run the compiled batch of fits
     (``ks`` x ``n_init``); with ``with_scores`` also the final log-likelihood and
-    responsibility entropy of each fit."""
+    responsibility entropy of each fit.
+
+    ``share_kmeans`` (a dict) keeps the 'kmeans' centres between calls on the same
+    data, keys and ``ks`` (a sweep's covariance types); they do not depend on the type.
+    """
     if not isinstance(key, jax.Array):
         raise TypeError(
             f"key must be a jax.random key, got {type(key).__name__}; "
@@ -261,6 +342,15 @@ def _run(
         if params0 is not None:
             params0 = jax.tree_util.tree_map(cast, params0)
         n_dev = jax.local_device_count() if n_devices is None else n_devices
+        n_dev = min(n_dev, n_init * len(ks))
+        ks = tuple(int(k) for k in ks)
+        centers = None
+        if share_kmeans is not None and init_params == "kmeans" and given.means is None:
+            if "centers" not in share_kmeans:
+                share_kmeans["centers"] = _kmeans_centers(
+                    key, x, w, n_used, ks=ks, block_rows=block_rows, n_devices=n_dev, n_init=n_init
+                )
+            centers = share_kmeans["centers"]
         return _fit_restarts(
             key,
             x,
@@ -271,13 +361,14 @@ def _run(
             given,
             params0,
             jnp.asarray(lower_bound0, dtype),
+            centers,
             cov_cls=cov_cls,
             method=init_params,
             max_iter=max_iter,
             block_rows=block_rows,
-            n_devices=min(n_dev, n_init * len(ks)),
+            n_devices=n_dev,
             n_init=n_init,
-            ks=tuple(int(k) for k in ks),
+            ks=ks,
             with_scores=with_scores,
         )
 

@@ -150,6 +150,7 @@ def sweep(
     rows.update({"lower_bound": [], "status": [], "smallest_component": [], "degenerate": []})
     params: list[GMMParams] = []
     fits = []
+    shared: dict = {} if len(types) > 1 else None  # 'kmeans' centres, type-independent
     for name in types:
         cov_cls = COVARIANCE_TYPES[name]
         results, (log_lik, entropy) = _run(
@@ -165,6 +166,7 @@ def sweep(
             max_iter=max_iter,
             n_devices=n_devices,
             with_scores=True,
+            share_kmeans=shared,
         )
         with x64_scope(results.lower_bound.dtype):
             results = jax.tree_util.tree_map(np.asarray, results)
