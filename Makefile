@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml
 	@touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/python -m jaxgmm.demo
+	$(BIN)/jaxgmm demo
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from . import _progress
 from ._typing import Array, Bool, Float, Int, Status, float_dtype, x64_scope
 from .covariance import Covariance
 from .params import GMMParams
@@ -357,6 +358,7 @@ def run_em(
     max_iter: int,
     lower_bound: Float[Array, ""] | float = -jnp.inf,
     active: Array | None = None,
+    report: bool = False,
 ) -> EMResult:
     """EM from ``params`` until the lower bound changes by less than ``tol``.
 
@@ -378,6 +380,9 @@ def run_em(
     active : bool array of shape (n_components,), optional
         Components in use; the others (padding, so that fits with different numbers
         of components share one program) keep weight 0 and count for nothing.
+    report : bool
+        Send each iteration's count and lower bound to :mod:`jaxgmm._progress` (a
+        host callback; static).
 
     Returns
     -------
@@ -397,6 +402,8 @@ def run_em(
         resp_fn = e_step_resp(Natural.of(s.params))
         new, stats, log_lik = m_step(resp_fn, blocks, cov_cls, reg_covar, active=active)
         lb = log_lik / total_weight
+        if report:
+            jax.debug.callback(_progress.iteration, s.n_iter + 1, lb)
         ok = new.is_finite() & jnp.isfinite(lb)
         return _State(
             params=jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, s.params),

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FORMAT_VERSION", "atomic_write", "load", "save"]
+__all__ = ["FORMAT_VERSION", "atomic_write", "load", "read_metadata", "save"]
 
 #: Version of the file layout; files from a newer version are refused with a message.
 FORMAT_VERSION = 1
@@ -85,7 +85,7 @@ def _jsonable(value, name: str, arrays: dict[str, np.ndarray]):
     return {"unsaved": type(value).__name__}
 
 
-def save(estimator, path: str | os.PathLike) -> None:
+def save(estimator, path: str | os.PathLike, extra: dict | None = None) -> None:
     """Write ``estimator`` (fitted or not) to ``path``.
 
     Parameters
@@ -93,6 +93,9 @@ def save(estimator, path: str | os.PathLike) -> None:
     estimator : GaussianMixture
     path : str or path-like
         The file to write; it is replaced atomically.
+    extra : dict, optional
+        JSON-serialisable metadata kept beside the model (the command line stores the
+        data's column names and its standardisation there); see :func:`read_metadata`.
     """
     arrays: dict[str, np.ndarray] = {}
     params = {
@@ -105,6 +108,7 @@ def save(estimator, path: str | os.PathLike) -> None:
         "class": type(estimator).__name__,
         "params": params,
         "fitted": fitted,
+        "extra": extra or {},
     }
     if fitted:
         for name in _ARRAY_ATTRS:
@@ -119,6 +123,37 @@ def save(estimator, path: str | os.PathLike) -> None:
         }
     arrays["__metadata__"] = np.array(json.dumps(meta))
     atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    try:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        meta = json.loads(str(arrays.pop("__metadata__")))
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
+        raise ValueError(
+            f"{path}: not a jaxgmm model file, or it is truncated or corrupted ({e})"
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format") != "jaxgmm":
+        raise ValueError(f"{path}: not a jaxgmm model file (no jaxgmm metadata)")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: written by a newer jaxgmm (format version {version}); this "
+            f"jaxgmm reads format versions up to {FORMAT_VERSION}: upgrade jaxgmm"
+        )
+    return meta, arrays
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The JSON metadata of a model file: ``format_version``, ``class``, ``params``,
+    ``fitted``, ``attributes`` (fitted scalars) and ``extra`` (what :func:`save` was
+    given; empty for files without it). Raises as :func:`load`."""
+    meta = _read(Path(path))[0]
+    meta.setdefault("extra", {})
+    return meta
 
 
 def load(path: str | os.PathLike):
@@ -142,24 +177,7 @@ def load(path: str | os.PathLike):
         by a newer jaxgmm; the message names the file.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-        meta = json.loads(str(arrays.pop("__metadata__")))
-    except FileNotFoundError:
-        raise
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
-        raise ValueError(
-            f"{path}: not a jaxgmm model file, or it is truncated or corrupted ({e})"
-        ) from None
-    if not isinstance(meta, dict) or meta.get("format") != "jaxgmm":
-        raise ValueError(f"{path}: not a jaxgmm model file (no jaxgmm metadata)")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: written by a newer jaxgmm (format version {version}); this "
-            f"jaxgmm reads format versions up to {FORMAT_VERSION}: upgrade jaxgmm"
-        )
+    meta, arrays = _read(path)
     try:
         cls = _registry()[meta["class"]]
         params = {}

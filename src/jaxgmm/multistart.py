@@ -17,6 +17,7 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from . import _progress
 from ._typing import Array, Float, PRNGKeyArray, Status, float_dtype, x64_scope
 from .covariance import covariance_class
 from .em import EMResult, final_scores, make_blocks, prepare_rows, run_em
@@ -39,7 +40,7 @@ class _GivenInit:
 def _one_restart(
     key, n_active, centers, blocks, tol, reg_covar, given, params0, lower_bound0, *, static
 ):
-    n_components, cov_cls, method, max_iter, with_scores = static
+    n_components, cov_cls, method, max_iter, with_scores, report = static
     # Components past n_active are padding (a sweep over K): weight 0, no data.
     active = jnp.arange(n_components) < n_active
     if centers is not None:  # the 'kmeans' centres, computed once for several types
@@ -68,6 +69,7 @@ def _one_restart(
         max_iter=max_iter,
         lower_bound=lower_bound0,
         active=active,
+        report=report,
     )
     return result, (final_scores(result.params, blocks) if with_scores else None)
 
@@ -164,6 +166,7 @@ def _kmeans_centers(key, x, w, n_used, *, ks, block_rows, n_devices, n_init):
         "n_devices",
         "n_init",
         "with_scores",
+        "report",
     ),
 )
 def _fit_restarts(
@@ -186,6 +189,7 @@ def _fit_restarts(
     n_devices,
     n_init,
     with_scores=False,
+    report=False,
 ):
     """Fits of ``k in ks`` components x ``n_init`` restarts, as one batch (k-major).
 
@@ -202,7 +206,7 @@ def _fit_restarts(
     args = (blocks, tol, reg_covar, given, params0, lower_bound0)
     parts, start = [], 0
     for group in _k_groups(ks):
-        static = (max(group), cov_cls, method, max_iter, with_scores)
+        static = (max(group), cov_cls, method, max_iter, with_scores, report)
         one = functools.partial(_one_restart, static=static)
         stop = start + len(group) * n_init
         c = None if centers is None else centers[start:stop, : max(group)]
@@ -370,6 +374,7 @@ def _run(
             n_init=n_init,
             ks=ks,
             with_scores=with_scores,
+            report=_progress.active(),
         )
 
 

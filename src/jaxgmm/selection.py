@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 import jax
 import numpy as np
 
+from . import _progress
 from ._typing import Array, Float, PRNGKeyArray, Status, x64_scope
 from .covariance import COVARIANCE_TYPES, covariance_class
 from .multistart import _run, best_index, select
@@ -198,6 +199,7 @@ def sweep(
             rows["degenerate"].append(not bool(sound[i]))
             params.append(_trim(best.params, k, cov_cls))
             fits.append(dataclasses.replace(best, params=params[-1]))
+        _progress.models_done(len(ks))
     table = {name: np.asarray(values) for name, values in rows.items()}
     values = table[criterion]
     if not table["degenerate"].all():

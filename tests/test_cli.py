@@ -1,0 +1,334 @@
+"""End to end: the real ``jaxgmm`` console script in a subprocess, on small files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jaxgmm
+
+SCRIPT = Path(sys.executable).parent / "jaxgmm"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    # one compilation cache for this module's subprocesses: same shapes compile once
+    cache = tmp_path_factory.mktemp("xla")
+    return dict(os.environ, JAXGMM_CACHE_DIR=str(cache), JAX_PLATFORMS="cpu")
+
+
+def run(env, *args, cwd=None, extra_env=None):
+    proc = subprocess.run(
+        [str(SCRIPT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=dict(env, **(extra_env or {})),
+        cwd=cwd,
+        timeout=300,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def bad(env, *args, expect: str):
+    """A bad-input case: exit code 2 and one line on stderr naming the problem."""
+    proc = run(env, *args)
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert expect in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """The seed's blobs as a CSV with a header and a text column, and as .npy."""
+    d = tmp_path_factory.mktemp("data")
+    x, y = jaxgmm.make_seed_blobs(0)
+    with open(d / "blobs.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["a", "b", "label"])
+        w.writerows(
+            [[repr(float(r[0])), repr(float(r[1])), f"g{lab}"] for r, lab in zip(x, y, strict=True)]
+        )
+    np.save(d / "blobs.npy", x)
+    return d, x, y
+
+
+@pytest.fixture(scope="module")
+def auto_model(env, data):
+    d, _, _ = data
+    proc = run(
+        env,
+        "fit",
+        d / "blobs.csv",
+        "--columns",
+        "a,b",
+        "-k",
+        "1:6",
+        "--n-init",
+        "3",
+        "-o",
+        d / "auto.jgmm",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    return d / "auto.jgmm", json.loads(proc.stdout)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_fit_auto_chooses_four_and_writes_model(auto_model):
+    path, summary = auto_model
+    assert path.exists()
+    assert summary["n_components"] == 4 and summary["columns"] == ["a", "b"]
+    table = summary["table"]
+    assert sorted(set(table["covariance_type"])) == ["diag", "full", "spherical", "tied"]
+    assert sorted(set(table["n_components"])) == [1, 2, 3, 4, 5, 6]
+    assert np.isclose(sum(summary["weights"]), 1)
+    assert not list(path.parent.glob(".*.tmp"))  # atomic writes leave nothing behind
+
+
+def test_fit_fixed_k_text_summary_and_standardize(env, data):
+    d, x, _ = data
+    proc = run(env, "fit", d / "blobs.npy", "-k", "3", "--standardize", "-o", d / "k3.jgmm")
+    assert proc.returncode == 0, proc.stderr
+    assert "K=3" in proc.stdout and "weight" in proc.stdout and "standardised" in proc.stdout
+    # the standardisation is undone: the means are in the data's units
+    info = json.loads(run(env, "info", d / "k3.jgmm", "--json").stdout)
+    assert info["standardized"] and info["columns"] == ["x0", "x1"]
+    means = np.asarray(info["means"])
+    assert means.min() > x.min() - 1 and means.max() < x.max() + 1
+    # score in the data's units equals a plain fit's density up to the fit's tolerance
+    scores = run(env, "score", d / "k3.jgmm", d / "blobs.npy", "--json")
+    ll = np.array([r["log_likelihood"] for r in json.loads(scores.stdout)])
+    plain = jaxgmm.GaussianMixture(3, n_init=5, random_state=0).fit(x)
+    assert abs(ll.mean() - plain.score(x)) < 0.05
+
+
+def test_predict_keeps_columns_and_probabilities(env, data, auto_model):
+    d, x, y = data
+    out = d / "labelled.csv"
+    proc = run(env, "predict", auto_model[0], d / "blobs.csv", "--proba", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert len(rows) == len(x)
+    assert list(rows[0])[:4] == ["a", "b", "label", "component"]
+    assert rows[0]["label"] == f"g{y[0]}" and float(rows[0]["a"]) == x[0, 0]
+    proba = np.array([[float(r[f"proba_{k}"]) for k in range(4)] for r in rows])
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-9)
+    labels = np.array([int(r["component"]) for r in rows])
+    np.testing.assert_array_equal(labels, proba.argmax(1))
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(y, labels) > 0.8
+    # stdout CSV when no -o
+    proc = run(env, "predict", auto_model[0], d / "blobs.csv")
+    assert proc.stdout.splitlines()[0] == "a,b,label,component"
+
+
+def test_score_outliers(env, data, auto_model):
+    d, _x, _ = data
+    proc = run(
+        env, "score", auto_model[0], d / "blobs.csv", "--outliers", "0.05", "-o", d / "scores.tsv"
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((d / "scores.tsv").read_text().splitlines(), delimiter="\t"))
+    flags = np.array([int(r["outlier"]) for r in rows])
+    ll = np.array([float(r["log_likelihood"]) for r in rows])
+    assert 3 <= flags.sum() <= 8  # about 5% of the training rows
+    assert ll[flags == 1].max() < ll[flags == 0].min()
+    assert "below the 0.05 quantile" in proc.stderr
+
+
+def test_sample_is_reproducible(env, auto_model, tmp_path):
+    model = auto_model[0]
+    a = run(env, "sample", model, "-n", "50", "--seed", "1").stdout
+    b = run(env, "sample", model, "-n", "50", "--seed", "1").stdout
+    c = run(env, "sample", model, "-n", "50", "--seed", "2").stdout
+    assert a == b != c
+    lines = a.splitlines()
+    assert lines[0] == "a,b,component" and len(lines) == 51
+    proc = run(env, "sample", model, "-n", "20", "-o", tmp_path / "s.npy")
+    assert proc.returncode == 0 and np.load(tmp_path / "s.npy").shape == (20, 3)
+
+
+def test_plot_png_sizes(env, data, auto_model, tmp_path):
+    pytest.importorskip("matplotlib")
+    d, _, _ = data
+    out = tmp_path / "fig.png"
+    proc = run(env, "plot", auto_model[0], d / "blobs.csv", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert png_size(out) == (1280, 480)  # the scatter and the criterion panel
+    proc = run(env, "plot", d / "k3.jgmm", d / "blobs.npy", "--pca", "--dpi", "50", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert png_size(out) == (320, 240)  # a fixed K: the scatter alone
+    from matplotlib.image import imread
+
+    assert imread(out).shape[:2] == (240, 320)
+
+
+def test_info_text_and_json(env, auto_model):
+    proc = run(env, "info", auto_model[0])
+    assert proc.returncode == 0
+    assert "format version 1" in proc.stdout and "a, b" in proc.stdout
+    info = json.loads(run(env, "info", auto_model[0], "--json").stdout)
+    assert info["format_version"] == 1 and info["n_components"] == 4 and info["converged"]
+
+
+def test_parquet_in_and_out(env, data, auto_model, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    _, x, _ = data
+    pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1]}), tmp_path / "blobs.parquet")
+    proc = run(
+        env, "predict", auto_model[0], tmp_path / "blobs.parquet", "-o", tmp_path / "out.parquet"
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.column_names == ["a", "b", "component"] and out.num_rows == len(x)
+
+
+def test_missing_pyarrow_says_how_to_install(env, data, tmp_path):
+    (tmp_path / "x.parquet").write_bytes(b"PAR1")
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["pyarrow"] = None  # as if it were not installed
+        from jaxgmm.cli import main
+        raise SystemExit(main(["fit", {str(tmp_path / "x.parquet")!r}, "-k", "2"]))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "pip install" in proc.stderr and "pyarrow" in proc.stderr
+
+
+def test_dropna(env, tmp_path):
+    x, _ = jaxgmm.make_seed_blobs(1)
+    lines = ["a,b"] + [f"{r[0]},{r[1]}" for r in x]
+    lines[3] = "NA,1.0"
+    lines[7] = "2.0,"
+    (tmp_path / "holes.csv").write_text("\n".join(lines) + "\n")
+    msg = bad(env, "fit", tmp_path / "holes.csv", "-k", "2", expect="2 row(s) with missing")
+    assert "--dropna" in msg and "'a': 1" in msg
+    proc = run(
+        env,
+        "fit",
+        tmp_path / "holes.csv",
+        "-k",
+        "2",
+        "--dropna",
+        "--json",
+        "-o",
+        tmp_path / "m.jgmm",
+    )
+    assert proc.returncode == 0 and json.loads(proc.stdout)["rows"] == len(x) - 2
+
+
+def test_bad_inputs_are_one_line_errors(env, data, auto_model, tmp_path):
+    d, _, _ = data
+    bad(env, "fit", tmp_path / "nope.csv", expect="nope.csv: no such file")
+    (tmp_path / "data.xyz").write_text("1,2\n")
+    bad(env, "fit", tmp_path / "data.xyz", expect="unknown file format '.xyz'")
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
+    bad(env, "fit", tmp_path / "junk.parquet", expect="junk.parquet")
+    bad(
+        env,
+        "fit",
+        d / "blobs.csv",
+        "-k",
+        "2",
+        expect="column 'label' is not numeric ('g1' at line 2)",
+    )
+    (tmp_path / "few.csv").write_text("a,b\n1,2\n3,4\n5,7\n")
+    bad(env, "fit", tmp_path / "few.csv", "-k", "5", expect="3 row(s) with data but K=5")
+    bad(env, "fit", d / "blobs.csv", "-k", "zero", expect="-k 'zero'")
+    (tmp_path / "ragged.csv").write_text("a,b\n1,2\n3\n")
+    bad(env, "fit", tmp_path / "ragged.csv", expect="line 3 has 1 fields")
+    bad(env, "fit", d / "blobs.csv", "--columns", "a,zz", expect="no column 'zz'")
+    # model files that are not ours, or broken
+    bad(env, "predict", d / "blobs.csv", d / "blobs.csv", expect="not a jaxgmm model file")
+    truncated = tmp_path / "cut.jgmm"
+    truncated.write_bytes(auto_model[0].read_bytes()[:200])
+    bad(env, "info", truncated, expect="cut.jgmm")
+    bad(env, "info", tmp_path / "missing.jgmm", expect="no such model file")
+    # columns at predict that do not match the model's
+    (tmp_path / "other.csv").write_text("a,c\n1,2\n3,4\n")
+    bad(env, "predict", auto_model[0], tmp_path / "other.csv", expect="lacks 'b'")
+    bad(env, "score", auto_model[0], d / "blobs.csv", "--outliers", "2", expect="--outliers")
+    bad(
+        env,
+        "plot",
+        auto_model[0],
+        d / "blobs.csv",
+        "--x",
+        "q",
+        "-o",
+        tmp_path / "f.png",
+        expect="--x 'q'",
+    )
+    # a usage error is argparse's: exit 2 too
+    assert run(env, "fit").returncode == 2
+
+
+def test_failed_fit_leaves_existing_model_alone(env, data, auto_model):
+    d, _, _ = data
+    before = auto_model[0].read_bytes()
+    bad(env, "fit", d / "blobs.csv", "-k", "2", "-o", auto_model[0], expect="not numeric")
+    assert auto_model[0].read_bytes() == before
+
+
+def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    from jaxgmm.io import atomic_write
+
+    target = tmp_path / "model.jgmm"
+    target.write_bytes(b"old")
+
+    def write(f):
+        f.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, write)
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["model.jgmm"]
+
+
+def test_progress_on_stderr_only_when_asked(env, data):
+    d, _, _ = data
+    args = ("fit", d / "blobs.npy", "-k", "2", "-o", d / "p.jgmm")
+    shown = run(env, *args, extra_env={"JAXGMM_PROGRESS": "always"})
+    assert shown.returncode == 0 and "fitting" in shown.stderr and "lower bound" in shown.stderr
+    quiet = run(env, *args, "--quiet", extra_env={"JAXGMM_PROGRESS": "always"})
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
+    plain = run(env, *args)  # stderr is a pipe here, not a terminal
+    assert "fitting" not in plain.stderr
+
+
+@pytest.mark.parametrize("command", ["fit", "predict", "score", "sample", "plot", "demo", "info"])
+def test_help_has_examples(env, command):
+    proc = run(env, command, "--help")
+    assert (
+        proc.returncode == 0 and "examples:" in proc.stdout and f"jaxgmm {command}" in (proc.stdout)
+    )
+
+
+def test_demo_writes_report_and_png(env, tmp_path):
+    pytest.importorskip("matplotlib")
+    proc = run(env, "demo", "--n-init", "2", "-o", tmp_path / "demo.png", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "chosen: K=4" in proc.stdout and "adjusted Rand index" in proc.stdout
+    assert png_size(tmp_path / "demo.png") == (1280, 480)
