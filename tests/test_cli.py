@@ -170,9 +170,10 @@ def test_plot_png_sizes(env, data, auto_model, tmp_path):
     pytest.importorskip("matplotlib")
     d, _, _ = data
     out = tmp_path / "fig.png"
-    proc = run(env, "plot", auto_model[0], d / "blobs.csv", "-o", out)
+    proc = run(env, "plot", auto_model[0], d / "blobs.csv", "-o", out, "--json")
     assert proc.returncode == 0, proc.stderr
     assert png_size(out) == (1280, 480)  # the scatter and the criterion panel
+    assert json.loads(proc.stdout) == {"output": str(out), "width": 1280, "height": 480}
     proc = run(env, "plot", d / "k3.jgmm", d / "blobs.npy", "--pca", "--dpi", "50", "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert png_size(out) == (320, 240)  # a fixed K: the scatter alone
@@ -332,3 +333,6 @@ def test_demo_writes_report_and_png(env, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "chosen: K=4" in proc.stdout and "adjusted Rand index" in proc.stdout
     assert png_size(tmp_path / "demo.png") == (1280, 480)
+    out = json.loads(run(env, "demo", "--n-init", "2", "--json", cwd=tmp_path).stdout)
+    assert out["n_components"] == 4 and out["adjusted_rand_index"] > 0.8
+    assert (tmp_path / "jaxgmm-demo.png").exists()  # the default name, in the cwd

@@ -362,7 +362,11 @@ def fit_vb_restarts(
     cov_cls = covariance_class(covariance_type)
     dtype = float_dtype(X)
     with x64_scope(dtype):
-        x, w, n_used, block_rows, _ = prepare_rows(X, sample_weight, cov_cls, dtype)
+        n_dev = min(jax.local_device_count() if n_devices is None else n_devices, n_init)
+        n_columns = -(-n_init // n_dev) * n_components
+        x, w, n_used, block_rows, _ = prepare_rows(
+            X, sample_weight, cov_cls, dtype, n_columns=n_columns
+        )
         cast = lambda a: jnp.asarray(a, dtype)
         priors = jax.tree_util.tree_map(cast, priors)
         if params0 is not None:
@@ -384,5 +388,5 @@ def fit_vb_restarts(
             max_iter=max_iter,
             block_rows=block_rows,
             n_init=n_init,
-            n_devices=min(jax.local_device_count() if n_devices is None else n_devices, n_init),
+            n_devices=n_dev,
         )

@@ -471,28 +471,43 @@ def cmd_plot(args) -> int:
     title = f"{Path(args.data).name}: K={model.n_components}, {model.covariance_type}"
     fig = _figure(model, meta, x_data, args, title)
     _save_figure(fig, args.output)
-    if not args.quiet:
+    if args.json:
+        width, height = fig.canvas.get_width_height()
+        print(json.dumps({"output": str(args.output), "width": width, "height": height}))
+    elif not args.quiet:
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 
 def cmd_demo(args) -> int:
+    from sklearn.metrics import adjusted_rand_score
+
     from .demo import run
 
-    model, x, _ = run(seed=args.seed, n_init=args.n_init, quiet=args.quiet)
+    model, x, y = run(seed=args.seed, n_init=args.n_init, quiet=args.quiet or args.json)
+    summary = {
+        "n_components": int(model.n_components_),
+        "covariance_type": model.covariance_type_,
+        "adjusted_rand_index": float(adjusted_rand_score(y, model.predict(x))),
+        "png": None,
+    }
     try:
         from .plot import pyplot
 
         pyplot()
     except ImportError as e:
-        print(f"no plot: {e}", file=sys.stderr)
+        print(f"jaxgmm demo: no plot: {e}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(summary))
         return 0
     crit = {k: np.asarray(v).tolist() for k, v in dict(model.criterion_).items()}
     meta = {"extra": {"columns": ["x0", "x1"], "table": crit, "criterion": "bic"}}
     args.pca, args.x, args.y = False, None, None
     fig = _figure(model.best_estimator_, meta, x, args, "the seed's four blobs")
     _save_figure(fig, args.output)
-    if not args.quiet:
+    if args.json:
+        print(json.dumps({**summary, "png": str(args.output)}))
+    elif not args.quiet:
         print(f"wrote {args.output}")
     return 0
 
@@ -674,6 +689,7 @@ jaxgmm plot model.jgmm data.csv --pca -o fig.png
     p.add_argument("--pca", action="store_true", help="project on two principal components")
     p.add_argument("--dpi", type=int, default=100, help="pixels per inch (default 100)")
     p.add_argument("--dropna", action="store_true", help="drop rows with missing values")
+    p.add_argument("--json", action="store_true", help="print the PNG's name and size as JSON")
 
     p = command(
         "demo",
@@ -688,6 +704,7 @@ jaxgmm demo -o demo.png --seed 3
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-init", type=int, default=5)
     p.add_argument("--dpi", type=int, default=100)
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
     p = command(
         "info",

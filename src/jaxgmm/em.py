@@ -61,7 +61,8 @@ _BLOCK_BYTES = 5 * 2**20
 
 
 def block_rows_for(n_samples: int, n_phi: int, itemsize: int) -> int:
-    """Rows per block: a power of two near ``_BLOCK_BYTES`` of features.
+    """Rows per block: a power of two near ``_BLOCK_BYTES`` of features (of ``n_phi``
+    values per row).
 
     Small data gets one block of the next power of two, so that data sets of similar
     size share one compiled program.
@@ -93,10 +94,14 @@ def pad_rows(x, w, n_rows: int):
     return x, xp.concatenate([w, xp.zeros((pad,), w.dtype)])
 
 
-def prepare_rows(X, sample_weight, covariance_class, dtype, block_rows=None):
+def prepare_rows(X, sample_weight, covariance_class, dtype, block_rows=None, n_columns=0):
     """Host-side preparation shared by every entry point: cast to ``dtype``, choose
     the block size, pad rows (zero weight) to a bucketed size so that nearby sizes
     share one compiled program.
+
+    ``n_columns`` is the width of the per-row intermediates of one device's batch of
+    fits (fits x components): the block is sized for the wider of it and the features,
+    so that a batch of restarts or a sweep keeps its block in the caches too.
 
     Returns
     -------
@@ -113,7 +118,8 @@ def prepare_rows(X, sample_weight, covariance_class, dtype, block_rows=None):
     w = w.astype(dtype)
     if block_rows is None:
         n_phi = 1 + n_features + covariance_class.n_second(n_features)
-        block_rows = block_rows_for(n_samples, n_phi, np.dtype(dtype).itemsize)
+        width = max(n_phi, n_columns)
+        block_rows = block_rows_for(n_samples, width, np.dtype(dtype).itemsize)
     x, w = pad_rows(x, w, padded_rows(n_samples, block_rows))
     n_used = jnp.asarray(-(-n_samples // block_rows), jnp.int32)
     return x, w, n_used, block_rows, n_samples

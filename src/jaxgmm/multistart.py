@@ -340,14 +340,17 @@ def _run(
         raise ValueError(f"init_params must be one of {sorted(INIT_METHODS)}, got {init_params!r}")
     dtype = float_dtype(X)
     with x64_scope(dtype):
-        x, w, n_used, block_rows, _ = prepare_rows(X, sample_weight, cov_cls, dtype, block_rows)
+        n_dev = jax.local_device_count() if n_devices is None else n_devices
+        n_dev = min(n_dev, n_init * len(ks))
+        ks = tuple(int(k) for k in ks)
+        n_columns = max(-(-len(g) * n_init // n_dev) * max(g) for g in _k_groups(ks))
+        x, w, n_used, block_rows, _ = prepare_rows(
+            X, sample_weight, cov_cls, dtype, block_rows, n_columns
+        )
         cast = lambda a: None if a is None else jnp.asarray(a, dtype)
         given = _GivenInit(cast(weights_init), cast(means_init), cast(precisions_init))
         if params0 is not None:
             params0 = jax.tree_util.tree_map(cast, params0)
-        n_dev = jax.local_device_count() if n_devices is None else n_devices
-        n_dev = min(n_dev, n_init * len(ks))
-        ks = tuple(int(k) for k in ks)
         centers = None
         if share_kmeans is not None and init_params == "kmeans" and given.means is None:
             if "centers" not in share_kmeans:
