@@ -176,7 +176,7 @@ def _log_det_scale(meta) -> float:
 
 def _original_units(model, meta):
     """Means and full covariances in the data's units (standardisation undone)."""
-    from .plot import full_covariances
+    from .plotting import full_covariances
 
     k, d = model.means_.shape
     covs = full_covariances(model.covariance_type, model.covariances_, k, d)
@@ -401,7 +401,7 @@ def cmd_sample(args) -> int:
 
 def _figure(model, meta, x_data, args, title):
     """The scatter (and for a sweep the criterion panel) as a matplotlib figure."""
-    from .plot import plot_criterion, plot_mixture, pyplot
+    from .plotting import plot_criterion, plot_mixture, pyplot
 
     plt = pyplot()
     names = list(meta["extra"].get("columns") or [f"x{j}" for j in range(x_data.shape[1])])
@@ -459,7 +459,7 @@ def _check_plot_columns(args, meta) -> None:
 
 
 def cmd_plot(args) -> int:
-    from .plot import pyplot
+    from .plotting import pyplot
 
     pyplot()  # fail early, with the install hint, when matplotlib is missing
     model, meta = _load_model(args.model)
@@ -492,7 +492,7 @@ def cmd_demo(args) -> int:
         "png": None,
     }
     try:
-        from .plot import pyplot
+        from .plotting import pyplot
 
         pyplot()
     except ImportError as e:
