@@ -16,7 +16,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.scipy.special import betaln, digamma, gammaln
 
 from ._typing import Array, Float, Status, float_dtype, x64_scope
@@ -25,6 +24,7 @@ from .em import (
     Blocks,
     Natural,
     _e_step,
+    iterate,
     m_step,
     make_blocks,
     prepare_rows,
@@ -245,33 +245,18 @@ def _vb_step(params: VBParams, blocks: Blocks, priors, reg_covar, cov_cls):
 def run_vb(params, blocks, priors, *, tol, reg_covar, max_iter, lower_bound0=-jnp.inf):
     """Variational EM from ``params``; the loop of :func:`jaxgmm.em.run_em`."""
     cov_cls = type(params.covariance)
-    dtype = blocks.x.dtype
 
-    def cond(s):
-        _, _, n, _, converged, failed = s
-        return (n < max_iter) & ~converged & ~failed
-
-    def body(s):
-        p, lb_prev, n, trace, _, _ = s
+    def step(p, _):
         new, lb = _vb_step(p, blocks, priors, reg_covar, cov_cls)
-        leaves = jax.tree_util.tree_leaves(new)
-        ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves])) & jnp.isfinite(lb)
-        p = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, p)
-        return p, lb, n + 1, trace.at[n].set(lb), ok & (jnp.abs(lb - lb_prev) < tol), ~ok
+        return new, lb, jnp.zeros((), bool)
 
-    init = (
-        params,
-        jnp.asarray(lower_bound0, dtype).reshape(()),
-        jnp.zeros((), jnp.int32),
-        jnp.full((max(max_iter, 1),), jnp.nan, dtype),
-        jnp.zeros((), bool),
-        jnp.zeros((), bool),
+    s = iterate(
+        step, params, tol=tol, max_iter=max_iter, lower_bound=lower_bound0, dtype=blocks.x.dtype
     )
-    p, lb, n, trace, converged, failed = lax.while_loop(cond, body, init)
     status = jnp.select(
-        [failed, converged], [Status.NON_FINITE, Status.CONVERGED], Status.MAX_ITER
+        [s.failed, s.converged], [Status.NON_FINITE, Status.CONVERGED], Status.MAX_ITER
     ).astype(jnp.int32)
-    return VBResult(p, n, lb, trace[:max_iter], converged, status)
+    return VBResult(s.params, s.n_iter, s.lower_bound, s.trace, s.converged, status)
 
 
 @functools.partial(

@@ -345,14 +345,64 @@ class EMResult:
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class _State:
-    params: GMMParams
+class LoopState:
+    """The state of :func:`iterate`: the parameters (the last finite ones), the last
+    lower bound and its trace, and why the loop stopped."""
+
+    params: Any
     lower_bound: Float[Array, ""]
     n_iter: Int[Array, ""]
     trace: Float[Array, " max_iter"]
     converged: Bool[Array, ""]
     failed: Bool[Array, ""]
-    collapsed: Bool[Array, ""]
+    flag: Bool[Array, ""]
+
+
+def _all_finite(tree) -> Bool[Array, ""]:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
+
+
+def iterate(step, params, *, tol, max_iter: int, lower_bound, dtype) -> LoopState:
+    """The bounded loop shared by EM and variational EM.
+
+    ``step(params, n_iter) -> (new_params, lower_bound, flag)`` is iteration
+    ``n_iter`` (from 0). The loop
+    stops when the lower bound changes by less than ``tol``, after ``max_iter``
+    iterations, or when a step gives a non-finite result; it then keeps the last
+    finite parameters. ``flag`` (a bool the step reports, such as a collapsed
+    component) is kept from the last step. Parameters that are not finite to begin
+    with stop the loop at once, with ``n_iter`` 0.
+    """
+
+    def cond(s: LoopState):
+        return (s.n_iter < max_iter) & ~s.converged & ~s.failed
+
+    def body(s: LoopState) -> LoopState:
+        new, lb, flag = step(s.params, s.n_iter)
+        ok = _all_finite(new) & jnp.isfinite(lb)
+        return LoopState(
+            params=jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, s.params),
+            lower_bound=lb,
+            n_iter=s.n_iter + 1,
+            trace=s.trace.at[s.n_iter].set(lb),
+            converged=ok & (jnp.abs(lb - s.lower_bound) < tol),
+            failed=~ok,
+            flag=flag,
+        )
+
+    false = jnp.zeros((), bool)
+    init = LoopState(
+        params=params,
+        lower_bound=jnp.asarray(lower_bound, dtype).reshape(()),
+        n_iter=jnp.zeros((), jnp.int32),
+        trace=jnp.full((max(max_iter, 1),), jnp.nan, dtype),  # at[] needs one slot
+        converged=false,
+        failed=~_all_finite(params),
+        flag=false,
+    )
+    s = lax.while_loop(cond, body, init)
+    return dataclasses.replace(s, trace=s.trace[:max_iter])
 
 
 def run_em(
@@ -401,45 +451,24 @@ def run_em(
     if active is None:
         active = jnp.ones(params.weights.shape, bool)
 
-    def cond(s: _State):
-        return (s.n_iter < max_iter) & ~s.converged & ~s.failed
-
-    def body(s: _State) -> _State:
-        resp_fn = e_step_resp(Natural.of(s.params))
+    def step(params: GMMParams, n_iter):
+        resp_fn = e_step_resp(Natural.of(params))
         new, stats, log_lik = m_step(resp_fn, blocks, cov_cls, reg_covar, active=active)
         lb = log_lik / total_weight
         if report:
-            jax.debug.callback(_progress.iteration, s.n_iter + 1, lb)
-        ok = new.is_finite() & jnp.isfinite(lb)
-        return _State(
-            params=jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, s.params),
-            lower_bound=lb,
-            n_iter=s.n_iter + 1,
-            trace=s.trace.at[s.n_iter].set(lb),
-            converged=ok & (jnp.abs(lb - s.lower_bound) < tol),
-            failed=~ok,
-            collapsed=jnp.min(jnp.where(active, stats.sum_r, jnp.inf)) < collapse_floor,
-        )
+            jax.debug.callback(_progress.iteration, n_iter + 1, lb)
+        collapsed = jnp.min(jnp.where(active, stats.sum_r, jnp.inf)) < collapse_floor
+        return new, lb, collapsed
 
-    false = jnp.zeros((), bool)
     # An initialization that is already non-finite (a singular starting covariance)
     # is reported at once, with n_iter 0.
-    init = _State(
-        params=params,
-        lower_bound=jnp.asarray(lower_bound, dtype),
-        n_iter=jnp.zeros((), jnp.int32),
-        trace=jnp.full((max(max_iter, 1),), jnp.nan, dtype),  # at[] needs one slot
-        converged=false,
-        failed=~params.is_finite(),
-        collapsed=false,
-    )
-    s = lax.while_loop(cond, body, init)
+    s = iterate(step, params, tol=tol, max_iter=max_iter, lower_bound=lower_bound, dtype=dtype)
     status = jnp.select(
-        [s.failed, s.collapsed, s.converged],
+        [s.failed, s.flag, s.converged],
         [Status.NON_FINITE, Status.COLLAPSED, Status.CONVERGED],
         Status.MAX_ITER,
     ).astype(jnp.int32)
-    return EMResult(s.params, s.n_iter, s.lower_bound, s.trace[:max_iter], s.converged, status)
+    return EMResult(s.params, s.n_iter, s.lower_bound, s.trace, s.converged, status)
 
 
 def final_scores(params: GMMParams, blocks: Blocks) -> tuple[Array, Array]:
