@@ -74,6 +74,11 @@ class Table:
 
 
 def _to_float(raw: np.ndarray, name: str, table: Table):
+    if raw.dtype.kind not in "fiub":
+        try:  # text columns that are all numbers: converted in C, one call
+            raw = raw.astype(np.float64)
+        except (ValueError, TypeError):
+            pass  # missing markers or text: the row-by-row pass below names them
     if raw.dtype.kind in "fiub":
         values = raw.astype(np.float64)
         bad = np.isinf(values)
