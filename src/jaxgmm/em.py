@@ -35,7 +35,7 @@ from jax import lax
 from . import _progress
 from ._typing import Array, Bool, Float, Int, Status, float_dtype, x64_scope
 from .covariance import Covariance
-from .params import GMMParams
+from .params import GMMParams, all_finite
 from .stats import SuffStats
 
 __all__ = [
@@ -358,11 +358,6 @@ class LoopState:
     flag: Bool[Array, ""]
 
 
-def _all_finite(tree) -> Bool[Array, ""]:
-    leaves = jax.tree_util.tree_leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
-
-
 def iterate(step, params, *, tol, max_iter: int, lower_bound, dtype) -> LoopState:
     """The bounded loop shared by EM and variational EM.
 
@@ -380,7 +375,7 @@ def iterate(step, params, *, tol, max_iter: int, lower_bound, dtype) -> LoopStat
 
     def body(s: LoopState) -> LoopState:
         new, lb, flag = step(s.params, s.n_iter)
-        ok = _all_finite(new) & jnp.isfinite(lb)
+        ok = all_finite(new) & jnp.isfinite(lb)
         return LoopState(
             params=jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, s.params),
             lower_bound=lb,
@@ -398,7 +393,7 @@ def iterate(step, params, *, tol, max_iter: int, lower_bound, dtype) -> LoopStat
         n_iter=jnp.zeros((), jnp.int32),
         trace=jnp.full((max(max_iter, 1),), jnp.nan, dtype),  # at[] needs one slot
         converged=false,
-        failed=~_all_finite(params),
+        failed=~all_finite(params),
         flag=false,
     )
     s = lax.while_loop(cond, body, init)

@@ -11,7 +11,13 @@ from ._typing import Array, Float
 from .covariance import Covariance
 from .stats import SuffStats
 
-__all__ = ["GMMParams"]
+__all__ = ["GMMParams", "all_finite"]
+
+
+def all_finite(tree) -> Array:
+    """Whether every entry of every array in ``tree`` is finite (a bool scalar)."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
 
 
 @jax.tree_util.register_dataclass
@@ -95,8 +101,7 @@ class GMMParams:
         return dataclasses.replace(self, means=self.means + offset)
 
     def is_finite(self) -> Array:
-        leaves = jax.tree_util.tree_leaves(self)
-        return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
+        return all_finite(self)
 
     def sample(self, key, n_samples: int) -> tuple[Float[Array, "n d"], Array]:
         """Draw ``n_samples`` rows; returned grouped by component, as scikit-learn's.
