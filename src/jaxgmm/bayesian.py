@@ -30,7 +30,7 @@ from .em import (
     prepare_rows,
 )
 from .init import initialize
-from .multistart import _over_fits
+from .multistart import _batch_columns, _device_count, _over_fits
 
 __all__ = [
     "VBParams",
@@ -347,10 +347,13 @@ def fit_vb_restarts(
     cov_cls = covariance_class(covariance_type)
     dtype = float_dtype(X)
     with x64_scope(dtype):
-        n_dev = min(jax.local_device_count() if n_devices is None else n_devices, n_init)
-        n_columns = -(-n_init // n_dev) * n_components
+        n_dev = _device_count(n_devices, n_init)
         x, w, n_used, block_rows, _ = prepare_rows(
-            X, sample_weight, cov_cls, dtype, n_columns=n_columns
+            X,
+            sample_weight,
+            cov_cls,
+            dtype,
+            n_columns=_batch_columns((n_components,), n_init, n_dev),
         )
         cast = lambda a: jnp.asarray(a, dtype)
         priors = jax.tree_util.tree_map(cast, priors)

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import _progress
 from ._tables import DataError, Table, read_table, write_table
+from .demo import criterion_table
 from .io import load, read_metadata, save
 
 __all__ = ["main"]
@@ -146,7 +147,7 @@ def _load_model(path):
 
 
 def _model_rows(model, meta, table: Table, dropna: bool):
-    """The model's columns of ``table`` as the model's (standardised) input."""
+    """The model's columns of ``table`` (in the data's units) and the rows kept."""
     wanted = meta["extra"].get("columns") or [f"x{j}" for j in range(model.n_features_in_)]
     if all(n in table.names for n in wanted):
         names = wanted
@@ -160,13 +161,22 @@ def _model_rows(model, meta, table: Table, dropna: bool):
             f"{table.path}: the model was fitted on columns {', '.join(wanted)} but this "
             f"file lacks {', '.join(repr(m) for m in missing)}; give a file with those columns"
         )
-    x, keep = table.numeric(names, dropna=dropna)
-    return _standardize(meta, x), keep
+    return table.numeric(names, dropna=dropna)
+
+
+def _table_lists(criterion_) -> dict:
+    """A sweep's table (DataFrame or dict of arrays) as JSON-ready lists."""
+    return {k: np.asarray(v).tolist() for k, v in dict(criterion_).items()}
 
 
 def _standardize(meta, x):
     s = meta["extra"].get("standardize")
     return x if not s else (x - np.asarray(s["mean"])) / np.asarray(s["scale"])
+
+
+def _unstandardize(meta, z):
+    s = meta["extra"].get("standardize")
+    return z if not s else z * np.asarray(s["scale"]) + np.asarray(s["mean"])
 
 
 def _log_det_scale(meta) -> float:
@@ -180,11 +190,10 @@ def _original_units(model, meta):
 
     k, d = model.means_.shape
     covs = full_covariances(model.covariance_type, model.covariances_, k, d)
-    means = np.asarray(model.means_, np.float64)
+    means = _unstandardize(meta, np.asarray(model.means_, np.float64))
     s = meta["extra"].get("standardize")
     if s:
-        scale, mean = np.asarray(s["scale"]), np.asarray(s["mean"])
-        means = means * scale + mean
+        scale = np.asarray(s["scale"])
         covs = covs * scale[None, :, None] * scale[None, None, :]
     return means, covs
 
@@ -258,22 +267,21 @@ def cmd_fit(args) -> int:
         total, unit = args.max_iter, "iter"
     _with_progress(args, total, unit, "fitting", lambda: est.fit(x))
     model = est.best_estimator_ if sweep else est
-    log_lik = model.score_samples(x) - _log_det_scale({"extra": {"standardize": standardize}})
-    extra = {
+    extra = {"standardize": standardize}
+    log_lik = model.score_samples(x) - _log_det_scale({"extra": extra})
+    extra |= {
         "columns": names,
-        "standardize": standardize,
         "data": str(table.path),
         "n_rows": int(n),
         "dropped_rows": int((~keep).sum()),
         "train_log_lik_quantiles": np.quantile(log_lik, _QUANTILES).tolist(),
     }
     if sweep:
-        crit = {k: np.asarray(v).tolist() for k, v in dict(est.criterion_).items()}
+        crit = _table_lists(est.criterion_)
         extra.update(criterion=args.criterion, table=crit)
     out = Path(args.output or Path(args.data).with_suffix(".jgmm").name)
     save(model, out, extra=extra)
-    meta = {"extra": extra}
-    means, _ = _original_units(model, meta)
+    means, _ = _original_units(model, {"extra": extra})
     summary = {
         "model": str(out),
         "n_components": int(model.n_components),
@@ -294,7 +302,8 @@ def cmd_fit(args) -> int:
         return 0
     _dropped_note(args, table, keep)
     if sweep:
-        _say(args, _criterion_table(crit, args.criterion, model))
+        chosen = (model.covariance_type, model.n_components)
+        _say(args, criterion_table(crit, args.criterion, chosen))
         _say(args)
     _say(
         args,
@@ -312,14 +321,6 @@ def cmd_fit(args) -> int:
     return 0
 
 
-def _criterion_table(table: dict, criterion: str, model) -> str:
-    from .demo import criterion_table
-
-    types, ks = np.asarray(table["covariance_type"]), np.asarray(table["n_components"])
-    best = np.flatnonzero((types == model.covariance_type) & (ks == model.n_components))
-    return criterion_table(table, int(best[0]), criterion)
-
-
 def _component_table(weights, means, names) -> str:
     width = max(10, *(len(n) for n in names))
     lines = [f"{'component':>9} {'weight':>7}  " + " ".join(f"{n:>{width}}" for n in names)]
@@ -335,7 +336,7 @@ def cmd_predict(args) -> int:
     _dropped_note(args, table, keep)
     names = list(table.names)
     columns = [c[keep] for c in table.columns]
-    proba = model.predict_proba(x)
+    proba = model.predict_proba(_standardize(meta, x))
     names.append(_free("component", names))
     columns.append(np.argmax(proba, axis=1))
     if args.proba:
@@ -357,7 +358,7 @@ def cmd_score(args) -> int:
     table = read_table(args.data)
     x, keep = _model_rows(model, meta, table, args.dropna)
     _dropped_note(args, table, keep)
-    log_lik = model.score_samples(x) - _log_det_scale(meta)
+    log_lik = model.score_samples(_standardize(meta, x)) - _log_det_scale(meta)
     names = list(table.names)
     columns = [c[keep] for c in table.columns]
     names.append(_free("log_likelihood", names))
@@ -391,8 +392,7 @@ def cmd_sample(args) -> int:
         raise _Usage(f"-n {args.n}: give a positive number of samples")
     model, meta = _load_model(args.model)
     z, labels = model.sample(args.n, random_state=args.seed)
-    s = meta["extra"].get("standardize")
-    x = z if not s else z * np.asarray(s["scale"]) + np.asarray(s["mean"])
+    x = _unstandardize(meta, z)
     names = list(meta["extra"].get("columns") or [f"x{j}" for j in range(x.shape[1])])
     names.append(_free("component", names))
     _emit_table(args, names, [*x.T, labels])
@@ -465,9 +465,7 @@ def cmd_plot(args) -> int:
     model, meta = _load_model(args.model)
     _check_plot_columns(args, meta)
     table = read_table(args.data)
-    x, _keep = _model_rows(model, meta, table, args.dropna)
-    s = meta["extra"].get("standardize")
-    x_data = x if not s else x * np.asarray(s["scale"]) + np.asarray(s["mean"])
+    x_data, _ = _model_rows(model, meta, table, args.dropna)
     title = f"{Path(args.data).name}: K={model.n_components}, {model.covariance_type}"
     fig = _figure(model, meta, x_data, args, title)
     _save_figure(fig, args.output)
@@ -500,7 +498,7 @@ def cmd_demo(args) -> int:
         if args.json:
             print(json.dumps(summary))
         return 0
-    crit = {k: np.asarray(v).tolist() for k, v in dict(model.criterion_).items()}
+    crit = _table_lists(model.criterion_)
     meta = {"extra": {"columns": ["x0", "x1"], "table": crit, "criterion": "bic"}}
     args.pca, args.x, args.y = False, None, None
     fig = _figure(model.best_estimator_, meta, x, args, "the seed's four blobs")

@@ -20,8 +20,10 @@ from .datasets import SEED_CENTERS, SEED_SIZES, make_seed_blobs
 from .estimator import GaussianMixtureIC
 
 
-def criterion_table(table: dict, best: int, criterion: str) -> str:
-    """A sweep's table as text, the chosen row marked."""
+def criterion_table(table: dict, criterion: str, chosen: tuple[str, int]) -> str:
+    """A sweep's table as text, the chosen (covariance type, K) row marked."""
+    types, ks = np.asarray(table["covariance_type"]), np.asarray(table["n_components"])
+    best = int(np.flatnonzero((types == chosen[0]) & (ks == chosen[1]))[0])
     lines = [
         f"{'covariance':>10} {'K':>2} {'BIC':>10} {'AIC':>10} {'ICL':>10} {'log-lik':>10}"
         f" {'params':>6} {'iters':>5}"
@@ -58,9 +60,8 @@ def run(seed: int = 0, n_init: int = 5, max_k: int = 8, criterion: str = "bic", 
     warm = time.perf_counter() - t0
 
     table = {k: np.asarray(v) for k, v in dict(model.criterion_).items()}
-    crit = np.where(table["degenerate"], np.inf, table[criterion])
     say()
-    say(criterion_table(table, int(np.argmin(crit)), criterion))
+    say(criterion_table(table, criterion, (model.covariance_type_, model.n_components_)))
 
     best = model.best_estimator_
     say()

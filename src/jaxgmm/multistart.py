@@ -301,6 +301,47 @@ def fit_restarts(
     )
 
 
+def _check_key(key) -> None:
+    if not isinstance(key, jax.Array):
+        raise TypeError(
+            f"key must be a jax.random key, got {type(key).__name__}; "
+            "use jax.random.key(seed) to make one from an integer seed"
+        )
+
+
+def _device_count(n_devices: int | None, n_fits: int) -> int:
+    """Local devices to shard ``n_fits`` fits over: all of them (or ``n_devices``), at
+    most one per fit."""
+    return min(jax.local_device_count() if n_devices is None else n_devices, n_fits)
+
+
+def _batch_columns(ks: tuple[int, ...], n_init: int, n_devices: int) -> int:
+    """Per-row width (fits x components) of the widest batch one device runs, which
+    :func:`~jaxgmm.em.prepare_rows` sizes the blocks for."""
+    return max(-(-len(g) * n_init // n_devices) * max(g) for g in _k_groups(ks))
+
+
+def shared_kmeans_centers(
+    key, X, ks, *, n_init=1, covariance_type="full", sample_weight=None, n_devices=None
+):
+    """The 'kmeans' initial centres of every fit of :func:`_run` with the same
+    arguments, uncentred. They do not depend on the covariance type, so a sweep
+    computes them once for all its types (``covariance_type`` only sizes the blocks,
+    as :func:`_run` sizes them for that type)."""
+    _check_key(key)
+    cov_cls = covariance_class(covariance_type)
+    ks = tuple(int(k) for k in ks)
+    dtype = float_dtype(X)
+    with x64_scope(dtype):
+        n_dev = _device_count(n_devices, n_init * len(ks))
+        x, w, n_used, block_rows, _ = prepare_rows(
+            X, sample_weight, cov_cls, dtype, None, _batch_columns(ks, n_init, n_dev)
+        )
+        return _kmeans_centers(
+            key, x, w, n_used, ks=ks, block_rows=block_rows, n_devices=n_dev, n_init=n_init
+        )
+
+
 def _run(
     key,
     X,
@@ -321,43 +362,30 @@ def _run(
     block_rows=None,
     n_devices=None,
     with_scores=False,
-    share_kmeans=None,
+    centers=None,
 ):
     """Validate the core's arguments, pad the data and run the compiled batch of fits
     (``ks`` x ``n_init``); with ``with_scores`` also the final log-likelihood and
     responsibility entropy of each fit.
 
-    ``share_kmeans`` (a dict) keeps the 'kmeans' centres between calls on the same
-    data, keys and ``ks`` (a sweep's covariance types); they do not depend on the type.
+    ``centers`` (from :func:`shared_kmeans_centers`) replaces the 'kmeans' initialization's
+    own k-means, so that a sweep's covariance types share one.
     """
-    if not isinstance(key, jax.Array):
-        raise TypeError(
-            f"key must be a jax.random key, got {type(key).__name__}; "
-            "use jax.random.key(seed) to make one from an integer seed"
-        )
+    _check_key(key)
     cov_cls = covariance_class(covariance_type)
     if init_params not in INIT_METHODS:
         raise ValueError(f"init_params must be one of {sorted(INIT_METHODS)}, got {init_params!r}")
     dtype = float_dtype(X)
     with x64_scope(dtype):
-        n_dev = jax.local_device_count() if n_devices is None else n_devices
-        n_dev = min(n_dev, n_init * len(ks))
         ks = tuple(int(k) for k in ks)
-        n_columns = max(-(-len(g) * n_init // n_dev) * max(g) for g in _k_groups(ks))
+        n_dev = _device_count(n_devices, n_init * len(ks))
         x, w, n_used, block_rows, _ = prepare_rows(
-            X, sample_weight, cov_cls, dtype, block_rows, n_columns
+            X, sample_weight, cov_cls, dtype, block_rows, _batch_columns(ks, n_init, n_dev)
         )
         cast = lambda a: None if a is None else jnp.asarray(a, dtype)
         given = _GivenInit(cast(weights_init), cast(means_init), cast(precisions_init))
         if params0 is not None:
             params0 = jax.tree_util.tree_map(cast, params0)
-        centers = None
-        if share_kmeans is not None and init_params == "kmeans" and given.means is None:
-            if "centers" not in share_kmeans:
-                share_kmeans["centers"] = _kmeans_centers(
-                    key, x, w, n_used, ks=ks, block_rows=block_rows, n_devices=n_dev, n_init=n_init
-                )
-            centers = share_kmeans["centers"]
         return _fit_restarts(
             key,
             x,

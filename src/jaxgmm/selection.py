@@ -19,7 +19,7 @@ import numpy as np
 from . import _progress
 from ._typing import Array, Float, PRNGKeyArray, Status, x64_scope
 from .covariance import COVARIANCE_TYPES, covariance_class
-from .multistart import _run, best_index, select
+from .multistart import _run, best_index, select, shared_kmeans_centers
 from .params import GMMParams
 
 __all__ = ["CRITERIA", "SweepResult", "sweep"]
@@ -151,7 +151,17 @@ def sweep(
     rows.update({"lower_bound": [], "status": [], "smallest_component": [], "degenerate": []})
     params: list[GMMParams] = []
     fits = []
-    shared: dict = {} if len(types) > 1 else None  # 'kmeans' centres, type-independent
+    centers = None
+    if init_params == "kmeans" and len(types) > 1:  # type-independent: computed once
+        centers = shared_kmeans_centers(
+            key,
+            X,
+            ks,
+            n_init=n_init,
+            covariance_type=types[0],
+            sample_weight=sample_weight,
+            n_devices=n_devices,
+        )
     for name in types:
         cov_cls = COVARIANCE_TYPES[name]
         results, (log_lik, entropy) = _run(
@@ -167,7 +177,7 @@ def sweep(
             max_iter=max_iter,
             n_devices=n_devices,
             with_scores=True,
-            share_kmeans=shared,
+            centers=centers,
         )
         with x64_scope(results.lower_bound.dtype):
             results = jax.tree_util.tree_map(np.asarray, results)
