@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import betaln, digamma, gammaln
 
+from ._pytree import pytree_dataclass
 from ._typing import Array, Float, Status, float_dtype, x64_scope
 from .covariance import Covariance, TiedCovariance, covariance_class
 from .em import (
@@ -42,8 +43,7 @@ __all__ = [
 ]
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+@pytree_dataclass
 class VBPriors:
     """The priors, as scikit-learn's ``*_prior_`` attributes."""
 
@@ -54,18 +54,7 @@ class VBPriors:
     covariance: Array
 
 
-@functools.partial(
-    jax.tree_util.register_dataclass,
-    data_fields=[
-        "weight_concentration",
-        "mean_precision",
-        "means",
-        "degrees_of_freedom",
-        "covariance",
-    ],
-    meta_fields=["process"],
-)
-@dataclasses.dataclass(frozen=True)
+@pytree_dataclass(meta_fields=("process",))
 class VBParams:
     """Variational posterior, as scikit-learn's fitted attributes.
 
@@ -209,8 +198,7 @@ def lower_bound(params: VBParams, resp_entropy, cov_cls) -> Float[Array, ""]:
     )
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+@pytree_dataclass
 class VBResult:
     params: VBParams
     n_iter: Array

@@ -18,15 +18,14 @@ log-densities and one product ``resp.T @ phi`` gives every sufficient statistic.
 from __future__ import annotations
 
 import abc
-import dataclasses
 import math
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
+from ._pytree import pytree_dataclass
 from ._typing import Array, Float
 
 __all__ = [
@@ -38,10 +37,6 @@ __all__ = [
     "TiedCovariance",
     "covariance_class",
 ]
-
-
-def _pytree(cls):
-    return jax.tree_util.register_dataclass(dataclasses.dataclass(frozen=True)(cls))
 
 
 def _triu(n_features: int) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +183,7 @@ class Covariance(abc.ABC):
         return self.log_det_cholesky(d) - 0.5 * d * math.log(2 * math.pi)
 
 
-@_pytree
+@pytree_dataclass
 class FullCovariance(Covariance):
     """Each component has its own general covariance matrix."""
 
@@ -254,7 +249,7 @@ class FullCovariance(Covariance):
         return (n_components, n_features, n_features)
 
 
-@_pytree
+@pytree_dataclass
 class TiedCovariance(Covariance):
     """All components share one general covariance matrix."""
 
@@ -311,7 +306,7 @@ class TiedCovariance(Covariance):
         return (n_features, n_features)
 
 
-@_pytree
+@pytree_dataclass
 class DiagCovariance(Covariance):
     """Each component has its own diagonal covariance matrix."""
 
@@ -373,7 +368,7 @@ class DiagCovariance(Covariance):
         return (n_components, n_features)
 
 
-@_pytree
+@pytree_dataclass
 class SphericalCovariance(Covariance):
     """Each component has its own single variance."""
 

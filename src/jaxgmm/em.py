@@ -33,6 +33,7 @@ import numpy as np
 from jax import lax
 
 from . import _progress
+from ._pytree import pytree_dataclass
 from ._typing import Array, Bool, Float, Int, Status, float_dtype, x64_scope
 from .covariance import Covariance
 from .params import GMMParams, all_finite
@@ -125,8 +126,7 @@ def prepare_rows(X, sample_weight, covariance_class, dtype, block_rows=None, n_c
     return x, w, n_used, block_rows, n_samples
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+@pytree_dataclass
 class Blocks:
     """The data cut into equal blocks of rows; padding rows have zero weight.
 
@@ -181,10 +181,7 @@ def scan_blocks(fn: Callable[..., Any], blocks: Blocks) -> Any:
     return lax.fori_loop(0, blocks.n_used, body, zeros)
 
 
-@functools.partial(
-    jax.tree_util.register_dataclass, data_fields=["A"], meta_fields=["covariance_class"]
-)
-@dataclasses.dataclass(frozen=True)
+@pytree_dataclass(meta_fields=("covariance_class",))
 class Natural:
     """Parameters prepared for the E-step: ``phi(x) @ A = log w_k + log N(x | k)``."""
 
@@ -314,8 +311,7 @@ def m_step(
     return params, stats, log_lik
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+@pytree_dataclass
 class EMResult:
     """What an EM run returns.
 
@@ -343,8 +339,7 @@ class EMResult:
     status: Int[Array, ""]
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+@pytree_dataclass
 class LoopState:
     """The state of :func:`iterate`: the parameters (the last finite ones), the last
     lower bound and its trace, and why the loop stopped."""

@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from . import _progress
+from ._pytree import pytree_dataclass
 from ._typing import Array, Float, PRNGKeyArray, Status, float_dtype, x64_scope
 from .covariance import covariance_class
 from .em import EMResult, final_scores, make_blocks, prepare_rows, run_em
@@ -27,8 +28,7 @@ from .params import GMMParams
 __all__ = ["best_index", "fit", "fit_restarts", "select"]
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+@pytree_dataclass
 class _GivenInit:
     """User-given initial parameters in scikit-learn's form (any may be None)."""
 

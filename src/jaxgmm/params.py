@@ -7,6 +7,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from ._pytree import pytree_dataclass
 from ._typing import Array, Float
 from .covariance import Covariance
 from .stats import SuffStats
@@ -20,8 +21,7 @@ def all_finite(tree) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+@pytree_dataclass
 class GMMParams:
     """Weights, means and covariance of a Gaussian mixture.
 

@@ -7,18 +7,16 @@ weights are a factor on the responsibilities, and nothing of size N x K is kept.
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 
+from ._pytree import pytree_dataclass
 from ._typing import Array, Float
 
 __all__ = ["SuffStats"]
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+@pytree_dataclass
 class SuffStats:
     """Responsibility-weighted sums over rows.
 
