@@ -113,9 +113,9 @@ def test_block_statistics_equal_vmapped_per_sample_m_step(covariance_type):
         params = jaxgmm.GMMParams(
             jnp.asarray(w0), jnp.asarray(m0), cov_cls.from_precisions(jnp.asarray(p0))
         )
-        model = em.Natural.of(params)
         w = jnp.linspace(0.5, 2.0, x.shape[0])
-        stats, ll = em.block_e_step(jnp.asarray(x), w, model)
+        model = em.Natural.of(params, em.make_blocks(jnp.asarray(x), w, x.shape[0]))
+        stats, ll = em.block_stats(jnp.asarray(x), w, model)
         resp, _, _ = jax.vmap(em._e_step, (0, None))(x, model)
         per_sample = jax.vmap(em._m_step, (0, 0, None))(x, resp * w[:, None], model)
         summed = jax.tree_util.tree_map(lambda a: a.sum(0), per_sample)

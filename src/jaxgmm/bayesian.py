@@ -24,7 +24,7 @@ from .covariance import Covariance, TiedCovariance, covariance_class
 from .em import (
     Blocks,
     Natural,
-    _e_step,
+    block_e_step,
     iterate,
     m_step,
     make_blocks,
@@ -106,18 +106,16 @@ class VBParams:
             digamma(0.5 * (dof[None, :] - jnp.arange(d, dtype=dof.dtype)[:, None])), 0
         )
 
-    def natural(self) -> Float[Array, "n_phi k"]:
-        """``phi(x) @ A`` = scikit-learn's weighted log-probabilities."""
+    def log_offset(self) -> Float[Array, " k"]:
+        """What scikit-learn's weighted log-probabilities add to ``log N(x | mu_k,
+        Sigma_k)`` of the normalised covariances."""
         d = self.means.shape[-1]
-        lin, quad, const = self.covariance.natural(self.means)
         dof = jnp.broadcast_to(self.degrees_of_freedom, self.mean_precision.shape)
-        const = (
-            const
-            - 0.5 * d * jnp.log(dof)
+        return (
+            -0.5 * d * jnp.log(dof)
             + 0.5 * (self._log_lambda() - d / self.mean_precision)
             + self.log_weights()
         )
-        return jnp.concatenate([const[:, None], lin, quad], axis=1).T
 
     def log_det_precisions_chol(self) -> Array:
         d = self.means.shape[-1]
@@ -209,16 +207,17 @@ class VBResult:
 
 
 def _vb_step(params: VBParams, blocks: Blocks, priors, reg_covar, cov_cls):
-    model = Natural(params.natural(), cov_cls)
+    model = Natural.build(params.log_offset(), params.means, params.covariance, blocks)
 
-    def resp_fn(x, w, _b, phi):
-        in_axes = (0, None, None if phi is None else 0)
-        resp, log_resp, _ = jax.vmap(_e_step, in_axes=in_axes)(x, model, phi)
+    def resp_fn(x, w, _b, phi, centred):
+        resp, log_resp, _ = block_e_step(x, model, phi, centred)
         resp = resp * w[:, None]
         return resp, -jnp.sum(jnp.where(resp > 0, resp * log_resp, 0))
 
     # total_weight=1: the "weights" of the result are the counts nk themselves.
-    moments, _, entropy = m_step(resp_fn, blocks, cov_cls, reg_covar, total_weight=1.0)
+    moments, _, entropy = m_step(
+        resp_fn, blocks, cov_cls, reg_covar, total_weight=1.0, exact=model.exact
+    )
     new = vb_from_moments(
         moments.weights,
         moments.means,
@@ -281,10 +280,7 @@ def _fit_vb(
     n_devices=1,
 ):
     x, w = jnp.asarray(x), jnp.asarray(w)
-    total = jnp.sum(w)
-    center = (w @ x) / total
-    blocks = make_blocks(x - center, w, block_rows, n_used)
-    priors = dataclasses.replace(priors, mean=priors.mean - center)
+    blocks = make_blocks(x, w, block_rows, n_used, center=(w @ x) / jnp.sum(w))
 
     def one(key, blocks, priors, params0, tol, reg_covar, lower_bound0):
         total = jnp.sum(blocks.w)
@@ -294,7 +290,7 @@ def _fit_vb(
                 g.weights * total, g.means, g.covariance.covariances, priors, cov_cls, process
             )
         else:
-            p = dataclasses.replace(params0, means=params0.means - center)
+            p = params0
         return run_vb(
             p,
             blocks,
@@ -306,9 +302,7 @@ def _fit_vb(
         )
 
     shared = (blocks, priors, params0, tol, reg_covar, lower_bound0)
-    out = _over_fits(one, (jax.random.split(key, n_init),), shared, n_devices)
-    params = dataclasses.replace(out.params, means=out.params.means + center)
-    return dataclasses.replace(out, params=params)
+    return _over_fits(one, (jax.random.split(key, n_init),), shared, n_devices)
 
 
 def fit_vb_restarts(

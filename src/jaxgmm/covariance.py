@@ -178,9 +178,44 @@ class Covariance(abc.ABC):
         """Shape of ``covariances`` (and of the precisions)."""
 
     def log_prob_constant(self, means: Float[Array, "k d"]) -> Float[Array, " k"]:
-        """The part of each log-density that does not depend on x or the mean."""
+        """The part of each log-density that does not depend on x or the mean: the
+        log-density at the mode."""
         d = means.shape[-1]
         return self.log_det_cholesky(d) - 0.5 * d * math.log(2 * math.pi)
+
+    # -- the centred (exact) form ----------------------------------------------------
+    @abc.abstractmethod
+    def whiten(self, diff: Float[Array, "k d"]) -> Float[Array, "k d"]:
+        """``diff[k]`` against component k's precision Cholesky factor (scikit-learn's
+        ``y``), so that ``sum(y**2)`` is the squared Mahalanobis distance."""
+
+    @abc.abstractmethod
+    def precision_norm(self) -> Float[Array, " k"]:
+        """An upper bound of each component's largest precision eigenvalue (the
+        infinity norm of the precision matrix)."""
+
+    def log_prob_centred(
+        self, x: Float[Array, " d"], means: Float[Array, "k d"]
+    ) -> Float[Array, " k"]:
+        """``log N(x | k)`` for one sample from ``x - mu_k`` itself, as scikit-learn
+        computes it: no cancellation however far and tight a component is."""
+        y = self.whiten(x - means)
+        return self.log_prob_constant(means) - 0.5 * jnp.sum(y * y, axis=-1)
+
+    def fast_form_error(
+        self, means: Float[Array, "k d"], radius: Float[Array, ""]
+    ) -> Float[Array, " k"]:
+        """Estimated rounding error, in nats, of :meth:`natural`'s expanded form for
+        samples within ``radius`` of the origin.
+
+        The expanded form adds terms as large as ``lambda_max(P) (|x| + |mu|)**2``
+        (``x^T P x``, ``x^T P mu``, ``mu^T P mu``) to give a log-density that can be
+        far smaller: each term carries a rounding error of about ``eps`` times its
+        size, and the terms cancel, the errors do not.
+        """
+        eps = jnp.finfo(means.dtype).eps
+        reach = radius + jnp.sqrt(jnp.sum(means * means, axis=-1))
+        return eps * self.precision_norm() * reach**2
 
 
 @pytree_dataclass
@@ -210,6 +245,12 @@ class FullCovariance(Covariance):
 
     def scale_noise(self, z, labels):
         return jnp.einsum("nde,ne->nd", jnp.linalg.cholesky(self.covariances)[labels], z)
+
+    def whiten(self, diff):
+        return jnp.einsum("kd,kde->ke", diff, self.precisions_cholesky)
+
+    def precision_norm(self):
+        return jnp.max(jnp.sum(jnp.abs(_gram(self.precisions_cholesky)), -1), -1)
 
     def log_det_cholesky(self, n_features):
         return jnp.sum(jnp.log(jnp.diagonal(self.precisions_cholesky, axis1=-2, axis2=-1)), -1)
@@ -266,6 +307,12 @@ class TiedCovariance(Covariance):
 
     def scale_noise(self, z, labels):
         return z @ jnp.linalg.cholesky(self.covariances).T
+
+    def whiten(self, diff):
+        return diff @ self.precisions_cholesky
+
+    def precision_norm(self):
+        return jnp.max(jnp.sum(jnp.abs(_gram(self.precisions_cholesky)), -1))
 
     def log_det_cholesky(self, n_features):
         return jnp.sum(jnp.log(jnp.diagonal(self.precisions_cholesky)))
@@ -332,6 +379,12 @@ class DiagCovariance(Covariance):
     def scale_noise(self, z, labels):
         return z * jnp.sqrt(self.covariances)[labels]
 
+    def whiten(self, diff):
+        return diff * self.precisions_cholesky
+
+    def precision_norm(self):
+        return jnp.max(self.precisions_cholesky**2, -1)
+
     def log_det_cholesky(self, n_features):
         return jnp.sum(jnp.log(self.precisions_cholesky), -1)
 
@@ -385,6 +438,12 @@ class SphericalCovariance(Covariance):
 
     def scale_noise(self, z, labels):
         return z * jnp.sqrt(self.covariances)[labels][:, None]
+
+    def whiten(self, diff):
+        return diff * self.precisions_cholesky[:, None]
+
+    def precision_norm(self):
+        return self.precisions_cholesky**2
 
     def log_det_cholesky(self, n_features):
         return n_features * jnp.log(self.precisions_cholesky)

@@ -136,26 +136,42 @@ class Blocks:
     w : array of shape (n_blocks, block_rows)
     n_used : int array
         Blocks that hold data; passes over the data stop there.
+    center : array of shape (n_features,)
+        The point the fast, expanded forms (the E-step's ``phi(x) @ A``, the raw
+        moments, k-means distances) are taken about: the data's mean for a fit, the
+        mixture's mean for scoring. The rows themselves are kept as given, so that
+        the exact forms see ``x - mu`` of the rows and means themselves.
+    radius : float array
+        The largest distance of a row from ``center``: how far the expanded form must
+        stay exact (:class:`Natural`).
     """
 
     x: Float[Array, "n_blocks block d"]
     w: Float[Array, "n_blocks block"]
     n_used: Int[Array, ""]
+    center: Float[Array, " d"]
+    radius: Float[Array, ""]
 
     @property
     def n_features(self) -> int:
         return self.x.shape[-1]
 
-    def rows(self) -> tuple[Float[Array, "n d"], Float[Array, " n"]]:
-        """All rows, padding included, as one (n_blocks * block, d) array."""
-        return self.x.reshape(-1, self.n_features), self.w.reshape(-1)
+    def rows(self, centred: bool = True) -> tuple[Float[Array, "n d"], Float[Array, " n"]]:
+        """All rows, padding included, as one (n_blocks * block, d) array, about
+        ``center`` (or as given)."""
+        x = self.x.reshape(-1, self.n_features)
+        return (x - self.center if centred else x), self.w.reshape(-1)
 
 
 def make_blocks(
-    x: Float[Array, "n d"], w: Float[Array, " n"], block_rows: int, n_used=None
+    x: Float[Array, "n d"], w: Float[Array, " n"], block_rows: int, n_used=None, center=None
 ) -> Blocks:
-    """Cut rows into blocks (padding the tail); ``n_used`` defaults to all blocks."""
+    """Cut rows into blocks (padding the tail); ``n_used`` defaults to all blocks,
+    ``center`` to the origin."""
     n, d = x.shape
+    center = jnp.zeros((d,), x.dtype) if center is None else center
+    # padding rows count as rows at the centre
+    radius = jnp.sqrt(jnp.max(jnp.where(w > 0, jnp.sum((x - center) ** 2, axis=-1), 0)))
     n_blocks = -(-n // block_rows)
     if n_blocks * block_rows != n:
         x, w = pad_rows(x, w, n_blocks * block_rows)
@@ -164,11 +180,14 @@ def make_blocks(
         x.reshape(n_blocks, block_rows, d),
         w.reshape(n_blocks, block_rows),
         jnp.asarray(n_used, jnp.int32),
+        center,
+        radius,
     )
 
 
-def scan_blocks(fn: Callable[..., Any], blocks: Blocks) -> Any:
-    """``sum_b fn(x_b, w_b, b)`` over the blocks that hold data."""
+def scan_blocks(fn: Callable[..., Any], blocks: Blocks, n_blocks=None) -> Any:
+    """``sum_b fn(x_b, w_b, b)`` over the blocks that hold data (or the first
+    ``n_blocks``: zero of them gives zeros)."""
     index = jnp.zeros((), jnp.int32)
     shapes = jax.eval_shape(fn, blocks.x[0], blocks.w[0], index)
     zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
@@ -178,45 +197,92 @@ def scan_blocks(fn: Callable[..., Any], blocks: Blocks) -> Any:
         w = lax.dynamic_index_in_dim(blocks.w, b, keepdims=False)
         return jax.tree_util.tree_map(jnp.add, carry, fn(x, w, b))
 
-    return lax.fori_loop(0, blocks.n_used, body, zeros)
+    return lax.fori_loop(0, blocks.n_used if n_blocks is None else n_blocks, body, zeros)
 
 
-@pytree_dataclass(meta_fields=("covariance_class",))
+#: Largest estimated rounding error of the expanded E-step, relative to a component's
+#: log-density at its mode (plus one nat), that is accepted; past it the E-step uses
+#: the centred form. float64 answers are then exact to ~1e-12 relative, float32 to
+#: float32's own accuracy (tests/test_exactness.py proves both sides of the boundary).
+_E_STEP_RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-4}
+
+
+@pytree_dataclass
 class Natural:
-    """Parameters prepared for the E-step: ``phi(x) @ A = log w_k + log N(x | k)``."""
+    """A mixture's log-joint ``offset_k + log N(x | mu_k, Sigma_k)`` in two forms.
+
+    The fast form is ``phi(x) @ A``: one matrix product per block of rows. It expands
+    the quadratic form about the origin, so for a tight component far from the data's
+    centre its terms cancel catastrophically. ``exact`` is set when the estimated
+    rounding error (:meth:`Covariance.fast_form_error`) for rows within ``radius`` of
+    the origin is too large; the E-step then uses the centred form ``x - mu_k``
+    against the precision Cholesky factor, as scikit-learn does.
+    """
 
     A: Float[Array, "n_phi k"]
-    covariance_class: type[Covariance]
+    offset: Float[Array, " k"]
+    means: Float[Array, "k d"]
+    covariance: Covariance
+    center: Float[Array, " d"]
+    exact: Bool[Array, ""]
+
+    @property
+    def covariance_class(self) -> type[Covariance]:
+        return type(self.covariance)
 
     @classmethod
-    def of(cls, params: GMMParams) -> Natural:
-        return cls(params.natural(), type(params.covariance))
+    def build(cls, offset, means, covariance: Covariance, blocks: Blocks) -> Natural:
+        """From the log-weights (or any per-component ``offset``), the means and the
+        covariance, for the rows of ``blocks`` (the expanded form is taken about
+        their centre)."""
+        lin, quad, const = covariance.natural(means - blocks.center)
+        A = jnp.concatenate([(const + offset)[:, None], lin, quad], axis=1).T
+        mode = jnp.abs(covariance.log_prob_constant(means))
+        rtol = _E_STEP_RTOL[np.dtype(means.dtype)]
+        error = covariance.fast_form_error(means - blocks.center, blocks.radius)
+        # components of weight 0 (a sweep's padding) never take part
+        exact = jnp.any(jnp.isfinite(offset) & (error > rtol * (1 + mode)))
+        return cls(A, offset, means, covariance, blocks.center, exact)
+
+    @classmethod
+    def of(cls, params: GMMParams, blocks: Blocks) -> Natural:
+        # A zero weight (a masked component) gives -inf: such a component never wins.
+        return cls.build(jnp.log(params.weights), params.means, params.covariance, blocks)
 
 
 # --- the seed's three per-sample functions ---------------------------------------
 
 
 def _log_joint(x: Float[Array, " d"], model: Natural, phi=None) -> Float[Array, " k"]:
-    """``log w_k + log N(x | mu_k, Sigma_k)`` for one sample (``phi``: its features,
-    when the caller has them already)."""
-    phi = model.covariance_class.features(x) if phi is None else phi
+    """``log w_k + log N(x | mu_k, Sigma_k)`` for one sample, in the fast form
+    (``phi``: its features about ``model.center``, when the caller has them)."""
+    phi = model.covariance_class.features(x - model.center) if phi is None else phi
     return phi @ model.A
 
 
-def _e_step(
-    x: Float[Array, " d"], model: Natural, phi=None
-) -> tuple[Float[Array, " k"], Float[Array, " k"], Float[Array, ""]]:
-    """Responsibilities, log-responsibilities and log-likelihood of one sample.
+def _log_joint_centred(x: Float[Array, " d"], model: Natural) -> Float[Array, " k"]:
+    """The same in the centred form: exact, as scikit-learn's."""
+    return model.offset + model.covariance.log_prob_centred(x, model.means)
+
+
+def _normalise(log_joint: Float[Array, " k"]):
+    """Responsibilities, log-responsibilities and log-likelihood from the log-joint.
 
     One ``exp`` serves both forms; callers take what they need and XLA drops the rest.
     """
-    log_joint = _log_joint(x, model, phi)
     top = jnp.max(log_joint)
     top = jnp.where(jnp.isfinite(top), top, 0)
     e = jnp.exp(log_joint - top)
     total = jnp.sum(e)
     # one division per sample, not per component
     return e * (1 / total), log_joint - top - jnp.log(total), top + jnp.log(total)
+
+
+def _e_step(
+    x: Float[Array, " d"], model: Natural, phi=None
+) -> tuple[Float[Array, " k"], Float[Array, " k"], Float[Array, ""]]:
+    """Responsibilities, log-responsibilities and log-likelihood of one sample."""
+    return _normalise(_log_joint(x, model, phi))
 
 
 def _m_step(x: Float[Array, " d"], resp: Float[Array, " k"], model: Natural) -> SuffStats:
@@ -233,19 +299,81 @@ def _log_lik(x: Float[Array, " d"], model: Natural) -> Float[Array, ""]:
 # --- blocks ----------------------------------------------------------------------
 
 
+def run_if(pred: Bool[Array, ""], fn: Callable[[], Any], otherwise: Any) -> Any:
+    """``fn()`` if ``pred`` else ``otherwise``, computing ``fn`` only when needed.
+
+    A loop of at most one step, not ``lax.cond``: under ``vmap`` (restarts) a cond
+    becomes a select that runs both branches every time; the loop runs ``fn`` only
+    when some member of the batch needs it. Keep it for what rarely runs: a pass
+    over the data run *inside* such a loop (or a cond) was 2-3x slower on XLA's CPU
+    backend than the same pass in the enclosing loop.
+    """
+    step = lambda c: (jnp.zeros((), bool), fn())
+    return lax.while_loop(lambda c: c[0], step, (pred, otherwise))[1]
+
+
+def block_log_joint(
+    x: Float[Array, "b d"], model: Natural, phi=None, centred: bool = False
+) -> Float[Array, "b k"]:
+    """The vmapped log-joint of a block, in the fast or (``centred``) the exact form."""
+    if centred:
+        return jax.vmap(_log_joint_centred, in_axes=(0, None))(x, model)
+    return jax.vmap(_log_joint, in_axes=(0, None, None if phi is None else 0))(x, model, phi)
+
+
+def block_e_step(x: Float[Array, "b d"], model: Natural, phi=None, centred: bool = False):
+    """The vmapped E-step of a block: ``(resp, log_resp, log_norm)`` per row."""
+    return jax.vmap(_normalise)(block_log_joint(x, model, phi, centred))
+
+
+def scan_forms(fn: Callable[..., Any], blocks: Blocks, exact: Bool[Array, ""]) -> Any:
+    """:func:`scan_blocks` of ``fn(x_b, w_b, b, centred)``: every block in the
+    E-step's exact (centred) form where ``exact``, in the fast form elsewhere.
+
+    Both forms are compiled as two loops over the blocks, and the loop of the form
+    not wanted runs zero times: no branch around the pass, which would slow it (see
+    :func:`run_if`). Under ``vmap`` a batch runs a form only if some member wants it.
+    """
+    zero = jnp.zeros((), jnp.int32)
+    in_form = lambda centred: scan_blocks(
+        functools.partial(fn, centred=centred),
+        blocks,
+        jnp.where(exact == centred, blocks.n_used, zero),
+    )
+    return jax.tree_util.tree_map(jnp.add, in_form(True), in_form(False))
+
+
+def map_forms(fn: Callable[..., Any], blocks: Blocks, exact: Bool[Array, ""]) -> Any:
+    """``fn(x_b, centred)`` of every block, stacked (as ``lax.map``), in the form
+    ``exact`` asks for; the same two loops as :func:`scan_forms`."""
+    shapes = jax.eval_shape(lambda x: fn(x, False), blocks.x[0])
+    n_blocks = blocks.x.shape[0]
+    out = jax.tree_util.tree_map(lambda s: jnp.zeros((n_blocks, *s.shape), s.dtype), shapes)
+
+    def in_form(centred, out):
+        def body(b, out):
+            x = lax.dynamic_index_in_dim(blocks.x, b, keepdims=False)
+            put = lambda o, v: lax.dynamic_update_index_in_dim(o, v, b, 0)
+            return jax.tree_util.tree_map(put, out, fn(x, centred))
+
+        n = jnp.where(exact == centred, blocks.n_used, jnp.zeros((), jnp.int32))
+        return lax.fori_loop(0, n, body, out)
+
+    return in_form(False, in_form(True, out))
+
+
 def e_step_resp(model: Natural):
     """The E-step of a block as ``(weighted responsibilities, summed log-likelihood)``."""
 
-    def resp_fn(x: Float[Array, "b d"], w: Float[Array, " b"], _=None, phi=None):
-        in_axes = (0, None, None if phi is None else 0)
-        resp, _, log_norm = jax.vmap(_e_step, in_axes=in_axes)(x, model, phi)
+    def resp_fn(x: Float[Array, "b d"], w: Float[Array, " b"], _=None, phi=None, centred=False):
+        resp, _, log_norm = block_e_step(x, model, phi, centred)
         return resp * w[:, None], jnp.sum(w * log_norm)
 
     return resp_fn
 
 
-def block_e_step(
-    x: Float[Array, "b d"], w: Float[Array, " b"], model: Natural
+def block_stats(
+    x: Float[Array, "b d"], w: Float[Array, " b"], model: Natural, centred: bool = False
 ) -> tuple[SuffStats, Float[Array, ""]]:
     """Statistics and weighted log-likelihood sum of a block.
 
@@ -253,7 +381,7 @@ def block_e_step(
     matrix product (summing outer products over rows *is* a product).
     """
     phi = jax.vmap(model.covariance_class.features)(x)
-    resp, log_lik = e_step_resp(model)(x, w, phi=phi)
+    resp, log_lik = e_step_resp(model)(x, w, phi=phi, centred=centred)
     return SuffStats.from_block(resp, phi, x.shape[-1]), log_lik
 
 
@@ -264,9 +392,11 @@ def m_step(
     reg_covar: Float[Array, ""],
     total_weight: Float[Array, ""] | None = None,
     active: Array | None = None,
+    exact: Bool[Array, ""] | bool = False,
 ) -> tuple[GMMParams, SuffStats, Float[Array, ""]]:
-    """Parameters from the responsibilities ``resp_fn(x_b, w_b, b, phi_b)`` of every
-    block (``phi_b``: the block's features, computed once and shared).
+    """Parameters from the responsibilities ``resp_fn(x_b, w_b, b, phi_b, centred)``
+    of every block (``phi_b``: the block's features, computed once and shared;
+    ``centred``: use the E-step's exact form, as every pass does where ``exact``).
 
     One fast pass forms the raw moments with a matrix product per block. Where they
     may have cancelled (:meth:`GMMParams.cancellation_risk`: a tight component far
@@ -281,33 +411,34 @@ def m_step(
     d = blocks.n_features
     features = jax.vmap(covariance_class.features)
 
-    def fast(x, w, b):
-        phi = features(x)
-        resp, log_lik = resp_fn(x, w, b, phi)
+    def fast(x, w, b, centred):
+        phi = features(x - blocks.center)
+        resp, log_lik = resp_fn(x, w, b, phi, centred)
         return SuffStats.from_block(resp, phi, d), log_lik
 
-    stats, log_lik = scan_blocks(fast, blocks)
-    params = GMMParams.from_stats(stats, covariance_class, reg_covar, total_weight, None, active)
+    # raw moments about the data's centre, then the means moved back
+    stats, log_lik = scan_forms(fast, blocks, exact)
+    params = GMMParams.from_stats(
+        stats, covariance_class, reg_covar, total_weight, blocks.center, active
+    )
 
-    def exact(carry):
-        shift = carry[1].means
+    def centred_pass(fast_params):
+        shift = fast_params.means
 
-        def block(x, w, b):
-            resp = resp_fn(x, w, b, None)[0]
+        def block(x, w, b, centred):
+            resp = resp_fn(x, w, b, None, centred)[0]
             return SuffStats.from_block_centered(
                 resp, x, shift, covariance_class.centered_second_moments
             )
 
-        centered = scan_blocks(block, blocks)
+        centered = scan_forms(block, blocks, exact)
         new = GMMParams.from_stats(
             centered, covariance_class, reg_covar, total_weight, shift, active
         )
-        return jnp.zeros((), bool), new
+        return new
 
-    # A loop of at most one step, not lax.cond: under vmap (restarts) a cond would run
-    # both branches every time; the loop runs the exact pass only when one needs it.
-    risky = params.cancellation_risk(reg_covar)
-    params = lax.while_loop(lambda c: c[0], exact, (risky, params))[1]
+    risky = params.cancellation_risk(reg_covar, blocks.center)
+    params = run_if(risky, lambda: centred_pass(params), params)
     return params, stats, log_lik
 
 
@@ -442,8 +573,10 @@ def run_em(
         active = jnp.ones(params.weights.shape, bool)
 
     def step(params: GMMParams, n_iter):
-        resp_fn = e_step_resp(Natural.of(params))
-        new, stats, log_lik = m_step(resp_fn, blocks, cov_cls, reg_covar, active=active)
+        model = Natural.of(params, blocks)
+        new, stats, log_lik = m_step(
+            e_step_resp(model), blocks, cov_cls, reg_covar, active=active, exact=model.exact
+        )
         lb = log_lik / total_weight
         if report:
             jax.debug.callback(_progress.iteration, n_iter + 1, lb)
@@ -466,32 +599,32 @@ def final_scores(params: GMMParams, blocks: Blocks) -> tuple[Array, Array]:
 
     The entropy ``-sum_i w_i sum_k r_ik log r_ik`` is what ICL adds to BIC (twice).
     """
-    model = Natural.of(params)
+    model = Natural.of(params, blocks)
 
-    def block(x, w, _):
-        resp, log_resp, log_norm = jax.vmap(_e_step, in_axes=(0, None))(x, model)
+    def block(x, w, _, centred):
+        resp, log_resp, log_norm = block_e_step(x, model, centred=centred)
         entropy = -jnp.sum(jnp.where(resp > 0, resp * log_resp, 0), axis=1)
         return jnp.sum(w * log_norm), jnp.sum(w * entropy)
 
-    return scan_blocks(block, blocks)
+    return scan_forms(block, blocks, model.exact)
 
 
 def log_prob_resp(
     params: GMMParams, blocks: Blocks
 ) -> tuple[Float[Array, "n_blocks block"], Float[Array, "n_blocks block k"]]:
     """Per-row log-likelihood and log-responsibilities, block by block."""
-    model = Natural.of(params)
-    per_block = jax.vmap(_e_step, in_axes=(0, None))
-    _, log_resp, log_norm = lax.map(lambda x: per_block(x, model), blocks.x)
+    model = Natural.of(params, blocks)
+    e_step = lambda x, centred: block_e_step(x, model, centred=centred)[1:]
+    log_resp, log_norm = map_forms(e_step, blocks, model.exact)
     return log_norm, log_resp
 
 
 @functools.partial(jax.jit, static_argnames="block_rows")
-def _score_rows(params: GMMParams, x, block_rows: int):
-    # Centre on the mixture's mean, as the fit centres on the data's: less cancellation.
-    center = params.weights @ params.means
-    blocks = make_blocks(x - center, jnp.ones(x.shape[0], x.dtype), block_rows)
-    log_norm, log_resp = log_prob_resp(params.shift(-center), blocks)
+def _score_rows(params: GMMParams, x, w, block_rows: int):
+    # The expanded form is taken about the mixture's mean (less cancellation); the
+    # exact form, where it is needed, sees the rows and means as given.
+    blocks = make_blocks(x, w, block_rows, center=params.weights @ params.means)
+    log_norm, log_resp = log_prob_resp(params, blocks)
     return log_norm.reshape(-1), log_resp.reshape(-1, params.n_components)
 
 
@@ -500,9 +633,9 @@ def score_rows_padded(params: GMMParams, X) -> tuple[Array, Array, int]:
     log_resp, n_samples)``; slicing on the host avoids compiling a slice per size."""
     dtype = float_dtype(params.means)
     with x64_scope(dtype):
-        x, _, _, block_rows, n = prepare_rows(X, None, type(params.covariance), dtype)
+        x, w, _, block_rows, n = prepare_rows(X, None, type(params.covariance), dtype)
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
-        log_prob, log_resp = _score_rows(params, x, block_rows)
+        log_prob, log_resp = _score_rows(params, x, w, block_rows)
         return log_prob, log_resp, n
 
 

@@ -42,7 +42,7 @@ __all__ = [
 
 def _params_from_resp(resp_fn, blocks: Blocks, cov_cls, reg_covar, active) -> GMMParams:
     """Parameters from responsibilities ``resp_fn(x_b, w_b, b)`` (already weighted)."""
-    with_zero_lik = lambda x, w, b, _: (resp_fn(x, w, b), jnp.zeros((), x.dtype))
+    with_zero_lik = lambda x, w, b, _phi, _centred: (resp_fn(x, w, b), jnp.zeros((), x.dtype))
     total = jnp.sum(blocks.w)
     return m_step(with_zero_lik, blocks, cov_cls, reg_covar, total, active)[0]
 
@@ -55,7 +55,7 @@ def _params_from_rows(
     The statistics are taken about the rows themselves, so each covariance is exactly
     ``reg_covar`` times the identity (raw moments would cancel to noise here).
     """
-    x, w = blocks.rows()
+    x, w = blocks.rows(centred=False)  # about themselves: exact as given
     x_sel, w_sel = x[idx], w[idx]
     stats = SuffStats.from_block_centered(
         jnp.diag(w_sel), x_sel, x_sel, cov_cls.centered_second_moments
@@ -127,6 +127,7 @@ def kmeans(
     Stops when the total squared centre shift is at most ``tol`` times the mean
     per-feature variance of the data, or after ``max_iter`` iterations. A cluster that
     loses all its rows keeps its centre; clusters whose ``active`` is False take none.
+    Centres are about ``blocks.center``, as :meth:`Blocks.rows` gives the rows.
     """
     x, w = blocks.rows()
     far = _inactive_penalty(centers.shape[0], active, x.dtype)
@@ -139,6 +140,7 @@ def kmeans(
         c_sq = jnp.sum(c * c, 1) + far
 
         def block(xb, wb, _):
+            xb = xb - blocks.center
             onehot = jax.nn.one_hot(jnp.argmin(c_sq - 2 * xb @ c.T, 1), k, dtype=xb.dtype)
             onehot = onehot * wb[:, None]
             return jnp.sum(onehot, 0), onehot.T @ xb
@@ -167,16 +169,18 @@ def _inactive_penalty(k, active, dtype):
 def kmeans_centers(key, blocks: Blocks, k: int, active) -> Float[Array, "k d"]:
     """The ``'kmeans'`` initialization's centres: k-means++ seeding, then Lloyd."""
     x, w = blocks.rows()
-    return kmeans(x[kmeans_plusplus(key, x, w, k, jnp.sum(active))], blocks, active=active)
+    centers = kmeans(x[kmeans_plusplus(key, x, w, k, jnp.sum(active))], blocks, active=active)
+    return centers + blocks.center
 
 
 def params_from_centers(centers, blocks: Blocks, cov_cls, reg_covar, active) -> GMMParams:
     """Parameters from one-hot responsibilities at each row's nearest centre."""
     k = centers.shape[0]
+    centers = centers - blocks.center  # distances about the data's centre: less cancellation
     c_sq = jnp.sum(centers * centers, 1) + _inactive_penalty(k, active, centers.dtype)
 
     def labels(xb, wb, _):
-        lab = jnp.argmin(c_sq - 2 * xb @ centers.T, 1)
+        lab = jnp.argmin(c_sq - 2 * (xb - blocks.center) @ centers.T, 1)
         return jax.nn.one_hot(lab, k, dtype=xb.dtype) * wb[:, None]
 
     return _params_from_resp(labels, blocks, cov_cls, reg_covar, active)

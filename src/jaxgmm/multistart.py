@@ -141,8 +141,7 @@ def _over_fits(fn, batched, shared, n_devices):
 def _kmeans_centers(key, x, w, n_used, *, ks, block_rows, n_devices, n_init):
     """The 'kmeans' initialization's centres of every fit of :func:`_fit_restarts`
     (uncentred), so that several covariance types can share them."""
-    center = (w @ x) / jnp.sum(w)
-    blocks = make_blocks(x - center, w, block_rows, n_used)
+    blocks = make_blocks(x, w, block_rows, n_used, center=(w @ x) / jnp.sum(w))
     parts = []
     for group in _k_groups(ks):
         k_max = max(group)
@@ -152,7 +151,7 @@ def _kmeans_centers(key, x, w, n_used, *, ks, block_rows, n_devices, n_init):
 
         c = _over_fits(one, _fit_keys(key, group, n_init), (blocks,), n_devices)
         parts.append(jnp.pad(c, ((0, 0), (0, max(ks) - k_max), (0, 0))))
-    return jnp.concatenate(parts) + center
+    return jnp.concatenate(parts)
 
 
 @functools.partial(
@@ -197,12 +196,8 @@ def _fit_restarts(
     whatever k, so it equals the plain k-component fit from the same key.
     """
     x, w = jnp.asarray(x), jnp.asarray(w)  # host arrays under jax.disable_jit()
-    # Work on centred data: the second moments then lose far less to cancellation.
-    center = (w @ x) / jnp.sum(w)
-    blocks = make_blocks(x - center, w, block_rows, n_used)
-    given = dataclasses.replace(given, means=None if given.means is None else given.means - center)
-    params0 = None if params0 is None else params0.shift(-center)
-    centers = None if centers is None else centers - center
+    # The fast forms work about the data's centre: far less cancellation.
+    blocks = make_blocks(x, w, block_rows, n_used, center=(w @ x) / jnp.sum(w))
     args = (blocks, tol, reg_covar, given, params0, lower_bound0)
     parts, start = [], 0
     for group in _k_groups(ks):
@@ -215,7 +210,6 @@ def _fit_restarts(
         parts.append((dataclasses.replace(out, params=params), scores))
         start = stop
     out, scores = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *parts)
-    out = dataclasses.replace(out, params=out.params.shift(center))
     return (out, scores) if with_scores else out
 
 

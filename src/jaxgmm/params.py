@@ -60,7 +60,7 @@ class GMMParams:
 
         The weights are ``nk / sum(nk)``, or ``nk / total_weight`` when it is given
         (scikit-learn's initialization divides by ``n_samples``). ``shift`` is the
-        per-component centre the statistics were taken about, if any. Components
+        centre (per component, or one for all) the statistics were taken about. Components
         whose ``active`` is False (the padding of a model-selection sweep) get weight
         0, mean 0 and identity covariance, and count for nothing.
         """
@@ -75,26 +75,20 @@ class GMMParams:
         nk = jnp.where(active, nk, 0)
         return cls(nk / (jnp.sum(nk) if total_weight is None else total_weight), means, cov)
 
-    def cancellation_risk(self, reg_covar) -> Array:
-        """Whether a covariance estimated from raw second moments may be inexact.
+    def cancellation_risk(self, reg_covar, center) -> Array:
+        """Whether a covariance estimated from raw second moments about ``center``
+        may be inexact.
 
-        Raw moments lose about ``eps * (var + mean**2)`` to cancellation; a variance
-        that is not 1024 times larger than that (a tight component far from the data's
-        centre, a component on one point), or any non-finite value, needs the exact
-        centred estimate.
+        Raw moments lose about ``eps * (var + (mean - center)**2)`` to cancellation; a
+        variance that is not 1024 times larger than that (a tight component far from
+        the data's centre, a component on one point), or any non-finite value, needs
+        the exact centred estimate. Components of weight 0 (padding) do not count.
         """
         eps = jnp.finfo(self.means.dtype).eps
         var = jnp.broadcast_to(self.covariance.variances(), self.means.shape)
-        raw = jnp.max(var + self.means**2, axis=-1)
+        raw = jnp.max(var + (self.means - center) ** 2, axis=-1)
         tight = jnp.min(var - reg_covar, axis=-1) < 1024 * eps * raw
-        return jnp.any(tight) | ~self.is_finite()
-
-    def natural(self) -> Float[Array, "n_phi k"]:
-        """Matrix ``A`` with ``phi(x) @ A = log w_k + log N(x | k)`` for every k."""
-        lin, quad, const = self.covariance.natural(self.means)
-        log_w = jnp.log(self.weights)
-        # A zero weight (a masked component) gives -inf: such a component never wins.
-        return jnp.concatenate([(const + log_w)[:, None], lin, quad], axis=1).T
+        return jnp.any(tight & (self.weights > 0)) | ~self.is_finite()
 
     def shift(self, offset: Float[Array, " d"]) -> GMMParams:
         """The same mixture with the data moved by ``offset``."""
