@@ -207,7 +207,7 @@ class VBResult:
 
 
 def _vb_step(params: VBParams, blocks: Blocks, priors, reg_covar, cov_cls):
-    model = Natural.build(params.log_offset(), params.means, params.covariance, blocks)
+    model = Natural.of(params, blocks)
 
     def resp_fn(x, w, _b, phi, centred):
         resp, log_resp, _ = block_e_step(x, model, phi, centred)

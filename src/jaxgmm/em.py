@@ -245,9 +245,10 @@ class Natural:
         return cls(A, offset, means, covariance, blocks.center, exact)
 
     @classmethod
-    def of(cls, params: GMMParams, blocks: Blocks) -> Natural:
-        # A zero weight (a masked component) gives -inf: such a component never wins.
-        return cls.build(jnp.log(params.weights), params.means, params.covariance, blocks)
+    def of(cls, params, blocks: Blocks) -> Natural:
+        """From a mixture's parameters (:class:`GMMParams`, or the variational
+        posterior, whose ``log_offset`` adds its expectations to the log-weights)."""
+        return cls.build(params.log_offset(), params.means, params.covariance, blocks)
 
 
 # --- the seed's three per-sample functions ---------------------------------------

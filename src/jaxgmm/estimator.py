@@ -56,8 +56,10 @@ _FLOAT32_HINT = (
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> str | None:
     """Keep compiled programs on disk so that a new process need not recompile.
 
-    Called on the first fit. Uses ``path``, else ``$JAXGMM_CACHE_DIR``, else
-    ``~/.cache/jaxgmm/xla``; ``JAXGMM_CACHE_DIR=off`` switches it off. A cache
+    This sets JAX's process-wide ``jax_compilation_cache_dir``, so it also caches
+    your own JAX programs: the library never calls it by itself (the ``jaxgmm``
+    command does, for its own process). Uses ``path``, else ``$JAXGMM_CACHE_DIR``,
+    else ``~/.cache/jaxgmm/xla``; ``JAXGMM_CACHE_DIR=off`` switches it off. A cache
     directory the user already gave JAX is left alone.
 
     Returns
@@ -343,7 +345,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"n_samples = {X.shape[0]}"
             )
         sample_weight = self._check_sample_weight(sample_weight, X)
-        enable_compilation_cache()
         return X, sample_weight
 
     def _fit(self, X, sample_weight):
@@ -352,6 +353,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         init = self._check_initial_parameters(X)
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
+        if not do_init:
+            self._check_warm_start()
         n_init = self.n_init if do_init else 1
         kwargs = dict(
             covariance_type=self.covariance_type,
@@ -379,6 +382,26 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if not self.converged_ and self.max_iter > 0:
             _warn_not_converged(stacklevel=4)
         return X
+
+    def _check_warm_start(self):
+        """A warm start continues the fitted model: the parameters that shape it
+        must not have changed since."""
+        fitted = {"n_components": self.means_.shape[0], "covariance_type": self._fitted_type()}
+        for name, value in fitted.items():
+            if getattr(self, name) != value:
+                raise ValueError(
+                    f"warm_start=True continues the fitted model, which has {name}={value!r}, "
+                    f"but {name} is now {getattr(self, name)!r}; set warm_start=False to fit "
+                    "a new model"
+                )
+
+    def _fitted_type(self) -> str:
+        shapes = {
+            name: cls.shape(self.means_.shape[0], self.means_.shape[1])
+            for name, cls in COVARIANCE_TYPES.items()
+        }
+        matching = [n for n, s in shapes.items() if s == np.shape(self.covariances_)]
+        return self.covariance_type if self.covariance_type in matching else matching[0]
 
     def _check_sample_weight(self, sample_weight, X):
         if sample_weight is None:
@@ -431,11 +454,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return chol @ chol.T
         return chol**2
 
-    def _params(self) -> GMMParams:
+    def _mixture(self) -> GMMParams:
+        """The fitted mixture: weights, means and covariances."""
         cov_cls = COVARIANCE_TYPES[self.covariance_type]
         return GMMParams(
             self.weights_, self.means_, cov_cls(self.covariances_, self.precisions_cholesky_)
         )
+
+    def _params(self) -> GMMParams:
+        """What the engine continues from and scores with (the mixture, here)."""
+        return self._mixture()
 
     def _print_verbose(self, results, elapsed):
         for i in range(len(results.n_iter)):
@@ -562,7 +590,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             )
         key = _key(self.random_state if random_state is None else random_state)
         with x64_scope(self.means_.dtype):
-            X, y = self._params().sample(key, int(n_samples))
+            X, y = self._mixture().sample(key, int(n_samples))
             return np.asarray(X), np.asarray(y, dtype=np.int64)
 
     def save(self, path):
@@ -711,15 +739,24 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         self.min_component_samples = min_component_samples
 
     def _candidates(self):
-        if isinstance(self.n_components, numbers.Integral):
+        def positive_int(k) -> bool:
+            return (
+                isinstance(k, numbers.Integral) and not isinstance(k, (bool, np.bool_)) and k >= 1
+            )
+
+        if np.ndim(self.n_components) == 0:
+            values = [self.n_components]
+        else:
+            values = list(np.asarray(self.n_components, dtype=object).ravel())
+        if not values or not all(positive_int(k) for k in values):
+            raise ValueError(
+                "n_components must be a positive int (K = 1 .. n_components) or a list of "
+                f"positive ints, got {self.n_components!r}"
+            )
+        if np.ndim(self.n_components) == 0:
             ks = list(range(1, int(self.n_components) + 1))
         else:
-            ks = [int(k) for k in np.asarray(self.n_components).ravel()]
-            if not ks or min(ks) < 1:
-                raise ValueError(
-                    f"n_components must be a positive int or a list of positive ints, "
-                    f"got {self.n_components!r}"
-                )
+            ks = sorted({int(k) for k in values})
         if isinstance(self.covariance_type, str):
             types = (
                 list(COVARIANCE_TYPES) if self.covariance_type == "all" else [self.covariance_type]
@@ -767,7 +804,6 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             random_state=self.random_state,
         )
         sample_weight = best._check_sample_weight(sample_weight, X)
-        enable_compilation_cache()
         result = sweep(
             _key(self.random_state),
             X,
@@ -1022,6 +1058,8 @@ class BayesianGaussianMixture(GaussianMixture):
         X, sample_weight = self._validate_fit_input(X, sample_weight)
         self._check_priors(X)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
+        if not do_init:
+            self._check_warm_start()
         kwargs = dict(
             covariance_type=self.covariance_type,
             process=self._process(),

@@ -372,6 +372,7 @@ def _run(
     dtype = float_dtype(X)
     with x64_scope(dtype):
         ks = tuple(int(k) for k in ks)
+        sample_weight, scale = _unit_weights(sample_weight)
         n_dev = _device_count(n_devices, n_init * len(ks))
         x, w, n_used, block_rows, _ = prepare_rows(
             X, sample_weight, cov_cls, dtype, block_rows, _batch_columns(ks, n_init, n_dev)
@@ -380,7 +381,7 @@ def _run(
         given = _GivenInit(cast(weights_init), cast(means_init), cast(precisions_init))
         if params0 is not None:
             params0 = jax.tree_util.tree_map(cast, params0)
-        return _fit_restarts(
+        out = _fit_restarts(
             key,
             x,
             w,
@@ -401,19 +402,38 @@ def _run(
             with_scores=with_scores,
             report=_progress.active(),
         )
+        if not with_scores:
+            return out
+        out, scores = out  # weighted sums, back in the caller's weights
+        return out, jax.tree_util.tree_map(lambda a: a * scale, scores)
 
 
-def best_index(results: EMResult, among: np.ndarray | None = None) -> int:
+def _unit_weights(sample_weight):
+    """Sample weights scaled by a power of two (exactly) so that the largest is in
+    [0.5, 1), and that power. A fit depends on the weights' ratios alone, but its
+    guards (``nk + 10 eps``, the collapse floor) assume weights near one: weights of
+    1e-300 gave a lower bound of -9.4e6 against -3.5."""
+    if sample_weight is None:
+        return None, 1.0
+    xp = np if isinstance(sample_weight, np.ndarray) else jnp
+    _, exponent = xp.frexp(xp.max(sample_weight))
+    return xp.ldexp(sample_weight, -exponent), xp.ldexp(1.0, exponent)
+
+
+def best_index(results: EMResult, among: np.ndarray | None = None) -> int | Array:
     """The restart with the highest lower bound; the first one on ties.
 
     Restarts that failed (``Status.NON_FINITE``) are chosen only if all failed;
     with ``among`` (a boolean mask), only those restarts are considered.
     """
-    lb = np.asarray(results.lower_bound)
-    ok = (np.asarray(results.status) != Status.NON_FINITE) & np.isfinite(lb)
-    if among is not None and (ok & among).any():
-        ok &= among
-    return int(np.argmax(np.where(ok, lb, -np.inf)))
+    traced = isinstance(results.lower_bound, jax.core.Tracer)
+    xp = jnp if traced else np  # inside jit or vmap, the index stays an array
+    lb = xp.asarray(results.lower_bound)
+    ok = (xp.asarray(results.status) != Status.NON_FINITE) & xp.isfinite(lb)
+    if among is not None:
+        ok = xp.where(xp.any(ok & among), ok & among, ok)
+    index = xp.argmax(xp.where(ok, lb, -xp.inf))
+    return index if traced else int(index)
 
 
 def select(results: EMResult, index: int) -> EMResult:

@@ -90,6 +90,11 @@ class GMMParams:
         tight = jnp.min(var - reg_covar, axis=-1) < 1024 * eps * raw
         return jnp.any(tight & (self.weights > 0)) | ~self.is_finite()
 
+    def log_offset(self) -> Float[Array, " k"]:
+        """What each component adds to its log-density in the log-joint: its
+        log-weight (-inf for a zero weight, a masked component, which never wins)."""
+        return jnp.log(self.weights)
+
     def shift(self, offset: Float[Array, " d"]) -> GMMParams:
         """The same mixture with the data moved by ``offset``."""
         return dataclasses.replace(self, means=self.means + offset)
