@@ -28,6 +28,19 @@ SCRIPT = textwrap.dedent(
             n_iter=[np.asarray(a.n_iter).tolist(), np.asarray(b.n_iter).tolist()],
             sharded=str(b.params.means.sharding),
         )
+    # float32: the same restart is chosen; XLA compiles a batch of 6 and a batch of
+    # 2 per device into different reduction orders, so values agree to float32
+    # rounding, not bit for bit (the README states this tolerance)
+    runs = [jaxgmm.fit_restarts(jax.random.key(5), x.astype(np.float32), 4, n_init=6,
+                                init_params="random", n_devices=n) for n in (1, 4)]
+    cov32 = [np.asarray(r.params.covariance.covariances, np.float64) for r in runs]
+    out["float32"] = dict(
+        best=[jaxgmm.best_index(r) for r in runs],
+        n_iter=[np.asarray(r.n_iter).tolist() for r in runs],
+        lb_diff=float(np.max(np.abs(np.asarray(runs[0].lower_bound, np.float64)
+                                    - np.asarray(runs[1].lower_bound, np.float64)))),
+        mean_diff=float(np.max(np.abs(cov32[0] - cov32[1]) / np.max(np.abs(cov32[0])))),
+    )
     # two types: the 'kmeans' centres are computed once (sharded) and shared
     sweeps = [jaxgmm.sweep(jax.random.key(1), x, [1, 2, 3, 4], ["diag", "spherical"], n_init=3,
                            n_devices=n) for n in (1, 4)]
@@ -72,7 +85,8 @@ def test_sharded_restarts_and_sweep_equal_single_device():
         assert r["best"][0] == r["best"][1], (cov, r)
         assert r["n_iter"][0] == r["n_iter"][1], (cov, r)
         # the sweep's best restart per K can be another restart at the same optimum
-        mean_tol = 1e-6 if cov == "sweep" else 1e-8
-        assert r["lb_diff"] < 1e-7 and r["mean_diff"] < mean_tol, (cov, r)
+        mean_tol = {"sweep": 1e-6, "float32": 1e-4}.get(cov, 1e-8)
+        lb_tol = 1e-4 if cov == "float32" else 1e-7
+        assert r["lb_diff"] < lb_tol and r["mean_diff"] < mean_tol, (cov, r)
         if "sharded" in r:  # the restart axis is split over the 4 devices
             assert "restart" in r["sharded"], r["sharded"]

@@ -675,10 +675,11 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         The chosen number of components.
     covariance_type_ : str
         The chosen covariance type.
-    criterion_ : pandas.DataFrame or dict of ndarray
-        One row per (covariance type, K): bic, aic, icl, log_likelihood,
-        n_parameters, converged, n_iter, lower_bound, status, smallest_component,
-        degenerate (a DataFrame when pandas is installed).
+    criterion_ : numpy structured array
+        One row per (covariance type, K), one field per column: covariance_type,
+        n_components, bic, aic, icl, log_likelihood, n_parameters, converged,
+        n_iter, lower_bound, status, smallest_component, degenerate. Always this
+        type: ``pandas.DataFrame(model.criterion_)`` makes a DataFrame of it.
     best_estimator_ : GaussianMixture
         The chosen model, fitted.
     n_features_in_ : int
@@ -829,10 +830,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             best.feature_names_in_ = self.feature_names_in_
         best._set_result(result.results[row], X.dtype)
         self.best_estimator_ = best
-        try:
-            self.criterion_ = result.to_dataframe()
-        except ImportError:
-            self.criterion_ = result.table
+        self.criterion_ = result.to_records()
         if not best.converged_ and self.max_iter > 0:
             _warn_not_converged(stacklevel=3)
         return self

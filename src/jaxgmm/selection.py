@@ -63,9 +63,12 @@ class SweepResult:
         return pd.DataFrame(self.table)
 
     def to_records(self) -> np.ndarray:
-        """The table as a numpy structured array."""
-        names = list(self.table)
-        return np.rec.fromarrays([self.table[n] for n in names], names=names)
+        """The table as a numpy structured array (one field per column)."""
+        columns = {n: np.asarray(v) for n, v in self.table.items()}
+        records = np.empty(len(columns["bic"]), [(n, v.dtype) for n, v in columns.items()])
+        for name, values in columns.items():
+            records[name] = values
+        return records
 
 
 def _n_parameters(cov_cls, k: int, d: int) -> int:
