@@ -1,7 +1,7 @@
 import os
 
 # Tests never write compiled programs into the user's cache directory; the cache
-# itself is tested in a subprocess (test_estimator.py::test_compilation_cache).
+# itself is tested in a subprocess (test_estimator.py::test_compilation_cache_opt_in_path_and_off).
 os.environ["JAXGMM_CACHE_DIR"] = "off"
 
 import jax

@@ -438,7 +438,7 @@ def test_load_errors_name_the_file(tmp_path):
         jaxgmm.load(future)
 
 
-def test_compilation_cache_on_by_default_path_and_off(tmp_path):
+def test_compilation_cache_opt_in_path_and_off(tmp_path):
     import os
     import subprocess
     import sys
@@ -448,9 +448,16 @@ def test_compilation_cache_on_by_default_path_and_off(tmp_path):
         "x = np.random.default_rng(0).normal(size=(60, 2))\n"
         "jaxgmm.GaussianMixture(2, random_state=0).fit(x)\n"
         "print(jax.config.jax_compilation_cache_dir)\n"
+        "jaxgmm.enable_compilation_cache()\n"
+        "jaxgmm.GaussianMixture(3, random_state=0).fit(x)  # a new program\n"
+        "print(jax.config.jax_compilation_cache_dir)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "JAXGMM_CACHE_DIR"}
     home = dict(env, XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    untouched = subprocess.run(
+        [sys.executable, "-c", script], env=home, capture_output=True, text=True, check=True
+    ).stdout.split()[-2]
+    assert untouched == "None"  # a fit alone never sets JAX's global cache
     out = subprocess.run(
         [sys.executable, "-c", script], env=home, capture_output=True, text=True, check=True
     ).stdout.split()[-1]

@@ -1,0 +1,79 @@
+"""The library as a JAX user and a scikit-learn user meet it: composition with jit and
+vmap, no global side effects, scale invariance, parameters checked where set."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxgmm
+
+X, _ = jaxgmm.make_seed_blobs(0)
+
+
+def test_functional_fit_composes_with_jit():
+    x = X.astype(np.float32)
+    fit = jax.jit(lambda key, x: jaxgmm.fit(key, x, 3, n_init=2).lower_bound)
+    eager = jaxgmm.fit(jax.random.key(0), x, 3, n_init=2).lower_bound
+    np.testing.assert_allclose(fit(jax.random.key(0), x), eager, rtol=1e-6)
+
+
+def test_functional_fit_vmaps_over_data_sets():
+    batch = np.random.default_rng(1).normal(size=(4, 80, 2)).astype(np.float32)
+    batch[:, :40] += 5.0
+    fit = jax.vmap(lambda x: jaxgmm.fit(jax.random.key(0), x, 2).params.means)
+    means = fit(batch)
+    assert means.shape == (4, 2, 2)
+    for x, m in zip(batch, means, strict=True):
+        alone = jaxgmm.fit(jax.random.key(0), x, 2).params.means
+        np.testing.assert_allclose(m, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_fit_leaves_jax_configuration_alone(monkeypatch, tmp_path):
+    monkeypatch.delenv("JAXGMM_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    before = jax.config.jax_compilation_cache_dir
+    jaxgmm.GaussianMixture(2, random_state=0).fit(X)
+    jaxgmm.GaussianMixtureIC(2, covariance_type="diag", n_init=1, random_state=0).fit(X)
+    assert jax.config.jax_compilation_cache_dir == before
+    assert not (tmp_path / "jaxgmm").exists()
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-20, 1e20, 1e300])
+def test_scaling_all_sample_weights_changes_nothing(scale):
+    w = np.random.default_rng(2).uniform(0.5, 2.0, len(X))
+    base = jaxgmm.GaussianMixture(3, random_state=0).fit(X, sample_weight=w)
+    scaled = jaxgmm.GaussianMixture(3, random_state=0).fit(X, sample_weight=w * scale)
+    np.testing.assert_allclose(scaled.lower_bound_, base.lower_bound_, rtol=1e-10)
+    np.testing.assert_allclose(scaled.means_, base.means_, rtol=1e-10)
+    np.testing.assert_allclose(scaled.covariances_, base.covariances_, rtol=1e-9)
+
+
+def test_sweep_criteria_count_the_weights_as_given():
+    """Integer weights are copies: the BIC of the weighted sweep is that of the
+    repeated rows, however the engine scales the weights inside."""
+    w = np.random.default_rng(3).integers(1, 4, len(X))
+    a = jaxgmm.sweep(jax.random.key(0), X, [2, 3], ["diag"], n_init=1, sample_weight=w)
+    b = jaxgmm.sweep(jax.random.key(0), X, [2, 3], ["diag"], n_init=1, sample_weight=w * 2.0)
+    np.testing.assert_allclose(b.table["log_likelihood"], 2 * a.table["log_likelihood"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("bad", [True, [1.5], [2, True], [0, 2], [], 2.0])
+def test_ic_n_components_must_be_positive_ints(bad):
+    with pytest.raises(ValueError, match="n_components"):
+        jaxgmm.GaussianMixtureIC(n_components=bad, n_init=1).fit(X)
+
+
+@pytest.mark.parametrize("cls", [jaxgmm.GaussianMixture, jaxgmm.BayesianGaussianMixture])
+def test_warm_start_with_a_changed_n_components_names_it(cls):
+    model = cls(n_components=3, warm_start=True, random_state=0, max_iter=200).fit(X)
+    model.set_params(n_components=4)
+    with pytest.raises(ValueError, match=r"n_components=3.*warm_start=False"):
+        model.fit(X)
+
+
+def test_gmm_params_structures_differ_by_covariance_class():
+    a = jnp.ones((2, 2))
+    tied = jaxgmm.GMMParams(a[0], a, jaxgmm.TiedCovariance(a, a))
+    diag = jaxgmm.GMMParams(a[0], a, jaxgmm.DiagCovariance(a, a))
+    assert jax.tree_util.tree_structure(tied) != jax.tree_util.tree_structure(diag)
