@@ -873,6 +873,14 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         check_is_fitted(self)
         return self.best_estimator_.sample(n_samples, random_state=random_state)
 
+    def save(self, path):
+        """Write the selection to ``path``: its parameters, the chosen model and the
+        criterion table, as numpy arrays and JSON metadata (no pickle). Read it back
+        with :func:`jaxgmm.load`."""
+        from .io import save
+
+        save(self, path)
+
 
 class BayesianGaussianMixture(GaussianMixture):
     """Variational Bayesian Gaussian mixture, fitted in JAX (scikit-learn compatible).

@@ -21,7 +21,7 @@ from . import _progress
 from ._pytree import pytree_dataclass
 from ._typing import Array, Float, PRNGKeyArray, Status, float_dtype, x64_scope
 from .covariance import covariance_class
-from .em import EMResult, final_scores, make_blocks, prepare_rows, run_em
+from .em import FITS, EMResult, final_scores, make_blocks, prepare_rows, run_em
 from .init import INIT_METHODS, initialize, kmeans_centers, params_from_centers
 from .params import GMMParams
 
@@ -115,7 +115,7 @@ def _over_fits(fn, batched, shared, n_devices):
     with ``shared`` arguments broadcast; over several devices, ``shard_map`` splits
     the fits (padded to a multiple of the device count, then trimmed)."""
     axes = tuple(None if a is None else 0 for a in batched)
-    run = jax.vmap(fn, in_axes=axes + (None,) * len(shared))
+    run = jax.vmap(fn, in_axes=axes + (None,) * len(shared), axis_name=FITS)
     n_fits = batched[0].shape[0]
     if n_devices > 1:
         mesh = Mesh(np.asarray(jax.local_devices()[:n_devices]), ("restart",))
