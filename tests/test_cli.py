@@ -336,3 +336,79 @@ def test_demo_writes_report_and_png(env, tmp_path):
     out = json.loads(run(env, "demo", "--n-init", "2", "--json", cwd=tmp_path).stdout)
     assert out["n_components"] == 4 and out["adjusted_rand_index"] > 0.8
     assert (tmp_path / "jaxgmm-demo.png").exists()  # the default name, in the cwd
+
+
+def test_outputs_keep_numbers_numeric(env, data, auto_model, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    _, x, _ = data
+    lines = ["a,b,count,maybe,label"]
+    lines += [
+        f"{float(r[0])!r},{float(r[1])!r},{i},{'NA' if i == 2 else i / 2},g{i}"
+        for i, r in enumerate(x)
+    ]
+    (tmp_path / "typed.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.parquet"
+    proc = run(env, "predict", auto_model[0], tmp_path / "typed.csv", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    schema = pq.read_table(out).schema
+    assert [str(schema.field(n).type) for n in schema.names] == [
+        "double",
+        "double",
+        "int64",
+        "double",
+        "string",
+        "int64",
+    ]
+    assert pq.read_table(out).column("a").to_pylist() == x[:, 0].tolist()
+    rows = json.loads(run(env, "predict", auto_model[0], tmp_path / "typed.csv", "--json").stdout)
+    assert rows[0]["a"] == x[0, 0] and rows[1]["count"] == 1 and rows[0]["label"] == "g0"
+    assert rows[2]["maybe"] is None and rows[3]["maybe"] == 1.5
+    # CSV repeats the input's text exactly
+    proc = run(env, "predict", auto_model[0], tmp_path / "typed.csv")
+    assert proc.stdout.splitlines()[3].startswith(lines[3] + ",")
+    del pa
+
+
+def test_numeric_looking_header_is_a_header(env, tmp_path):
+    years = tmp_path / "years.csv"
+    years.write_text("2019,2020\n1.5,2.5\n1.7,2.1\n9.0,8.2\n9.1,8.8\n")
+    proc = run(env, "fit", years, "-k", "2", "--json", "-o", tmp_path / "y.jgmm")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["rows"] == 4 and summary["columns"] == ["2019", "2020"]
+    note = proc.stderr.strip().splitlines()
+    assert len(note) == 1 and "column names" in note[0] and "--no-header" in note[0]
+    quiet = run(env, "fit", years, "-k", "2", "-q", "-o", tmp_path / "y.jgmm")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    proc = run(env, "fit", years, "-k", "2", "--no-header", "--json", "-o", tmp_path / "n.jgmm")
+    summary = json.loads(proc.stdout)
+    assert summary["rows"] == 5 and summary["columns"] == ["x0", "x1"]
+    assert proc.stderr == ""
+    # the flag is on every command that reads data
+    for command in ("predict", "score", "plot"):
+        assert "--no-header" in run(env, command, "--help").stdout
+    proc = run(env, "predict", tmp_path / "n.jgmm", years, "--no-header", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)) == 5
+
+
+def test_npy_with_text_column_and_npz_output(env, data, auto_model, tmp_path):
+    d, x, y = data
+    msg = bad(
+        env, "predict", auto_model[0], d / "blobs.csv", "-o", tmp_path / "x.npy", expect="'label'"
+    )
+    assert ".npz" in msg and ".parquet" in msg
+    assert not (tmp_path / "x.npy").exists()
+    out = tmp_path / "x.npz"
+    proc = run(env, "predict", auto_model[0], d / "blobs.csv", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    with np.load(out, allow_pickle=False) as f:  # one array per column, by name
+        assert f.files == ["a", "b", "label", "component"]
+        np.testing.assert_array_equal(f["a"], x[:, 0])
+        assert f["label"].dtype.kind == "U" and f["component"].dtype.kind == "i"
+    # and read back as a table
+    proc = run(env, "score", auto_model[0], out, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["label"] == f"g{y[0]}"

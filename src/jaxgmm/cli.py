@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _progress
-from ._tables import DataError, Table, read_table, write_table
+from ._tables import DataError, Table, read_table, typed, write_table
 from .demo import criterion_table
 from .io import load, read_metadata, save
 
@@ -123,10 +123,18 @@ def _columns_arg(text: str | None) -> list[str] | None:
     return names
 
 
-def _read_numeric(path, columns, dropna) -> tuple[Table, np.ndarray, np.ndarray, list[str]]:
-    table = read_table(path)
+def _read(args, path) -> Table:
+    """Read a data file as the options say, passing on how its header was read."""
+    table = read_table(path, header=not args.no_header)
+    if table.note and not args.quiet:
+        print(table.note, file=sys.stderr)
+    return table
+
+
+def _read_numeric(args, columns) -> tuple[Table, np.ndarray, np.ndarray, list[str]]:
+    table = _read(args, args.data)
     names = table.names if columns is None else columns
-    x, keep = table.numeric(names, dropna=dropna)
+    x, keep = table.numeric(names, dropna=args.dropna)
     if x.shape[0] == 0:
         raise DataError(f"{table.path}: no rows with data")
     return table, x, keep, names
@@ -206,10 +214,18 @@ def _emit_table(args, names, columns) -> None:
                 f"wrote {len(columns[0]) if columns else 0} rows to {args.output}", file=sys.stderr
             )
     elif args.json:
-        rows = [dict(zip(names, vals, strict=True)) for vals in zip(*columns, strict=True)]
+        values = [_json_values(c) for c in columns]
+        rows = [dict(zip(names, vals, strict=True)) for vals in zip(*values, strict=True)]
         print(json.dumps(rows, default=_json_default))
     else:
         write_table(None, names, columns, out=sys.stdout)
+
+
+def _json_values(column) -> list:
+    """A column as JSON values: numbers as numbers (also when read as text), missing
+    numbers as null (JSON has no NaN)."""
+    values = typed(column).tolist()
+    return [None if isinstance(v, float) and v != v else v for v in values]
 
 
 def _json_default(v):
@@ -233,7 +249,7 @@ def cmd_fit(args) -> int:
     from .estimator import GaussianMixture, GaussianMixtureIC
 
     ks, auto = _parse_k(args.k)
-    table, x, keep, names = _read_numeric(args.data, _columns_arg(args.columns), args.dropna)
+    table, x, keep, names = _read_numeric(args, _columns_arg(args.columns))
     if x.shape[1] == 0:
         raise DataError(f"{table.path}: no columns selected")
     n = x.shape[0]
@@ -331,7 +347,7 @@ def _component_table(weights, means, names) -> str:
 
 def cmd_predict(args) -> int:
     model, meta = _load_model(args.model)
-    table = read_table(args.data)
+    table = _read(args, args.data)
     x, keep = _model_rows(model, meta, table, args.dropna)
     _dropped_note(args, table, keep)
     names = list(table.names)
@@ -355,7 +371,7 @@ def _free(name: str, taken: list[str]) -> str:
 
 def cmd_score(args) -> int:
     model, meta = _load_model(args.model)
-    table = read_table(args.data)
+    table = _read(args, args.data)
     x, keep = _model_rows(model, meta, table, args.dropna)
     _dropped_note(args, table, keep)
     log_lik = model.score_samples(_standardize(meta, x)) - _log_det_scale(meta)
@@ -464,7 +480,7 @@ def cmd_plot(args) -> int:
     pyplot()  # fail early, with the install hint, when matplotlib is missing
     model, meta = _load_model(args.model)
     _check_plot_columns(args, meta)
-    table = read_table(args.data)
+    table = _read(args, args.data)
     x_data, _ = _model_rows(model, meta, table, args.dropna)
     title = f"{Path(args.data).name}: K={model.n_components}, {model.covariance_type}"
     fig = _figure(model, meta, x_data, args, title)
@@ -583,8 +599,16 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-q", "--quiet", action="store_true", help="no progress or messages")
         return p
 
-    def data_args(p, with_output=True, out_help="output file (.csv, .tsv, .npy, .parquet)"):
+    def read_args(p):
         p.add_argument("--dropna", action="store_true", help="drop rows with missing values")
+        p.add_argument(
+            "--no-header",
+            action="store_true",
+            help="the text file's first line is data, not column names (named x0, x1, ...)",
+        )
+
+    def data_args(p, with_output=True, out_help="output file (.csv, .tsv, .npy, .npz, .parquet)"):
+        read_args(p)
         if with_output:
             p.add_argument("-o", "--output", help=f"{out_help}; stdout (CSV) if omitted")
             p.add_argument("--json", action="store_true", help="JSON records on stdout")
@@ -618,7 +642,7 @@ jaxgmm fit data.parquet -k 1:6 --columns height,weight --standardize --seed 1
     p.add_argument("--columns", help="comma-separated columns to use (default: all)")
     p.add_argument("--standardize", action="store_true", help="scale columns to unit variance")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--dropna", action="store_true", help="drop rows with missing values")
+    read_args(p)
     p.add_argument("-o", "--output", help="model file to write (default: DATA's name + .jgmm)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -686,7 +710,7 @@ jaxgmm plot model.jgmm data.csv --pca -o fig.png
     p.add_argument("--y", help="column on the vertical axis (default: the second)")
     p.add_argument("--pca", action="store_true", help="project on two principal components")
     p.add_argument("--dpi", type=int, default=100, help="pixels per inch (default 100)")
-    p.add_argument("--dropna", action="store_true", help="drop rows with missing values")
+    read_args(p)
     p.add_argument("--json", action="store_true", help="print the PNG's name and size as JSON")
 
     p = command(
