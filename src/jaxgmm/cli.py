@@ -173,8 +173,8 @@ def _model_rows(model, meta, table: Table, dropna: bool):
 
 
 def _table_lists(criterion_) -> dict:
-    """A sweep's table (DataFrame or dict of arrays) as JSON-ready lists."""
-    return {k: np.asarray(v).tolist() for k, v in dict(criterion_).items()}
+    """A sweep's table (a structured array) as JSON-ready lists."""
+    return {k: criterion_[k].tolist() for k in criterion_.dtype.names}
 
 
 def _standardize(meta, x):
@@ -751,6 +751,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
+    # The command owns its process: compiled programs are kept on disk
+    # (JAXGMM_CACHE_DIR=off switches it off). The library never does this itself.
+    from .estimator import enable_compilation_cache
+
+    enable_compilation_cache()
     debug = os.environ.get("JAXGMM_DEBUG") == "1"
     previous = warnings.showwarning
     warnings.showwarning = _one_line_warning

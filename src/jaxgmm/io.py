@@ -43,6 +43,8 @@ _SCALAR_ATTRS = (
     "lower_bounds_",
     "n_features_in_",
     "status_",
+    "n_components_",  # GaussianMixtureIC's choice
+    "covariance_type_",
     "weight_concentration_prior_",
     "mean_precision_prior_",
     "degrees_of_freedom_prior_",
@@ -50,9 +52,13 @@ _SCALAR_ATTRS = (
 
 
 def _registry() -> dict[str, type]:
-    from .estimator import BayesianGaussianMixture, GaussianMixture
+    from .estimator import BayesianGaussianMixture, GaussianMixture, GaussianMixtureIC
 
-    return {"GaussianMixture": GaussianMixture, "BayesianGaussianMixture": BayesianGaussianMixture}
+    return {
+        "GaussianMixture": GaussianMixture,
+        "BayesianGaussianMixture": BayesianGaussianMixture,
+        "GaussianMixtureIC": GaussianMixtureIC,
+    }
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -98,31 +104,46 @@ def save(estimator, path: str | os.PathLike, extra: dict | None = None) -> None:
         data's column names and its standardisation there); see :func:`read_metadata`.
     """
     arrays: dict[str, np.ndarray] = {}
-    params = {
-        name: _jsonable(value, name, arrays) for name, value in estimator.get_params().items()
-    }
-    fitted = hasattr(estimator, "means_")
     meta: dict[str, Any] = {
         "format": "jaxgmm",
         "format_version": FORMAT_VERSION,
-        "class": type(estimator).__name__,
-        "params": params,
-        "fitted": fitted,
+        **_state(estimator, "", arrays),
         "extra": extra or {},
     }
-    if fitted:
-        for name in _ARRAY_ATTRS:
-            if hasattr(estimator, name):
-                value = np.asarray(getattr(estimator, name))
-                # feature names are an object array in scikit-learn: store as text
-                arrays[name] = value.astype(str) if value.dtype == object else value
-        meta["attributes"] = {
-            name: _jsonable(getattr(estimator, name), name, arrays)
-            for name in _SCALAR_ATTRS
-            if hasattr(estimator, name)
-        }
     arrays["__metadata__"] = np.array(json.dumps(meta))
     atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _state(estimator, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The JSON state of ``estimator``; its arrays go into ``arrays`` under names
+    that start with ``prefix``. A model selection (``GaussianMixtureIC``) keeps its
+    criterion table column by column and its chosen model, under ``best/``."""
+    params = {
+        name: _jsonable(value, prefix + name, arrays)
+        for name, value in estimator.get_params().items()
+    }
+    fitted = hasattr(estimator, "means_") or hasattr(estimator, "best_estimator_")
+    state: dict[str, Any] = {"class": type(estimator).__name__, "params": params, "fitted": fitted}
+    if not fitted:
+        return state
+    for name in _ARRAY_ATTRS:
+        if hasattr(estimator, name):
+            value = np.asarray(getattr(estimator, name))
+            # feature names are an object array in scikit-learn: store as text
+            arrays[prefix + name] = value.astype(str) if value.dtype == object else value
+    state["attributes"] = {
+        name: _jsonable(getattr(estimator, name), prefix + name, arrays)
+        for name in _SCALAR_ATTRS
+        if hasattr(estimator, name)
+    }
+    if hasattr(estimator, "criterion_"):
+        table = estimator.criterion_
+        for column in table.dtype.names:
+            arrays[f"{prefix}criterion:{column}"] = table[column]
+        state["criterion_columns"] = list(table.dtype.names)
+    if hasattr(estimator, "best_estimator_"):
+        state["best"] = _state(estimator.best_estimator_, prefix + "best/", arrays)
+    return state
 
 
 def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -179,28 +200,43 @@ def load(path: str | os.PathLike):
     path = Path(path)
     meta, arrays = _read(path)
     try:
-        cls = _registry()[meta["class"]]
-        params = {}
-        for name, value in meta["params"].items():
-            if isinstance(value, dict):
-                value = arrays[value["array"]] if "array" in value else None
-            params[name] = value
-        estimator = cls(**params)
-        if meta.get("fitted"):
-            for name in _ARRAY_ATTRS:
-                if name in arrays:
-                    value = arrays[name]
-                    setattr(
-                        estimator, name, value.astype(object) if value.dtype.kind == "U" else value
-                    )
-            for name, value in meta["attributes"].items():
-                if isinstance(value, dict):
-                    value = arrays[value["array"]] if "array" in value else None
-                setattr(estimator, name, value)
-            estimator.lower_bound_ = float(estimator.lower_bound_)
-            wc = getattr(estimator, "weight_concentration_", None)
-            if wc is not None and wc.ndim == 2:  # the Dirichlet process's Beta pair
-                estimator.weight_concentration_ = (wc[0], wc[1])
+        estimator = _restore(meta, arrays, "")
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: corrupted jaxgmm model file ({type(e).__name__}: {e})") from None
+    return estimator
+
+
+def _restore(state: dict, arrays: dict[str, np.ndarray], prefix: str):
+    """The estimator :func:`_state` wrote (raises KeyError, TypeError or ValueError
+    on an inconsistent file)."""
+    cls = _registry()[state["class"]]
+    params = {}
+    for name, value in state["params"].items():
+        if isinstance(value, dict):
+            value = arrays[value["array"]] if "array" in value else None
+        params[name] = value
+    estimator = cls(**params)
+    if not state.get("fitted"):
+        return estimator
+    for name in _ARRAY_ATTRS:
+        if prefix + name in arrays:
+            value = arrays[prefix + name]
+            setattr(estimator, name, value.astype(object) if value.dtype.kind == "U" else value)
+    for name, value in state["attributes"].items():
+        if isinstance(value, dict):
+            value = arrays[value["array"]] if "array" in value else None
+        setattr(estimator, name, value)
+    if hasattr(estimator, "lower_bound_"):
+        estimator.lower_bound_ = float(estimator.lower_bound_)
+    wc = getattr(estimator, "weight_concentration_", None)
+    if wc is not None and np.ndim(wc) == 2:  # the Dirichlet process's Beta pair
+        estimator.weight_concentration_ = (wc[0], wc[1])
+    if "criterion_columns" in state:
+        columns = {c: arrays[f"{prefix}criterion:{c}"] for c in state["criterion_columns"]}
+        table = np.empty(len(columns["bic"]), [(c, v.dtype) for c, v in columns.items()])
+        for column, values in columns.items():
+            table[column] = values
+        estimator.criterion_ = table
+    if "best" in state:
+        estimator.best_estimator_ = _restore(state["best"], arrays, prefix + "best/")
     return estimator
