@@ -9,7 +9,6 @@ parameters exactly as scikit-learn does.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 
@@ -83,10 +82,6 @@ class VBParams:
     @property
     def n_components(self) -> int:
         return self.means.shape[-2]
-
-    def shift(self, offset) -> VBParams:
-        """The same posterior with the data moved by ``offset``."""
-        return dataclasses.replace(self, means=self.means + offset)
 
     @property
     def weights(self) -> Float[Array, " k"]:
