@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from sklearn.mixture import GaussianMixture as SkGM
 
 import jaxgmm
@@ -85,12 +84,10 @@ def test_all_four_types_scored_in_one_process_with_k_equal_d():
         jax.clear_caches()
 
 
-@pytest.mark.parametrize("covariance_type", COV_TYPES)
-def test_estimators_of_every_type_in_one_process_with_k_equal_d(covariance_type):
+def test_estimators_of_every_type_in_one_process_with_k_equal_d():
     """A GridSearchCV over covariance_type fits and scores each type in turn."""
     x = np.random.default_rng(1).normal(size=(120, 3))
-    for other in COV_TYPES:
-        for cov in (other, covariance_type):
-            gm = jaxgmm.GaussianMixture(3, covariance_type=cov, random_state=0).fit(x)
-            ref = sklearn_model(cov, gm.weights_, gm.means_, gm.covariances_)
-            np.testing.assert_allclose(gm.score_samples(x), ref.score_samples(x), rtol=1e-10)
+    for cov in ("tied", "diag", "full", "spherical", "diag", "tied"):
+        gm = jaxgmm.GaussianMixture(3, covariance_type=cov, random_state=0).fit(x)
+        ref = sklearn_model(cov, gm.weights_, gm.means_, gm.covariances_)
+        np.testing.assert_allclose(gm.score_samples(x), ref.score_samples(x), rtol=1e-10)

@@ -29,10 +29,10 @@ def fitted():
         warnings.simplefilter("ignore")  # convergence of the variational fit
         return {
             "gm": jaxgmm.GaussianMixture(4, random_state=0).fit(X),
-            "bgm": jaxgmm.BayesianGaussianMixture(n_components=6, random_state=0, max_iter=500).fit(
-                X
-            ),
-            "ic": jaxgmm.GaussianMixtureIC(5, n_init=2, random_state=0).fit(X),
+            "bgm": jaxgmm.BayesianGaussianMixture(n_components=5, random_state=0).fit(X),
+            "ic": jaxgmm.GaussianMixtureIC(
+                [3, 4, 5], covariance_type=["full", "diag"], n_init=1, random_state=0
+            ).fit(X),
         }
 
 
