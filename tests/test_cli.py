@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -99,13 +100,21 @@ def test_fit_auto_chooses_four_and_writes_model(auto_model):
     assert sorted(set(table["covariance_type"])) == ["diag", "full", "spherical", "tied"]
     assert sorted(set(table["n_components"])) == [1, 2, 3, 4, 5, 6]
     assert np.isclose(sum(summary["weights"]), 1)
-    assert not list(path.parent.glob(".*.tmp"))  # atomic writes leave nothing behind
+    assert not list(path.parent.glob(".*.jaxgmm-tmp"))  # atomic writes leave nothing behind
 
 
-def test_fit_fixed_k_text_summary_and_standardize(env, data):
-    d, x, _ = data
+@pytest.fixture(scope="module")
+def k3_model(env, data):
+    """A fixed-K fit on standardised columns: (model path, the fit's output)."""
+    d, _, _ = data
     proc = run(env, "fit", d / "blobs.npy", "-k", "3", "--standardize", "-o", d / "k3.jgmm")
     assert proc.returncode == 0, proc.stderr
+    return d / "k3.jgmm", proc
+
+
+def test_fit_fixed_k_text_summary_and_standardize(env, data, k3_model):
+    d, x, _ = data
+    proc = k3_model[1]
     assert "K=3" in proc.stdout and "weight" in proc.stdout and "standardised" in proc.stdout
     # the standardisation is undone: the means are in the data's units
     info = json.loads(run(env, "info", d / "k3.jgmm", "--json").stdout)
@@ -166,7 +175,7 @@ def test_sample_is_reproducible(env, auto_model, tmp_path):
     assert proc.returncode == 0 and np.load(tmp_path / "s.npy").shape == (20, 3)
 
 
-def test_plot_png_sizes(env, data, auto_model, tmp_path):
+def test_plot_png_sizes(env, data, auto_model, k3_model, tmp_path):
     pytest.importorskip("matplotlib")
     d, _, _ = data
     out = tmp_path / "fig.png"
@@ -174,7 +183,7 @@ def test_plot_png_sizes(env, data, auto_model, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert png_size(out) == (1280, 480)  # the scatter and the criterion panel
     assert json.loads(proc.stdout) == {"output": str(out), "width": 1280, "height": 480}
-    proc = run(env, "plot", d / "k3.jgmm", d / "blobs.npy", "--pca", "--dpi", "50", "-o", out)
+    proc = run(env, "plot", k3_model[0], d / "blobs.npy", "--pca", "--dpi", "50", "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert png_size(out) == (320, 240)  # a fixed K: the scatter alone
     from matplotlib.image import imread
@@ -335,6 +344,16 @@ def test_demo_writes_report_and_png(env, tmp_path):
     assert png_size(tmp_path / "demo.png") == (1280, 480)
     out = json.loads(run(env, "demo", "--n-init", "2", "--json", cwd=tmp_path).stdout)
     assert out["n_components"] == 4 and out["adjusted_rand_index"] > 0.8
+    # the printed table numbers components as the model (and the plot) do
+    lines = proc.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("component  true blob"))
+    rows = [re.findall(r"-?\d+(?:\.\d+)?", line) for line in lines[start + 1 : start + 5]]
+    assert [int(r[0]) for r in rows] == [0, 1, 2, 3]
+    assert sorted(int(r[1]) for r in rows) == [0, 1, 2, 3]  # the matched true blob
+    for r in rows:
+        k = int(r[0])
+        assert float(r[2]) == pytest.approx(out["weights"][k], abs=6e-4)
+        assert float(r[4]) == pytest.approx(out["means"][k][0], abs=6e-4)
     assert (tmp_path / "jaxgmm-demo.png").exists()  # the default name, in the cwd
 
 
@@ -412,3 +431,28 @@ def test_npy_with_text_column_and_npz_output(env, data, auto_model, tmp_path):
     proc = run(env, "score", auto_model[0], out, "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["label"] == f"g{y[0]}"
+
+
+def test_standardised_fit_reports_the_data_units(env, data, tmp_path):
+    _, x, _ = data
+    np.save(tmp_path / "scaled.npy", x * 1000)
+    model = tmp_path / "s.jgmm"
+    proc = run(
+        env, "fit", tmp_path / "scaled.npy", "-k", "1:3", "--covariance", "full",
+        "--standardize", "-o", model, "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    table, n = summary["table"], x.shape[0]
+    row = table["n_components"].index(summary["n_components"])
+    # the criterion table's log-likelihood is the summary's (data units), not the
+    # standardised one (which is larger by n log(1000 std) per dimension)
+    assert table["log_likelihood"][row] / n == pytest.approx(summary["log_likelihood_per_row"])
+    p = 6 * summary["n_components"] - 1
+    assert table["bic"][row] == pytest.approx(-2 * table["log_likelihood"][row] + p * np.log(n))
+    plain = jaxgmm.GaussianMixture(summary["n_components"], n_init=3, random_state=0)
+    assert summary["log_likelihood_per_row"] == pytest.approx(
+        plain.fit(x * 1000).score(x * 1000), abs=0.05
+    )
+    info = json.loads(run(env, "info", model, "--json").stdout)
+    assert info["lower_bound"] == pytest.approx(summary["log_likelihood_per_row"], abs=0.01)

@@ -44,12 +44,13 @@ class _Usage(DataError):
 
 class _Bar:
     """A tqdm bar on stderr over a sweep's models, or over a single fit's iterations
-    (with the current lower bound)."""
+    (with the current lower bound, less ``offset``: the data's units when the fit
+    runs on standardised columns)."""
 
-    def __init__(self, total: int, unit: str, desc: str):
+    def __init__(self, total: int, unit: str, desc: str, offset: float = 0.0):
         from tqdm import tqdm
 
-        self.unit = unit
+        self.unit, self.offset = unit, offset
         self.bar = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, leave=False)
         self.best = -np.inf
 
@@ -61,7 +62,8 @@ class _Bar:
         if self.unit == "iter" and n_iter > self.bar.n:
             self.bar.update(n_iter - self.bar.n)
         if np.isfinite(lower_bound):
-            self.bar.set_postfix_str(f"iteration {n_iter}, lower bound {lower_bound:.5f}")
+            bound = lower_bound - self.offset
+            self.bar.set_postfix_str(f"iteration {n_iter}, lower bound {bound:.5f}")
 
     def close(self) -> None:
         self.bar.close()
@@ -73,10 +75,10 @@ def _progress_wanted(args) -> bool:
     return os.environ.get("JAXGMM_PROGRESS") == "always" or sys.stderr.isatty()
 
 
-def _with_progress(args, total: int, unit: str, desc: str, work):
+def _with_progress(args, total: int, unit: str, desc: str, work, offset: float = 0.0):
     if not _progress_wanted(args):
         return work()
-    bar = _Bar(total, unit, desc)
+    bar = _Bar(total, unit, desc, offset)
     try:
         with _progress.reporting(bar):
             return work()
@@ -89,7 +91,12 @@ def _with_progress(args, total: int, unit: str, desc: str, work):
 
 def _say(args, text: str = "") -> None:
     if not args.quiet:
-        print(text)
+        print(text, file=_report_stream(args))
+
+
+def _report_stream(args):
+    """Where reports go: standard error when ``-o -`` sends the output to stdout."""
+    return sys.stderr if getattr(args, "output", None) == "-" else sys.stdout
 
 
 def _parse_k(text: str) -> tuple[list[int], bool]:
@@ -192,6 +199,18 @@ def _log_det_scale(meta) -> float:
     return 0.0 if not s else float(np.sum(np.log(s["scale"])))
 
 
+def _in_data_units(table: dict, n_rows: int, log_det_scale: float) -> dict:
+    """A criterion table fitted on standardised columns, in the data's units: each
+    row's log-likelihood loses n log|det scale| (the Jacobian), each criterion gains
+    twice that. The ranking, and so the choice, is unchanged."""
+    shift = n_rows * log_det_scale
+    table = dict(table)
+    table["log_likelihood"] = [v - shift for v in table["log_likelihood"]]
+    for name in ("bic", "aic", "icl"):
+        table[name] = [v + 2 * shift for v in table[name]]
+    return table
+
+
 def _original_units(model, meta):
     """Means and full covariances in the data's units (standardisation undone)."""
     from .plotting import full_covariances
@@ -281,10 +300,11 @@ def cmd_fit(args) -> int:
     else:
         est = GaussianMixture(ks[0], covariance_type=covariance, **common)
         total, unit = args.max_iter, "iter"
-    _with_progress(args, total, unit, "fitting", lambda: est.fit(x))
-    model = est.best_estimator_ if sweep else est
     extra = {"standardize": standardize}
-    log_lik = model.score_samples(x) - _log_det_scale({"extra": extra})
+    offset = _log_det_scale({"extra": extra})
+    _with_progress(args, total, unit, "fitting", lambda: est.fit(x), offset)
+    model = est.best_estimator_ if sweep else est
+    log_lik = model.score_samples(x) - offset
     extra |= {
         "columns": names,
         "data": str(table.path),
@@ -293,9 +313,9 @@ def cmd_fit(args) -> int:
         "train_log_lik_quantiles": np.quantile(log_lik, _QUANTILES).tolist(),
     }
     if sweep:
-        crit = _table_lists(est.criterion_)
+        crit = _in_data_units(_table_lists(est.criterion_), n, offset)
         extra.update(criterion=args.criterion, table=crit)
-    out = Path(args.output or Path(args.data).with_suffix(".jgmm").name)
+    out = args.output or Path(args.data).with_suffix(".jgmm").name
     save(model, out, extra=extra)
     means, _ = _original_units(model, {"extra": extra})
     summary = {
@@ -314,7 +334,7 @@ def cmd_fit(args) -> int:
         summary["criterion"] = args.criterion
         summary["table"] = crit
     if args.json:
-        print(json.dumps(summary, default=_json_default))
+        print(json.dumps(summary, default=_json_default), file=_report_stream(args))
         return 0
     _dropped_note(args, table, keep)
     if sweep:
@@ -459,7 +479,7 @@ def _save_figure(fig, path) -> None:
     from .io import atomic_write
 
     path = Path(path)
-    if path.suffix.lower() != ".png":
+    if str(path) != "-" and path.suffix.lower() != ".png":
         raise _Usage(f"-o {path}: the plot is written as PNG; give a name ending in .png")
     atomic_write(path, lambda f: fig.savefig(f, format="png"))
 
@@ -487,7 +507,8 @@ def cmd_plot(args) -> int:
     _save_figure(fig, args.output)
     if args.json:
         width, height = fig.canvas.get_width_height()
-        print(json.dumps({"output": str(args.output), "width": width, "height": height}))
+        report = {"output": str(args.output), "width": width, "height": height}
+        print(json.dumps(report), file=_report_stream(args))
     elif not args.quiet:
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
@@ -503,6 +524,9 @@ def cmd_demo(args) -> int:
         "n_components": int(model.n_components_),
         "covariance_type": model.covariance_type_,
         "adjusted_rand_index": float(adjusted_rand_score(y, model.predict(x))),
+        # numbered as the printed table and the plot number them
+        "weights": model.best_estimator_.weights_.tolist(),
+        "means": model.best_estimator_.means_.tolist(),
         "png": None,
     }
     try:
@@ -540,7 +564,8 @@ def cmd_info(args) -> int:
         "standardized": bool(extra.get("standardize")),
         "converged": bool(model.converged_),
         "n_iter": int(model.n_iter_),
-        "lower_bound": float(model.lower_bound_),
+        # per row, in the data's units like every log-likelihood the command reports
+        "lower_bound": float(model.lower_bound_) - _log_det_scale(meta),
         "weights": np.asarray(model.weights_).tolist(),
         "means": _original_units(model, meta)[0].tolist(),
         "data": extra.get("data"),

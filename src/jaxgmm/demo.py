@@ -72,11 +72,13 @@ def run(seed: int = 0, n_init: int = 5, max_k: int = 8, criterion: str = "bic", 
     true_w = np.asarray(SEED_SIZES) / sum(SEED_SIZES)
     cost = ((best.means_[:, None, :] - SEED_CENTERS[None, :, :]) ** 2).sum(-1)
     rows, cols = linear_sum_assignment(cost)
-    say("component  weight (true)     mean                 true mean")
-    for r, c in sorted(zip(rows, cols, strict=True), key=lambda rc: rc[1]):
+    # Components are numbered as the model (and the plot) number them; each is
+    # matched to the true blob whose centre is nearest.
+    say("component  true blob  weight (true)     mean                 true mean")
+    for r, c in sorted(zip(rows, cols, strict=True)):
         m, t = best.means_[r], SEED_CENTERS[c]
         say(
-            f"{c:>9}  {best.weights_[r]:.3f} ({true_w[c]:.3f})"
+            f"{r:>9}  {c:>9}  {best.weights_[r]:.3f} ({true_w[c]:.3f})"
             f"   [{m[0]:7.3f} {m[1]:7.3f}]   [{t[0]:5.1f} {t[1]:5.1f}]"
         )
     say()

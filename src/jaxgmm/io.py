@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -62,17 +64,108 @@ def _registry() -> dict[str, type]:
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into
-    place: an interrupted write never leaves a half-written file at ``path``."""
+    """Call ``write(file)`` so that ``path`` never holds a half-written file.
+
+    A regular file (or a new path) is written to a temporary file beside it, given the
+    mode the old file had (or the one the umask gives a new file), and renamed into
+    place; through a symlink, the link's target is replaced and the link kept.
+    Anything else (``-`` for standard output, ``/dev/stdout``, a FIFO, a device) is
+    written directly, since renaming over it would replace the device or pipe with a
+    regular file. Temporary files left by a killed writer are removed on the next
+    write to the same path.
+    """
+    if str(path) == "-":
+        _write_stream(sys.stdout.buffer, write)
+        return
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        st = os.stat(path)  # follows symlinks
+    except FileNotFoundError:
+        st = None
+    if _written_directly(path, st):
+        with open(path, "wb") as f:
+            _write_stream(f, write)
+        return
+    target = Path(os.path.realpath(path))
+    if not target.parent.is_dir():
+        raise FileNotFoundError(
+            f"{path}: the directory {path.parent} does not exist; create it first"
+        )
+    _remove_stale_temporaries(target)
+    mode = stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(
+        dir=target.parent, prefix=_temporary_prefix(target, os.getpid()), suffix=_TEMPORARY_SUFFIX
+    )
+    try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             write(f)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _written_directly(path: Path, st) -> bool:
+    """Standard streams and special files are written in place, never renamed over."""
+    special = str(path).startswith(("/dev/", "/proc/"))
+    return special or (st is not None and not stat.S_ISREG(st.st_mode))
+
+
+def _write_stream(f, write) -> None:
+    write(f)
+    f.flush()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system allows."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # no other portable way to read it
+    os.umask(mask)
+    return mask
+
+
+_TEMPORARY_SUFFIX = ".jaxgmm-tmp"
+
+
+def _temporary_prefix(target: Path, pid: int) -> str:
+    # The writer's process id is in the name, so a later write can tell a file
+    # left by a killed writer from one that another writer is still filling.
+    return f".{target.name}.{pid}."
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    prefix = f".{target.name}."
+    try:
+        names = [
+            n
+            for n in os.listdir(target.parent)
+            if n.startswith(prefix) and n.endswith(_TEMPORARY_SUFFIX)
+        ]
+    except OSError:
+        return
+    for name in names:
+        pid_text = name[len(prefix) :].split(".", 1)[0]
+        if pid_text.isdigit() and not _process_alive(int(pid_text)):
+            (target.parent / name).unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _jsonable(value, name: str, arrays: dict[str, np.ndarray]):
@@ -80,10 +173,11 @@ def _jsonable(value, name: str, arrays: dict[str, np.ndarray]):
         return value
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()
-    if isinstance(value, (list, tuple)) and all(
-        isinstance(v, (bool, int, float)) and np.isfinite(v) for v in value
+    if isinstance(value, (list, tuple)) and (
+        all(isinstance(v, (bool, int, float)) and np.isfinite(v) for v in value)
+        or all(isinstance(v, str) for v in value)
     ):
-        return [v for v in value]
+        return list(value)
     if isinstance(value, (np.ndarray, list, tuple)):
         arrays[f"param:{name}"] = np.asarray(value)
         return {"array": f"param:{name}"}
@@ -146,26 +240,46 @@ def _state(estimator, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, A
     return state
 
 
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
 def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
+        with open(path, "rb") as f:
+            if f.read(4) != _ZIP_MAGIC:
+                raise ValueError(
+                    f"{path}: not a jaxgmm model file (a model file is what `jaxgmm fit` "
+                    "or estimator.save() writes)"
+                )
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
         meta = json.loads(str(arrays.pop("__metadata__")))
     except (FileNotFoundError, IsADirectoryError):
         raise
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
-        raise ValueError(
-            f"{path}: not a jaxgmm model file, or it is truncated or corrupted ({e})"
-        ) from None
+    except ValueError as e:
+        if str(e).startswith(f"{path}: "):
+            raise
+        raise _corrupted(path) from None
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError):
+        raise _corrupted(path) from None
     if not isinstance(meta, dict) or meta.get("format") != "jaxgmm":
         raise ValueError(f"{path}: not a jaxgmm model file (no jaxgmm metadata)")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{path}: corrupted jaxgmm model file (format version {version!r})")
+    if version > FORMAT_VERSION:
         raise ValueError(
             f"{path}: written by a newer jaxgmm (format version {version}); this "
             f"jaxgmm reads format versions up to {FORMAT_VERSION}: upgrade jaxgmm"
         )
     return meta, arrays
+
+
+def _corrupted(path: Path) -> ValueError:
+    # Never numpy's own message: for a file with pickled data it suggests loading it
+    # unsafely, which a model file never needs.
+    return ValueError(f"{path}: not a jaxgmm model file, or it is truncated or corrupted")
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
@@ -201,8 +315,9 @@ def load(path: str | os.PathLike):
     meta, arrays = _read(path)
     try:
         estimator = _restore(meta, arrays, "")
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: corrupted jaxgmm model file ({type(e).__name__}: {e})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        detail = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+        raise ValueError(f"{path}: corrupted jaxgmm model file ({detail})") from None
     return estimator
 
 
@@ -216,6 +331,7 @@ def _restore(state: dict, arrays: dict[str, np.ndarray], prefix: str):
             value = arrays[value["array"]] if "array" in value else None
         params[name] = value
     estimator = cls(**params)
+    estimator._validate_params()  # scikit-learn's checks of each constructor parameter
     if not state.get("fitted"):
         return estimator
     for name in _ARRAY_ATTRS:
@@ -239,4 +355,54 @@ def _restore(state: dict, arrays: dict[str, np.ndarray], prefix: str):
         estimator.criterion_ = table
     if "best" in state:
         estimator.best_estimator_ = _restore(state["best"], arrays, prefix + "best/")
+    _check_fitted(estimator)
     return estimator
+
+
+def _check_fitted(estimator) -> None:
+    """Raise ValueError unless the fitted attributes are present, finite and of the
+    shapes the parameters give."""
+    from .covariance import COVARIANCE_TYPES
+
+    if hasattr(estimator, "_candidates"):  # a model selection: its choice and table
+        estimator._candidates()
+        for name in ("n_components_", "covariance_type_", "criterion_", "best_estimator_"):
+            if not hasattr(estimator, name):
+                raise ValueError(f"no {name}")
+        return
+    if not hasattr(estimator, "means_"):
+        raise ValueError("no means_")
+    k, d = np.shape(estimator.means_) if np.ndim(estimator.means_) == 2 else (-1, -1)
+    if k != estimator.n_components:
+        raise ValueError(
+            f"means_ has shape {np.shape(estimator.means_)}, expected "
+            f"(n_components={estimator.n_components}, n_features)"
+        )
+    cov_shape = COVARIANCE_TYPES[estimator.covariance_type].shape(k, d)
+    shapes = {
+        "weights_": (k,),
+        "means_": (k, d),
+        "covariances_": cov_shape,
+        "precisions_": cov_shape,
+        "precisions_cholesky_": cov_shape,
+        "mean_precision_": (k,),
+        "degrees_of_freedom_": (k,),
+    }
+    if hasattr(estimator, "mean_precision_"):  # the variational posterior
+        concentration = np.asarray(estimator.weight_concentration_)
+        shapes["weight_concentration_"] = (*concentration.shape[:-1], k)
+    for name, shape in shapes.items():
+        if not hasattr(estimator, name):
+            if name in ("mean_precision_", "degrees_of_freedom_"):
+                continue
+            raise ValueError(f"no {name}")
+        value = np.asarray(getattr(estimator, name))
+        if value.shape != shape or value.dtype.kind != "f":
+            raise ValueError(f"{name} is {value.dtype} of shape {value.shape}, expected {shape}")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{name} holds NaN or infinite values")
+    weights = np.asarray(estimator.weights_)
+    if np.any(weights < 0) or abs(weights.sum() - 1) > 1e-6:
+        raise ValueError("weights_ are not a probability vector (non-negative, summing to 1)")
+    if getattr(estimator, "n_features_in_", d) != d:
+        raise ValueError(f"n_features_in_ is {estimator.n_features_in_} but means_ has {d}")
