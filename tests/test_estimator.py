@@ -145,7 +145,7 @@ def test_restarts_parallel_first_equals_single_and_never_worse():
     one = GaussianMixture(4, n_init=1, random_state=3, init_params="random").fit(x)
     many = GaussianMixture(4, n_init=8, random_state=3, init_params="random").fit(x)
     assert many.lower_bound_ >= one.lower_bound_
-    first = jaxgmm.fit_restarts(jaxgmm.estimator._key(3), x, 4, n_init=8, init_params="random")
+    first = jaxgmm.fit_restarts(jaxgmm._base.key_from(3), x, 4, n_init=8, init_params="random")
     np.testing.assert_allclose(first.params.means[0], one.means_, rtol=1e-9)
 
 

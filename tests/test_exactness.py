@@ -15,7 +15,7 @@ from sklearn.mixture import GaussianMixture as SkGM
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 
 import jaxgmm
-from jaxgmm import em
+from jaxgmm import _rows, em
 
 COV_TYPES = list(jaxgmm.COVARIANCE_TYPES)
 
@@ -185,7 +185,7 @@ def test_fast_form_is_used_only_inside_its_error_bound(dtype, tol):
                     cls.from_covariances(jnp.asarray(c, dtype)),
                 )
                 xj = jnp.asarray(x, dtype)
-                blocks = em.make_blocks(
+                blocks = _rows.make_blocks(
                     xj, jnp.ones(len(x), dtype), len(x), center=params.weights @ params.means
                 )
                 model = em.Natural.of(params, blocks)
@@ -208,7 +208,7 @@ def test_fast_form_is_used_only_inside_its_error_bound(dtype, tol):
             jnp.asarray(gm.means_, dtype),
             jaxgmm.FullCovariance.from_covariances(jnp.asarray(gm.covariances_, dtype)),
         )
-        blocks = em.make_blocks(
+        blocks = _rows.make_blocks(
             jnp.asarray(x), jnp.ones(5000, dtype), 5000, center=params.weights @ params.means
         )
         assert not bool(em.Natural.of(params, blocks).exact)

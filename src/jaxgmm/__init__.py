@@ -1,5 +1,9 @@
 """jaxgmm: Gaussian mixture models fitted by EM in JAX."""
 
+from ._base import enable_compilation_cache as enable_compilation_cache
+from ._bayesian_mixture import BayesianGaussianMixture as BayesianGaussianMixture
+from ._gaussian_mixture import GaussianMixture as GaussianMixture
+from ._mixture_ic import GaussianMixtureIC as GaussianMixtureIC
 from ._typing import Status as Status
 from .covariance import COVARIANCE_TYPES as COVARIANCE_TYPES
 from .covariance import DiagCovariance as DiagCovariance
@@ -10,10 +14,6 @@ from .datasets import make_seed_blobs as make_seed_blobs
 from .em import EMResult as EMResult
 from .em import run_em as run_em
 from .em import score_rows as score_rows
-from .estimator import BayesianGaussianMixture as BayesianGaussianMixture
-from .estimator import GaussianMixture as GaussianMixture
-from .estimator import GaussianMixtureIC as GaussianMixtureIC
-from .estimator import enable_compilation_cache as enable_compilation_cache
 from .init import INIT_METHODS as INIT_METHODS
 from .io import load as load
 from .multistart import best_index as best_index

@@ -2,35 +2,28 @@
 
 scikit-learn's ``BayesianGaussianMixture`` on the same blocked engine: the E-step is
 the same ``phi @ A`` product with expected log-weights and the Wishart corrections in
-the constant row, the statistics pass is :func:`jaxgmm.em.m_step` (with its exact
+the constant row, the statistics pass is :func:`jaxgmm.em.em_pass` (with its exact
 fallback), and the variational M-step below turns ``(nk, xk, sk)`` into the posterior
 parameters exactly as scikit-learn does.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import math
+from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import betaln, digamma, gammaln
 
+from ._engine import Batch, Inputs, Options, run
 from ._pytree import pytree_dataclass
-from ._typing import Array, Float, Status, float_dtype, x64_scope
-from .covariance import Covariance, TiedCovariance, covariance_class
-from .em import (
-    Blocks,
-    Natural,
-    block_e_step,
-    iterate,
-    m_step,
-    make_blocks,
-    prepare_rows,
-)
+from ._rows import Blocks
+from ._typing import Array, Float
+from .covariance import Covariance, covariance_class
+from .em import EMResult, Natural, block_e_step, em_pass, iterate
 from .init import initialize
-from .multistart import _batch_columns, _device_count, _over_fits
 
 __all__ = [
     "VBParams",
@@ -129,7 +122,6 @@ def vb_from_moments(nk, xk, sk, priors: VBPriors, cov_cls: type[Covariance], pro
     """scikit-learn's ``_estimate_weights``, ``_estimate_means`` and
     ``_estimate_precisions`` from ``nk`` (with its 10 eps), means ``xk`` and
     covariances ``sk`` (with ``reg_covar``)."""
-    k = nk.shape[0]
     if process:
         rest = jnp.concatenate([jnp.cumsum(nk[::-1])[-2::-1], jnp.zeros(1, nk.dtype)])
         wc = jnp.stack([1.0 + nk, priors.weight_concentration + rest])
@@ -137,30 +129,7 @@ def vb_from_moments(nk, xk, sk, priors: VBPriors, cov_cls: type[Covariance], pro
         wc = priors.weight_concentration + nk
     mean_precision = priors.mean_precision + nk
     means = (priors.mean_precision * priors.mean + nk[:, None] * xk) / mean_precision[:, None]
-    diff = xk - priors.mean
-    ratio = priors.mean_precision / mean_precision
-    name = cov_cls.name
-    if name == "full":
-        dof = priors.degrees_of_freedom + nk
-        outer = diff[:, :, None] * diff[:, None, :]
-        cov = priors.covariance + nk[:, None, None] * sk + (nk * ratio)[:, None, None] * outer
-        cov = cov / dof[:, None, None]
-    elif name == "tied":
-        dof = priors.degrees_of_freedom + jnp.sum(nk) / k
-        cov = (
-            priors.covariance
-            + sk * jnp.sum(nk) / k
-            + priors.mean_precision / k * ((nk / mean_precision) * diff.T) @ diff
-        )
-        cov = cov / dof
-    elif name == "diag":
-        dof = priors.degrees_of_freedom + nk
-        cov = priors.covariance + nk[:, None] * (sk + ratio[:, None] * diff**2)
-        cov = cov / dof[:, None]
-    else:
-        dof = priors.degrees_of_freedom + nk
-        cov = priors.covariance + nk * (sk + ratio * jnp.mean(diff**2, 1))
-        cov = cov / dof
+    dof, cov = cov_cls.wishart_posterior(nk, sk, xk - priors.mean, mean_precision, priors)
     return VBParams(wc, mean_precision, means, dof, cov_cls.from_covariances(cov), process)
 
 
@@ -169,15 +138,12 @@ def lower_bound(params: VBParams, resp_entropy, cov_cls) -> Float[Array, ""]:
     d = params.means.shape[-1]
     log_det = params.log_det_precisions_chol()
     k = params.mean_precision.shape[0]
-    if cov_cls is TiedCovariance:
-        log_wishart = (
-            k
-            * _log_wishart_norm(
-                jnp.atleast_1d(params.degrees_of_freedom), jnp.atleast_1d(log_det), d
-            )[0]
-        )
-    else:
-        log_wishart = jnp.sum(_log_wishart_norm(params.degrees_of_freedom, log_det, d))
+    # a shared covariance (tied) has one Wishart, counted once per component
+    log_wishart = jnp.sum(
+        _log_wishart_norm(jnp.atleast_1d(params.degrees_of_freedom), jnp.atleast_1d(log_det), d)
+    )
+    if not cov_cls.per_component:
+        log_wishart = k * log_wishart
     if params.process:
         log_norm_weight = -jnp.sum(betaln(*params.weight_concentration))
     else:
@@ -191,14 +157,8 @@ def lower_bound(params: VBParams, resp_entropy, cov_cls) -> Float[Array, ""]:
     )
 
 
-@pytree_dataclass
-class VBResult:
-    params: VBParams
-    n_iter: Array
-    lower_bound: Array
-    lower_bounds: Array
-    converged: Array
-    status: Array
+#: The variational fit returns the same result type as EM.
+VBResult = EMResult
 
 
 def _vb_step(params: VBParams, blocks: Blocks, priors, reg_covar, cov_cls):
@@ -210,8 +170,8 @@ def _vb_step(params: VBParams, blocks: Blocks, priors, reg_covar, cov_cls):
         return resp, -jnp.sum(jnp.where(resp > 0, resp * log_resp, 0))
 
     # total_weight=1: the "weights" of the result are the counts nk themselves.
-    moments, _, entropy = m_step(
-        resp_fn, blocks, cov_cls, reg_covar, total_weight=1.0, exact=model.exact
+    moments, _, entropy = em_pass(
+        resp_fn, blocks, cov_cls, reg_covar, 1.0, None, model.form, params.means
     )
     new = vb_from_moments(
         moments.weights,
@@ -235,69 +195,52 @@ def run_vb(params, blocks, priors, *, tol, reg_covar, max_iter, lower_bound0=-jn
     s = iterate(
         step, params, tol=tol, max_iter=max_iter, lower_bound=lower_bound0, dtype=blocks.x.dtype
     )
-    status = jnp.select(
-        [s.failed, s.converged], [Status.NON_FINITE, Status.CONVERGED], Status.MAX_ITER
-    ).astype(jnp.int32)
-    return VBResult(s.params, s.n_iter, s.lower_bound, s.trace, s.converged, status)
+    return s.result()  # the step never flags: no COLLAPSED status
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "n_components",
-        "cov_cls",
-        "process",
-        "method",
-        "max_iter",
-        "block_rows",
-        "n_init",
-        "n_devices",
-    ),
-)
-def _fit_vb(
-    key,
-    x,
-    w,
-    n_used,
-    tol,
-    reg_covar,
-    priors,
-    params0,
-    lower_bound0,
-    *,
-    n_components,
-    cov_cls,
-    process,
-    method,
-    max_iter,
-    block_rows,
-    n_init,
-    n_devices=1,
-):
-    x, w = jnp.asarray(x), jnp.asarray(w)
-    blocks = make_blocks(x, w, block_rows, n_used, center=(w @ x) / jnp.sum(w))
+@dataclasses.dataclass(frozen=True)
+class Variational:
+    """Variational EM (``BayesianGaussianMixture``), as the engine's model: the
+    Dirichlet process (``process``) or Dirichlet distribution weight prior."""
 
-    def one(key, blocks, priors, params0, tol, reg_covar, lower_bound0):
-        total = jnp.sum(blocks.w)
-        if params0 is None:
-            g = initialize(key, blocks, n_components, cov_cls, method, reg_covar)
-            p = vb_from_moments(
-                g.weights * total, g.means, g.covariance.covariances, priors, cov_cls, process
-            )
-        else:
-            p = params0
-        return run_vb(
-            p,
-            blocks,
-            priors,
-            tol=tol,
-            reg_covar=reg_covar,
-            max_iter=max_iter,
-            lower_bound0=lower_bound0,
+    process: bool = True
+
+    #: The priors weigh against the counts: scaling the weights changes the fit.
+    scale_free: ClassVar[bool] = False
+
+    def start(self, options: Options, key, blocks: Blocks, inputs: Inputs, active):
+        if inputs.params0 is not None:
+            return inputs.params0
+        cov_cls, k = options.covariance, active.shape[0]
+        g = initialize(key, blocks, k, cov_cls, options.init, inputs.reg_covar)
+        total = blocks.total
+        return vb_from_moments(
+            g.weights * total,
+            g.means,
+            g.covariance.covariances,
+            inputs.priors,
+            cov_cls,
+            self.process,
         )
 
-    shared = (blocks, priors, params0, tol, reg_covar, lower_bound0)
-    return _over_fits(one, (jax.random.split(key, n_init),), shared, n_devices)
+    def run(self, options: Options, params, blocks: Blocks, inputs: Inputs, active):
+        return run_vb(
+            params,
+            blocks,
+            inputs.priors,
+            tol=inputs.tol,
+            reg_covar=inputs.reg_covar,
+            max_iter=options.max_iter,
+            lower_bound0=inputs.lower_bound0,
+        )
+
+    def scores(self, params, blocks: Blocks):
+        raise NotImplementedError("the variational mixture keeps no per-fit scores")
+
+    def padded(self, params: VBParams, k_max: int) -> VBParams:
+        if params.mean_precision.shape[0] != k_max:
+            raise NotImplementedError("variational fits are batched over restarts only")
+        return params
 
 
 def fit_vb_restarts(
@@ -317,41 +260,18 @@ def fit_vb_restarts(
     reg_covar=1e-6,
     max_iter=100,
     n_devices=None,
-) -> VBResult:
+) -> EMResult:
     """``n_init`` variational fits in parallel (leading restart axis), as
     :func:`jaxgmm.fit_restarts` for the variational mixture: vmapped on one device and,
     with several local devices (or ``n_devices``), sharded over them."""
-    cov_cls = covariance_class(covariance_type)
-    dtype = float_dtype(X)
-    with x64_scope(dtype):
-        n_dev = _device_count(n_devices, n_init)
-        x, w, n_used, block_rows, _ = prepare_rows(
-            X,
-            sample_weight,
-            cov_cls,
-            dtype,
-            n_columns=_batch_columns((n_components,), n_init, n_dev),
-        )
-        cast = lambda a: jnp.asarray(a, dtype)
-        priors = jax.tree_util.tree_map(cast, priors)
-        if params0 is not None:
-            params0 = jax.tree_util.tree_map(cast, params0)
-        return _fit_vb(
-            key,
-            x,
-            w,
-            n_used,
-            cast(tol),
-            cast(reg_covar),
-            priors,
-            params0,
-            cast(lower_bound0),
-            n_components=n_components,
-            cov_cls=cov_cls,
-            process=bool(process),
-            method=init_params,
-            max_iter=max_iter,
-            block_rows=block_rows,
-            n_init=n_init,
-            n_devices=n_dev,
-        )
+    options = Options(
+        covariance_class(covariance_type),
+        model=Variational(bool(process)),
+        init=init_params,
+        max_iter=max_iter,
+    )
+    batch = Batch((int(n_components),), n_init, n_devices)
+    inputs = Inputs(
+        tol=tol, reg_covar=reg_covar, lower_bound0=lower_bound0, params0=params0, priors=priors
+    )
+    return run(key, X, sample_weight, options, batch, inputs)[0]

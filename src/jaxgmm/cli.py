@@ -265,7 +265,7 @@ def _dropped_note(args, table: Table, keep) -> None:
 
 
 def cmd_fit(args) -> int:
-    from .estimator import GaussianMixture, GaussianMixtureIC
+    from . import GaussianMixture, GaussianMixtureIC
 
     ks, auto = _parse_k(args.k)
     table, x, keep, names = _read_numeric(args, _columns_arg(args.columns))
@@ -463,7 +463,7 @@ def _figure(model, meta, x_data, args, title):
     width = 12.8 if table else 6.4
     fig, axes = plt.subplots(1, 2 if table else 1, figsize=(width, 4.8), dpi=args.dpi)
     ax = axes[0] if table else axes
-    plot_mixture(ax, x2, labels, m2, c2, model.weights_, xl, yl, title)
+    plot_mixture(ax, x2, labels, (model.weights_, m2, c2), (xl, yl, title))
     if table:
         plot_criterion(
             axes[1],
@@ -778,7 +778,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # The command owns its process: compiled programs are kept on disk
     # (JAXGMM_CACHE_DIR=off switches it off). The library never does this itself.
-    from .estimator import enable_compilation_cache
+    from . import enable_compilation_cache
 
     enable_compilation_cache()
     debug = os.environ.get("JAXGMM_DEBUG") == "1"

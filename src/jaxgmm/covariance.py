@@ -177,6 +177,63 @@ class Covariance(abc.ABC):
     def shape(n_components: int, n_features: int) -> tuple[int, ...]:
         """Shape of ``covariances`` (and of the precisions)."""
 
+    #: Past this many second-moment features per row (D(D+1)/2 for full and tied:
+    #: D > 63) the expanded form's features cost more memory than the direct form,
+    #: ``x - mu_k`` against the precision Cholesky factor, costs flops: a block of 64
+    #: rows of a 300 x 2,000 table held 1 GB of features, and building them by
+    #: gathers was slower than the direct form's products.
+    DIRECT_SECOND_MOMENTS: ClassVar[int] = 2048
+
+    @classmethod
+    def prefers_direct(cls, n_features: int) -> bool:
+        """Whether the E-step and the statistics skip the expanded features phi(x)
+        for ``n_features`` columns (from static shapes, so it costs no branch)."""
+        return cls.n_second(n_features) > Covariance.DIRECT_SECOND_MOMENTS
+
+    #: Whether ``covariances`` has a leading component axis (all but 'tied').
+    per_component: ClassVar[bool] = True
+
+    def padded(self, extra: int) -> Covariance:
+        """``extra`` masked components appended, with identity covariance (whose
+        precision Cholesky factor is the identity too), as a fit's padding has."""
+        if not self.per_component:
+            return self
+        ident = self.identity(extra, self.covariances.shape[1:], self.covariances.dtype)
+        join = lambda a: jnp.concatenate([a, ident])
+        return type(self)(join(self.covariances), join(self.precisions_cholesky))
+
+    def leading(self, k: int) -> Covariance:
+        """The first ``k`` components (numpy arrays in, numpy arrays out)."""
+        if not self.per_component:
+            return self
+        return type(self)(self.covariances[:k], self.precisions_cholesky[:k])
+
+    @staticmethod
+    def identity(k: int, tail: tuple[int, ...], dtype) -> Array:
+        """``k`` identity covariances of this type (``tail``: one's shape)."""
+        if len(tail) == 2:
+            return jnp.broadcast_to(jnp.eye(tail[-1], dtype=dtype), (k, *tail))
+        return jnp.ones((k, *tail), dtype)
+
+    @staticmethod
+    @abc.abstractmethod
+    def wishart_posterior(nk, sk, diff, mean_precision, priors) -> tuple[Array, Array]:
+        """The variational M-step's Wishart part, as scikit-learn's
+        ``_estimate_wishart_*``: degrees of freedom and covariances from the counts
+        ``nk``, the covariances ``sk`` (with ``reg_covar``), ``diff = xk - mean_prior``
+        and the posterior ``mean_precision``; ``priors`` holds the priors
+        (``covariance``, ``degrees_of_freedom``, ``mean_precision``)."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def dense(covariances, n_components: int, n_features: int):
+        """``covariances`` (numpy, scikit-learn's shape) as (K, D, D) matrices."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def precisions_from_cholesky(chol):
+        """scikit-learn's ``precisions_`` from ``precisions_cholesky_`` (numpy)."""
+
     def log_prob_constant(self, means: Float[Array, "k d"]) -> Float[Array, " k"]:
         """The part of each log-density that does not depend on x or the mean: the
         log-density at the mode."""
@@ -218,13 +275,10 @@ class Covariance(abc.ABC):
         return eps * self.precision_norm() * reach**2
 
 
-@pytree_dataclass
-class FullCovariance(Covariance):
-    """Each component has its own general covariance matrix."""
+class _Matrices(Covariance):
+    """What full and tied share: general matrices, upper-triangle second moments."""
 
-    name: ClassVar[str] = "full"
-    covariances: Float[Array, "k d d"]
-    precisions_cholesky: Float[Array, "k d d"]
+    matrices: ClassVar[bool] = True
 
     @staticmethod
     def second_moments(x):
@@ -239,6 +293,64 @@ class FullCovariance(Covariance):
     def centered_second_moments(resp, diff):
         i, j = _triu(diff.shape[-1])
         return jnp.einsum("bk,bkd,bke->kde", resp, diff, diff)[:, i, j]
+
+    @classmethod
+    def from_covariances(cls, covariances):
+        return cls(covariances, _chol_precision_from_cov(covariances))
+
+    @classmethod
+    def from_precisions(cls, precisions):
+        return cls(jnp.linalg.inv(precisions), _chol_precision_from_precision(precisions))
+
+    def precisions(self):
+        return _gram(self.precisions_cholesky)
+
+    @staticmethod
+    def precisions_from_cholesky(chol):
+        return np.einsum("...ij,...kj->...ik", chol, chol)
+
+
+class _Variances(Covariance):
+    """What diag and spherical share: variances, squared features."""
+
+    matrices: ClassVar[bool] = False
+
+    @staticmethod
+    def second_moments(x):
+        return x * x
+
+    @staticmethod
+    def n_second(n_features):
+        return n_features
+
+    @staticmethod
+    def centered_second_moments(resp, diff):
+        return jnp.einsum("bk,bkd->kd", resp, diff * diff)
+
+    @classmethod
+    def from_covariances(cls, covariances):
+        # 1/sqrt of a non-positive variance is inf or NaN: reported as NON_FINITE.
+        return cls(covariances, 1.0 / jnp.sqrt(covariances))
+
+    @classmethod
+    def from_precisions(cls, precisions):
+        return cls(1.0 / precisions, jnp.sqrt(precisions))
+
+    def precisions(self):
+        return self.precisions_cholesky**2
+
+    @staticmethod
+    def precisions_from_cholesky(chol):
+        return np.asarray(chol) ** 2
+
+
+@pytree_dataclass
+class FullCovariance(_Matrices):
+    """Each component has its own general covariance matrix."""
+
+    name: ClassVar[str] = "full"
+    covariances: Float[Array, "k d d"]
+    precisions_cholesky: Float[Array, "k d d"]
 
     def variances(self):
         return jnp.diagonal(self.covariances, axis1=-2, axis2=-1)
@@ -270,17 +382,6 @@ class FullCovariance(Covariance):
         eye = jnp.eye(d, dtype=cov.dtype)
         return cls.from_covariances(jnp.where(active[:, None, None], cov + reg_covar * eye, eye))
 
-    @classmethod
-    def from_covariances(cls, covariances):
-        return cls(covariances, _chol_precision_from_cov(covariances))
-
-    @classmethod
-    def from_precisions(cls, precisions):
-        return cls(jnp.linalg.inv(precisions), _chol_precision_from_precision(precisions))
-
-    def precisions(self):
-        return _gram(self.precisions_cholesky)
-
     @staticmethod
     def n_parameters(n_components, n_features):
         return n_components * n_features * (n_features + 1) // 2
@@ -289,18 +390,27 @@ class FullCovariance(Covariance):
     def shape(n_components, n_features):
         return (n_components, n_features, n_features)
 
+    @staticmethod
+    def wishart_posterior(nk, sk, diff, mean_precision, priors):
+        ratio = priors.mean_precision / mean_precision
+        dof = priors.degrees_of_freedom + nk
+        outer = diff[:, :, None] * diff[:, None, :]
+        cov = priors.covariance + nk[:, None, None] * sk + (nk * ratio)[:, None, None] * outer
+        return dof, cov / dof[:, None, None]
+
+    @staticmethod
+    def dense(covariances, n_components, n_features):
+        return np.asarray(covariances)
+
 
 @pytree_dataclass
-class TiedCovariance(Covariance):
+class TiedCovariance(_Matrices):
     """All components share one general covariance matrix."""
 
     name: ClassVar[str] = "tied"
+    per_component: ClassVar[bool] = False
     covariances: Float[Array, "d d"]
     precisions_cholesky: Float[Array, "d d"]
-
-    second_moments = staticmethod(FullCovariance.second_moments)
-    n_second = staticmethod(FullCovariance.n_second)
-    centered_second_moments = staticmethod(FullCovariance.centered_second_moments)
 
     def variances(self):
         return jnp.diagonal(self.covariances)[None, :]
@@ -333,17 +443,6 @@ class TiedCovariance(Covariance):
         cov = cov + reg_covar * jnp.eye(d, dtype=cov.dtype)
         return cls.from_covariances(cov)
 
-    @classmethod
-    def from_covariances(cls, covariances):
-        return cls(covariances, _chol_precision_from_cov(covariances))
-
-    @classmethod
-    def from_precisions(cls, precisions):
-        return cls(jnp.linalg.inv(precisions), _chol_precision_from_precision(precisions))
-
-    def precisions(self):
-        return _gram(self.precisions_cholesky)
-
     @staticmethod
     def n_parameters(n_components, n_features):
         return n_features * (n_features + 1) // 2
@@ -352,26 +451,29 @@ class TiedCovariance(Covariance):
     def shape(n_components, n_features):
         return (n_features, n_features)
 
+    @staticmethod
+    def wishart_posterior(nk, sk, diff, mean_precision, priors):
+        k = nk.shape[0]
+        dof = priors.degrees_of_freedom + jnp.sum(nk) / k
+        cov = (
+            priors.covariance
+            + sk * jnp.sum(nk) / k
+            + priors.mean_precision / k * ((nk / mean_precision) * diff.T) @ diff
+        )
+        return dof, cov / dof
+
+    @staticmethod
+    def dense(covariances, n_components, n_features):
+        return np.broadcast_to(covariances, (n_components, n_features, n_features)).copy()
+
 
 @pytree_dataclass
-class DiagCovariance(Covariance):
+class DiagCovariance(_Variances):
     """Each component has its own diagonal covariance matrix."""
 
     name: ClassVar[str] = "diag"
     covariances: Float[Array, "k d"]
     precisions_cholesky: Float[Array, "k d"]
-
-    @staticmethod
-    def second_moments(x):
-        return x * x
-
-    @staticmethod
-    def n_second(n_features):
-        return n_features
-
-    @staticmethod
-    def centered_second_moments(resp, diff):
-        return jnp.einsum("bk,bkd->kd", resp, diff * diff)
 
     def variances(self):
         return self.covariances
@@ -400,18 +502,6 @@ class DiagCovariance(Covariance):
         cov = sum_rxx / nk[:, None] - means**2 + reg_covar
         return cls.from_covariances(jnp.where(active[:, None], cov, 1))
 
-    @classmethod
-    def from_covariances(cls, covariances):
-        # 1/sqrt of a non-positive variance is inf or NaN: reported as NON_FINITE.
-        return cls(covariances, 1.0 / jnp.sqrt(covariances))
-
-    @classmethod
-    def from_precisions(cls, precisions):
-        return cls(1.0 / precisions, jnp.sqrt(precisions))
-
-    def precisions(self):
-        return self.precisions_cholesky**2
-
     @staticmethod
     def n_parameters(n_components, n_features):
         return n_components * n_features
@@ -420,18 +510,25 @@ class DiagCovariance(Covariance):
     def shape(n_components, n_features):
         return (n_components, n_features)
 
+    @staticmethod
+    def wishart_posterior(nk, sk, diff, mean_precision, priors):
+        ratio = priors.mean_precision / mean_precision
+        dof = priors.degrees_of_freedom + nk
+        cov = priors.covariance + nk[:, None] * (sk + ratio[:, None] * diff**2)
+        return dof, cov / dof[:, None]
+
+    @staticmethod
+    def dense(covariances, n_components, n_features):
+        return np.asarray(covariances)[:, :, None] * np.eye(n_features)
+
 
 @pytree_dataclass
-class SphericalCovariance(Covariance):
+class SphericalCovariance(_Variances):
     """Each component has its own single variance."""
 
     name: ClassVar[str] = "spherical"
     covariances: Float[Array, " k"]
     precisions_cholesky: Float[Array, " k"]
-
-    second_moments = staticmethod(DiagCovariance.second_moments)
-    n_second = staticmethod(DiagCovariance.n_second)
-    centered_second_moments = staticmethod(DiagCovariance.centered_second_moments)
 
     def variances(self):
         return self.covariances[:, None]
@@ -460,10 +557,6 @@ class SphericalCovariance(Covariance):
         diag = sum_rxx / nk[:, None] - means**2 + reg_covar
         return cls.from_covariances(jnp.where(active, jnp.mean(diag, -1), 1))
 
-    from_covariances = DiagCovariance.__dict__["from_covariances"]
-    from_precisions = DiagCovariance.__dict__["from_precisions"]
-    precisions = DiagCovariance.precisions
-
     @staticmethod
     def n_parameters(n_components, n_features):
         return n_components
@@ -471,6 +564,17 @@ class SphericalCovariance(Covariance):
     @staticmethod
     def shape(n_components, n_features):
         return (n_components,)
+
+    @staticmethod
+    def wishart_posterior(nk, sk, diff, mean_precision, priors):
+        ratio = priors.mean_precision / mean_precision
+        dof = priors.degrees_of_freedom + nk
+        cov = priors.covariance + nk * (sk + ratio * jnp.mean(diff**2, 1))
+        return dof, cov / dof
+
+    @staticmethod
+    def dense(covariances, n_components, n_features):
+        return np.asarray(covariances)[:, None, None] * np.eye(n_features)
 
 
 COVARIANCE_TYPES: dict[str, type[Covariance]] = {

@@ -16,8 +16,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
+from ._mixture_ic import GaussianMixtureIC
 from .datasets import SEED_CENTERS, SEED_SIZES, make_seed_blobs
-from .estimator import GaussianMixtureIC
 
 
 def criterion_table(table: dict, criterion: str, chosen: tuple[str, int]) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -34,170 +33,21 @@ from jax import lax
 
 from . import _progress
 from ._pytree import pytree_dataclass
+from ._rows import Blocks, make_blocks, prepare_rows, sum_rows
 from ._typing import Array, Bool, Float, Int, Status, float_dtype, x64_scope
 from .covariance import Covariance
 from .params import GMMParams, all_finite
 from .stats import SuffStats
 
 __all__ = [
-    "Blocks",
     "EMResult",
     "Natural",
-    "block_rows_for",
     "final_scores",
     "log_prob_resp",
-    "make_blocks",
-    "pad_rows",
-    "padded_rows",
-    "prepare_rows",
     "run_em",
     "score_rows",
     "score_rows_padded",
 ]
-
-#: Target size of one block's feature matrix: 5 MiB gave the fastest iterations on
-#: N=100k, D=16, K=16 on a 2-core EPYC (8192 rows in float32, 4096 in float64);
-#: smaller blocks pay the loop's overhead, larger ones fall out of the caches.
-_BLOCK_BYTES = 5 * 2**20
-
-
-def block_rows_for(n_samples: int, n_phi: int, itemsize: int) -> int:
-    """Rows per block: a power of two near ``_BLOCK_BYTES`` of features (of ``n_phi``
-    values per row).
-
-    Small data gets one block of the next power of two, so that data sets of similar
-    size share one compiled program.
-    """
-    rows = 2 ** round(math.log2(max(_BLOCK_BYTES / (n_phi * itemsize), 1)))
-    rows = min(max(rows, 64), 65536)
-    return min(rows, 2 ** math.ceil(math.log2(max(n_samples, 16))))
-
-
-def padded_rows(n_samples: int, block_rows: int) -> int:
-    """Rows after padding: the block count rounded up to one of four steps per octave.
-
-    Programs are compiled per padded size, so nearby sizes (cross-validation folds,
-    say) reuse one program; the padding costs memory only, as passes stop at the
-    last block that holds data.
-    """
-    n_blocks = -(-n_samples // block_rows)
-    if n_blocks > 8:
-        step = 2 ** (n_blocks.bit_length() - 3)
-        n_blocks = -(-n_blocks // step) * step
-    return n_blocks * block_rows
-
-
-def pad_rows(x, w, n_rows: int):
-    """``x`` and ``w`` with zero rows (zero weight) appended up to ``n_rows``."""
-    pad = n_rows - x.shape[0]
-    xp = np if isinstance(x, np.ndarray) else jnp
-    x = xp.concatenate([x, xp.zeros((pad, x.shape[1]), x.dtype)])
-    return x, xp.concatenate([w, xp.zeros((pad,), w.dtype)])
-
-
-def prepare_rows(X, sample_weight, covariance_class, dtype, block_rows=None, n_columns=0):
-    """Host-side preparation shared by every entry point: cast to ``dtype``, choose
-    the block size, pad rows (zero weight) to a bucketed size so that nearby sizes
-    share one compiled program.
-
-    ``n_columns`` is the width of the per-row intermediates of one device's batch of
-    fits (fits x components): the block is sized for the wider of it and the features,
-    so that a batch of restarts or a sweep keeps its block in the caches too.
-
-    Returns
-    -------
-    x, w : arrays of padded_rows(n_samples, block_rows) rows
-    n_used : int array, the blocks that hold data
-    block_rows : int
-    n_samples : int
-    """
-    # Host arrays stay on the host until the padded copy goes to the device.
-    host = lambda a: a if isinstance(a, jax.Array) else np.asarray(a)
-    x = host(X).astype(dtype)
-    n_samples, n_features = x.shape
-    w = np.ones(n_samples, dtype) if sample_weight is None else host(sample_weight)
-    w = w.astype(dtype)
-    if block_rows is None:
-        n_phi = 1 + n_features + covariance_class.n_second(n_features)
-        width = max(n_phi, n_columns)
-        block_rows = block_rows_for(n_samples, width, np.dtype(dtype).itemsize)
-    x, w = pad_rows(x, w, padded_rows(n_samples, block_rows))
-    n_used = jnp.asarray(-(-n_samples // block_rows), jnp.int32)
-    return x, w, n_used, block_rows, n_samples
-
-
-@pytree_dataclass
-class Blocks:
-    """The data cut into equal blocks of rows; padding rows have zero weight.
-
-    Attributes
-    ----------
-    x : array of shape (n_blocks, block_rows, n_features)
-    w : array of shape (n_blocks, block_rows)
-    n_used : int array
-        Blocks that hold data; passes over the data stop there.
-    center : array of shape (n_features,)
-        The point the fast, expanded forms (the E-step's ``phi(x) @ A``, the raw
-        moments, k-means distances) are taken about: the data's mean for a fit, the
-        mixture's mean for scoring. The rows themselves are kept as given, so that
-        the exact forms see ``x - mu`` of the rows and means themselves.
-    radius : float array
-        The largest distance of a row from ``center``: how far the expanded form must
-        stay exact (:class:`Natural`).
-    """
-
-    x: Float[Array, "n_blocks block d"]
-    w: Float[Array, "n_blocks block"]
-    n_used: Int[Array, ""]
-    center: Float[Array, " d"]
-    radius: Float[Array, ""]
-
-    @property
-    def n_features(self) -> int:
-        return self.x.shape[-1]
-
-    def rows(self, centred: bool = True) -> tuple[Float[Array, "n d"], Float[Array, " n"]]:
-        """All rows, padding included, as one (n_blocks * block, d) array, about
-        ``center`` (or as given)."""
-        x = self.x.reshape(-1, self.n_features)
-        return (x - self.center if centred else x), self.w.reshape(-1)
-
-
-def make_blocks(
-    x: Float[Array, "n d"], w: Float[Array, " n"], block_rows: int, n_used=None, center=None
-) -> Blocks:
-    """Cut rows into blocks (padding the tail); ``n_used`` defaults to all blocks,
-    ``center`` to the origin."""
-    n, d = x.shape
-    center = jnp.zeros((d,), x.dtype) if center is None else center
-    # padding rows count as rows at the centre
-    radius = jnp.sqrt(jnp.max(jnp.where(w > 0, jnp.sum((x - center) ** 2, axis=-1), 0)))
-    n_blocks = -(-n // block_rows)
-    if n_blocks * block_rows != n:
-        x, w = pad_rows(x, w, n_blocks * block_rows)
-    n_used = n_blocks if n_used is None else n_used
-    return Blocks(
-        x.reshape(n_blocks, block_rows, d),
-        w.reshape(n_blocks, block_rows),
-        jnp.asarray(n_used, jnp.int32),
-        center,
-        radius,
-    )
-
-
-def scan_blocks(fn: Callable[..., Any], blocks: Blocks) -> Any:
-    """``sum_b fn(x_b, w_b, b)`` over the blocks that hold data."""
-    index = jnp.zeros((), jnp.int32)
-    shapes = jax.eval_shape(fn, blocks.x[0], blocks.w[0], index)
-    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
-    def body(b, carry):
-        x = lax.dynamic_index_in_dim(blocks.x, b, keepdims=False)
-        w = lax.dynamic_index_in_dim(blocks.w, b, keepdims=False)
-        return jax.tree_util.tree_map(jnp.add, carry, fn(x, w, b))
-
-    return lax.fori_loop(0, blocks.n_used, body, zeros)
-
 
 #: Largest estimated rounding error of the expanded E-step, relative to a component's
 #: log-density at its mode (plus one nat), that is accepted; past it the E-step uses
@@ -206,7 +56,7 @@ def scan_blocks(fn: Callable[..., Any], blocks: Blocks) -> Any:
 _E_STEP_RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-4}
 
 
-@pytree_dataclass
+@pytree_dataclass(meta_fields=("direct",))
 class Natural:
     """A mixture's log-joint ``offset_k + log N(x | mu_k, Sigma_k)`` in two forms.
 
@@ -215,7 +65,9 @@ class Natural:
     centre its terms cancel catastrophically. ``exact`` is set when the estimated
     rounding error (:meth:`Covariance.fast_form_error`) for rows within ``radius`` of
     the origin is too large; the E-step then uses the centred form ``x - mu_k``
-    against the precision Cholesky factor, as scikit-learn does.
+    against the precision Cholesky factor, as scikit-learn does. Wide data
+    (:meth:`Covariance.prefers_direct`, static ``direct``) always uses the centred form, and
+    ``A`` is not formed.
     """
 
     A: Float[Array, "n_phi k"]
@@ -224,16 +76,26 @@ class Natural:
     covariance: Covariance
     center: Float[Array, " d"]
     exact: Bool[Array, ""]
+    direct: bool = False
 
     @property
     def covariance_class(self) -> type[Covariance]:
         return type(self.covariance)
+
+    @property
+    def form(self) -> Bool[Array, ""] | bool:
+        """Whether the passes use the exact (centred) form: ``True`` itself for wide
+        data, so that the fast form is never traced."""
+        return True if self.direct else self.exact
 
     @classmethod
     def build(cls, offset, means, covariance: Covariance, blocks: Blocks) -> Natural:
         """From the log-weights (or any per-component ``offset``), the means and the
         covariance, for the rows of ``blocks`` (the expanded form is taken about
         their centre)."""
+        if type(covariance).prefers_direct(means.shape[-1]):
+            A = jnp.zeros((0, means.shape[0]), means.dtype)
+            return cls(A, offset, means, covariance, blocks.center, jnp.ones((), bool), True)
         lin, quad, const = covariance.natural(means - blocks.center)
         A = jnp.concatenate([(const + offset)[:, None], lin, quad], axis=1).T
         mode = jnp.abs(covariance.log_prob_constant(means))
@@ -352,7 +214,7 @@ def block_e_step(x: Float[Array, "b d"], model: Natural, phi=None, centred: bool
 
 
 def scan_forms(fn: Callable[..., Any], blocks: Blocks, exact: Bool[Array, ""]) -> Any:
-    """:func:`scan_blocks` of ``fn(x_b, w_b, b, centred)``: every block in the
+    """:func:`sum_rows` of ``fn(x_b, w_b, b, centred)``: every block in the
     E-step's exact (centred) form where ``exact``, in the fast form elsewhere.
 
     The form is chosen once per pass (:func:`either`), not per block: the loop over
@@ -360,7 +222,9 @@ def scan_forms(fn: Callable[..., Any], blocks: Blocks, exact: Bool[Array, ""]) -
     trip count that depends on ``exact``, is batched under ``vmap``, and each block
     is then gathered per restart (4x slower per iteration, measured).
     """
-    in_form = lambda centred: lambda: scan_blocks(functools.partial(fn, centred=centred), blocks)
+    in_form = lambda centred: lambda: sum_rows(functools.partial(fn, centred=centred), blocks)
+    if exact is True:  # wide data: the fast form is never traced
+        return in_form(True)()
     return either(exact, in_form(True), in_form(False))
 
 
@@ -368,6 +232,8 @@ def map_forms(fn: Callable[..., Any], blocks: Blocks, exact: Bool[Array, ""]) ->
     """``fn(x_b, centred)`` of every block, stacked as ``lax.map`` stacks them, in
     the form ``exact`` asks for (chosen once, as in :func:`scan_forms`)."""
     in_form = lambda centred: lambda: lax.map(lambda x: fn(x, centred), blocks.x)
+    if exact is True:
+        return in_form(True)()
     return either(exact, in_form(True), in_form(False))
 
 
@@ -394,7 +260,14 @@ def block_stats(
     return SuffStats.from_block(resp, phi, x.shape[-1]), log_lik
 
 
-def m_step(
+def resp_fn_components(resp_fn, blocks: Blocks) -> int:
+    """The number of components ``resp_fn`` gives responsibilities for (from shapes)."""
+    x, w = blocks.x[0], blocks.w[0]
+    shapes = jax.eval_shape(lambda: resp_fn(x, w, jnp.zeros((), jnp.int32), None, False))
+    return shapes[0].shape[-1]
+
+
+def em_pass(
     resp_fn: Callable[..., tuple[Array, Array]],
     blocks: Blocks,
     covariance_class: type[Covariance],
@@ -402,10 +275,14 @@ def m_step(
     total_weight: Float[Array, ""] | None = None,
     active: Array | None = None,
     exact: Bool[Array, ""] | bool = False,
+    shift: Float[Array, "k d"] | None = None,
 ) -> tuple[GMMParams, SuffStats, Float[Array, ""]]:
-    """Parameters from the responsibilities ``resp_fn(x_b, w_b, b, phi_b, centred)``
-    of every block (``phi_b``: the block's features, computed once and shared;
-    ``centred``: use the E-step's exact form, as every pass does where ``exact``).
+    """One pass over the rows, then the M-step: the responsibilities
+    ``resp_fn(x_b, w_b, b, phi_b, centred)`` of every block (its E-step; ``phi_b``:
+    the block's features, computed once and shared; ``centred``: the E-step's exact
+    form, as every pass uses where ``exact``), summed into sufficient statistics (the
+    seed's per-sample :func:`_m_step`, summed over a block as one matrix product, as
+    :func:`block_stats` shows), and the M-step proper, :meth:`GMMParams.from_stats`.
 
     One fast pass forms the raw moments with a matrix product per block. Where they
     may have cancelled (:meth:`GMMParams.cancellation_risk`: a tight component far
@@ -413,9 +290,13 @@ def m_step(
     the statistics about each component's new mean from explicit differences, as
     scikit-learn does, so the result stays exact and positive definite.
 
+    Wide data (:meth:`Covariance.prefers_direct`) forms no features: its statistics are taken
+    from differences to ``shift`` (per component: the previous means; the data's
+    centre when None), which cancel far less, and the same check follows.
+
     Returns
     -------
-    params, stats (of the fast pass), summed log-likelihood (from ``resp_fn``)
+    params, stats (of the first pass), summed log-likelihood (from ``resp_fn``)
     """
     d = blocks.n_features
     features = jax.vmap(covariance_class.features)
@@ -425,11 +306,26 @@ def m_step(
         resp, log_lik = resp_fn(x, w, b, phi, centred)
         return SuffStats.from_block(resp, phi, d), log_lik
 
-    # raw moments about the data's centre, then the means moved back
-    stats, log_lik = scan_forms(fast, blocks, exact)
-    params = GMMParams.from_stats(
-        stats, covariance_class, reg_covar, total_weight, blocks.center, active
-    )
+    def direct(x, w, b, centred):
+        resp, log_lik = resp_fn(x, w, b, None, centred)
+        moments = covariance_class.centered_second_moments
+        return SuffStats.from_block_centered(resp, x, shift, moments), log_lik
+
+    if covariance_class.prefers_direct(d):
+        k = resp_fn_components(resp_fn, blocks) if shift is None else shift.shape[0]
+        shift = jnp.broadcast_to(blocks.center, (k, d)) if shift is None else shift
+        stats, log_lik = scan_forms(direct, blocks, exact)
+        params = GMMParams.from_stats(
+            stats, covariance_class, reg_covar, total_weight, shift, active
+        )
+        center = shift
+    else:
+        # raw moments about the data's centre, then the means moved back
+        stats, log_lik = scan_forms(fast, blocks, exact)
+        params = GMMParams.from_stats(
+            stats, covariance_class, reg_covar, total_weight, blocks.center, active
+        )
+        center = blocks.center
 
     def centred_pass(fast_params):
         shift = fast_params.means
@@ -446,7 +342,7 @@ def m_step(
         )
         return new
 
-    risky = params.cancellation_risk(reg_covar, blocks.center)
+    risky = params.cancellation_risk(reg_covar, center)
     params = run_if(risky, lambda: centred_pass(params), params)
     return params, stats, log_lik
 
@@ -491,6 +387,18 @@ class LoopState:
     converged: Bool[Array, ""]
     failed: Bool[Array, ""]
     flag: Bool[Array, ""]
+
+    def result(self) -> EMResult:
+        """The loop's outcome as a result, with its status (``flag``: a collapsed
+        component)."""
+        status = jnp.select(
+            [self.failed, self.flag, self.converged],
+            [Status.NON_FINITE, Status.COLLAPSED, Status.CONVERGED],
+            Status.MAX_ITER,
+        ).astype(jnp.int32)
+        return EMResult(
+            self.params, self.n_iter, self.lower_bound, self.trace, self.converged, status
+        )
 
 
 def iterate(step, params, *, tol, max_iter: int, lower_bound, dtype) -> LoopState:
@@ -576,15 +484,21 @@ def run_em(
     """
     dtype = blocks.x.dtype
     cov_cls = type(params.covariance)
-    total_weight = jnp.sum(blocks.w)
+    total_weight = blocks.total
     collapse_floor = 10 * jnp.finfo(dtype).eps * total_weight
     if active is None:
         active = jnp.ones(params.weights.shape, bool)
 
     def step(params: GMMParams, n_iter):
         model = Natural.of(params, blocks)
-        new, stats, log_lik = m_step(
-            e_step_resp(model), blocks, cov_cls, reg_covar, active=active, exact=model.exact
+        new, stats, log_lik = em_pass(
+            e_step_resp(model),
+            blocks,
+            cov_cls,
+            reg_covar,
+            active=active,
+            exact=model.form,
+            shift=params.means,
         )
         lb = log_lik / total_weight
         if report:
@@ -595,12 +509,7 @@ def run_em(
     # An initialization that is already non-finite (a singular starting covariance)
     # is reported at once, with n_iter 0.
     s = iterate(step, params, tol=tol, max_iter=max_iter, lower_bound=lower_bound, dtype=dtype)
-    status = jnp.select(
-        [s.failed, s.flag, s.converged],
-        [Status.NON_FINITE, Status.COLLAPSED, Status.CONVERGED],
-        Status.MAX_ITER,
-    ).astype(jnp.int32)
-    return EMResult(s.params, s.n_iter, s.lower_bound, s.trace, s.converged, status)
+    return s.result()
 
 
 def final_scores(params: GMMParams, blocks: Blocks) -> tuple[Array, Array]:
@@ -615,7 +524,7 @@ def final_scores(params: GMMParams, blocks: Blocks) -> tuple[Array, Array]:
         entropy = -jnp.sum(jnp.where(resp > 0, resp * log_resp, 0), axis=1)
         return jnp.sum(w * log_norm), jnp.sum(w * entropy)
 
-    return scan_forms(block, blocks, model.exact)
+    return scan_forms(block, blocks, model.form)
 
 
 def log_prob_resp(
@@ -624,7 +533,7 @@ def log_prob_resp(
     """Per-row log-likelihood and log-responsibilities, block by block."""
     model = Natural.of(params, blocks)
     e_step = lambda x, centred: block_e_step(x, model, centred=centred)[1:]
-    log_resp, log_norm = map_forms(e_step, blocks, model.exact)
+    log_resp, log_norm = map_forms(e_step, blocks, model.form)
     return log_norm, log_resp
 
 

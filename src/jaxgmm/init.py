@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._rows import Blocks, sum_rows
 from ._typing import Array, Float, Int, PRNGKeyArray
 from .covariance import Covariance
-from .em import Blocks, m_step, scan_blocks
+from .em import em_pass
 from .params import GMMParams
 from .stats import SuffStats
 
@@ -43,8 +44,8 @@ __all__ = [
 def _params_from_resp(resp_fn, blocks: Blocks, cov_cls, reg_covar, active) -> GMMParams:
     """Parameters from responsibilities ``resp_fn(x_b, w_b, b)`` (already weighted)."""
     with_zero_lik = lambda x, w, b, _phi, _centred: (resp_fn(x, w, b), jnp.zeros((), x.dtype))
-    total = jnp.sum(blocks.w)
-    return m_step(with_zero_lik, blocks, cov_cls, reg_covar, total, active)[0]
+    total = blocks.total
+    return em_pass(with_zero_lik, blocks, cov_cls, reg_covar, total, active)[0]
 
 
 def _params_from_rows(
@@ -60,7 +61,7 @@ def _params_from_rows(
     stats = SuffStats.from_block_centered(
         jnp.diag(w_sel), x_sel, x_sel, cov_cls.centered_second_moments
     )
-    return GMMParams.from_stats(stats, cov_cls, reg_covar, jnp.sum(w), x_sel, active)
+    return GMMParams.from_stats(stats, cov_cls, reg_covar, blocks.total, x_sel, active)
 
 
 def _sample_rows(key: PRNGKeyArray, p: Float[Array, " n"], n_draws: int) -> Int[Array, " t"]:
@@ -78,25 +79,44 @@ def _sq_dist(x: Float[Array, "n d"], x_sq: Float[Array, " n"], c: Float[Array, "
 
 
 def kmeans_plusplus(
-    key: PRNGKeyArray,
-    x: Float[Array, "n d"],
-    w: Float[Array, " n"],
-    n_clusters: int,
-    n_active=None,
+    key: PRNGKeyArray, blocks: Blocks, n_clusters: int, n_active=None
 ) -> Int[Array, " k"]:
-    """Greedy k-means++ seeding, as scikit-learn's ``kmeans_plusplus``; returns rows.
+    """Greedy k-means++ seeding, as scikit-learn's ``kmeans_plusplus``; returns rows
+    (indices into the blocks' rows, padding included, which is never drawn).
 
     Each new centre is the best of ``2 + int(log(k))`` candidates drawn with
     probability proportional to ``w * D(x)^2``. With ``n_active < n_clusters`` only
     the first ``n_active`` centres are chosen (with that k's number of candidates).
+    Distances are taken block by block about ``blocks.center``: no centred copy of
+    the data is made, and no cancellation for data far from the origin.
     """
     n_active = n_clusters if n_active is None else n_active
     max_trials = 2 + int(math.log(n_clusters))
     n_trials = 2 + jnp.floor(jnp.log(jnp.asarray(n_active, jnp.float32))).astype(jnp.int32)
-    x_sq = jnp.sum(x * x, 1)
+    w = blocks.w.reshape(-1)
+
+    def block_dist(xb, c):
+        xb = xb - blocks.center
+        return _sq_dist(xb, jnp.sum(xb * xb, 1), c)
+
+    def dist_to(c: Float[Array, " d"]) -> Float[Array, " n"]:
+        """Squared distances of every row to one centre, block by block."""
+        return lax.map(lambda xb: block_dist(xb, c[None])[0], blocks.x).reshape(-1)
+
+    def potentials(c: Float[Array, "t d"], closest) -> Float[Array, " t"]:
+        """``sum w min(closest, D(x, c_t)^2)`` of each candidate, block by block: the
+        (candidates x rows) distances are never held at once."""
+
+        def block(args):
+            xb, wb, cb = args
+            return jnp.minimum(cb[None, :], block_dist(xb, c)) @ wb
+
+        per_block = lax.map(block, (blocks.x, blocks.w, closest.reshape(blocks.w.shape)))
+        return jnp.sum(per_block, 0)
+
     key, first_key = jax.random.split(key)
     first = _sample_rows(first_key, w, 1)
-    closest = _sq_dist(x, x_sq, x[first])[0]
+    closest = dist_to(rows_at(blocks, first)[0])
     idx = jnp.zeros((n_clusters,), jnp.int32).at[0].set(first[0])
 
     def body(c, carry):
@@ -106,12 +126,18 @@ def kmeans_plusplus(
         # All rows already coincide with a centre: draw among the rows by weight.
         p = jnp.where(jnp.sum(pot) > 0, pot, w)
         cand = _sample_rows(sub, p, max_trials)
-        dist = jnp.minimum(closest[None, :], _sq_dist(x, x_sq, x[cand]))
-        pots = jnp.where(jnp.arange(max_trials) < n_trials, dist @ w, jnp.inf)
-        best = jnp.argmin(pots)
-        return idx.at[c].set(cand[best]), dist[best], key
+        pots = potentials(rows_at(blocks, cand), closest)
+        pots = jnp.where(jnp.arange(max_trials) < n_trials, pots, jnp.inf)
+        best = cand[jnp.argmin(pots)]
+        closest = jnp.minimum(closest, dist_to(rows_at(blocks, best[None])[0]))
+        return idx.at[c].set(best), closest, key
 
     return lax.fori_loop(1, n_active, body, (idx, closest, key))[0]
+
+
+def rows_at(blocks: Blocks, idx: Int[Array, " t"]) -> Float[Array, "t d"]:
+    """Rows ``idx`` of the blocks, about ``blocks.center``."""
+    return blocks.x.reshape(-1, blocks.n_features)[idx] - blocks.center
 
 
 def kmeans(
@@ -129,11 +155,12 @@ def kmeans(
     loses all its rows keeps its centre; clusters whose ``active`` is False take none.
     Centres are about ``blocks.center``, as :meth:`Blocks.rows` gives the rows.
     """
-    x, w = blocks.rows()
-    far = _inactive_penalty(centers.shape[0], active, x.dtype)
-    total = jnp.sum(w)
-    mean = (w @ x) / total
-    tol_scaled = tol * jnp.mean((w @ (x - mean) ** 2) / total)
+    dtype = centers.dtype
+    far = _inactive_penalty(centers.shape[0], active, dtype)
+    # the rows' mean and variance about blocks.center, as the rows are centred below
+    mean = sum_rows(lambda xb, wb, _: wb @ (xb - blocks.center), blocks) / blocks.total
+    spread = sum_rows(lambda xb, wb, _: wb @ (xb - blocks.center - mean) ** 2, blocks)
+    tol_scaled = tol * jnp.mean(spread / blocks.total)
     k = centers.shape[0]
 
     def sums(c):
@@ -145,7 +172,7 @@ def kmeans(
             onehot = onehot * wb[:, None]
             return jnp.sum(onehot, 0), onehot.T @ xb
 
-        return scan_blocks(block, blocks)
+        return sum_rows(block, blocks)
 
     def cond(s):
         i, _, shift = s
@@ -157,7 +184,7 @@ def kmeans(
         new = jnp.where(counts[:, None] > 0, total_x / jnp.maximum(counts, 1e-30)[:, None], c)
         return i + 1, new, jnp.sum((new - c) ** 2)
 
-    inf = jnp.asarray(jnp.inf, x.dtype)
+    inf = jnp.asarray(jnp.inf, dtype)
     return lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), centers, inf))[1]
 
 
@@ -168,8 +195,8 @@ def _inactive_penalty(k, active, dtype):
 
 def kmeans_centers(key, blocks: Blocks, k: int, active) -> Float[Array, "k d"]:
     """The ``'kmeans'`` initialization's centres: k-means++ seeding, then Lloyd."""
-    x, w = blocks.rows()
-    centers = kmeans(x[kmeans_plusplus(key, x, w, k, jnp.sum(active))], blocks, active=active)
+    seeds = rows_at(blocks, kmeans_plusplus(key, blocks, k, jnp.sum(active)))
+    centers = kmeans(seeds, blocks, active=active)
     return centers + blocks.center
 
 
@@ -192,8 +219,7 @@ def _init_kmeans(key, blocks, k, cov_cls, reg_covar, active):
 
 
 def _init_kmeans_plusplus(key, blocks, k, cov_cls, reg_covar, active):
-    x, w = blocks.rows()
-    idx = kmeans_plusplus(key, x, w, k, jnp.sum(active))
+    idx = kmeans_plusplus(key, blocks, k, jnp.sum(active))
     return _params_from_rows(idx, blocks, cov_cls, reg_covar, active)
 
 
@@ -210,9 +236,9 @@ def _init_random(key, blocks, k, cov_cls, reg_covar, active):
 
 
 def _init_random_from_data(key, blocks, k, cov_cls, reg_covar, active):
-    _, w = blocks.rows()
+    w = blocks.w.reshape(-1)
     # Gumbel top-k: the first j rows drawn for k_max are the rows drawn for j.
-    idx = jax.random.choice(key, w.shape[0], (k,), replace=False, p=w / jnp.sum(w))
+    idx = jax.random.choice(key, w.shape[0], (k,), replace=False, p=w / blocks.total)
     return _params_from_rows(idx, blocks, cov_cls, reg_covar, active)
 
 

@@ -99,6 +99,17 @@ class GMMParams:
         """The same mixture with the data moved by ``offset``."""
         return dataclasses.replace(self, means=self.means + offset)
 
+    def padded(self, k_max: int) -> GMMParams:
+        """Masked components appended up to ``k_max``: weight and mean 0, identity
+        covariance, as the masked components of a fit are."""
+        extra = k_max - self.weights.shape[0]
+        zeros = lambda a: jnp.concatenate([a, jnp.zeros((extra, *a.shape[1:]), a.dtype)])
+        return GMMParams(zeros(self.weights), zeros(self.means), self.covariance.padded(extra))
+
+    def leading(self, k: int) -> GMMParams:
+        """The first ``k`` components of a padded fit."""
+        return GMMParams(self.weights[:k], self.means[:k], self.covariance.leading(k))
+
     def is_finite(self) -> Array:
         return all_finite(self)
 

@@ -25,14 +25,10 @@ def pyplot():
 
 def full_covariances(covariance_type: str, covariances, n_components: int, n_features: int):
     """Any covariance type's ``covariances_`` as (n_components, d, d) matrices."""
+    from .covariance import covariance_class
+
     c = np.asarray(covariances, np.float64)
-    if covariance_type == "full":
-        return c
-    if covariance_type == "tied":
-        return np.broadcast_to(c, (n_components, n_features, n_features)).copy()
-    if covariance_type == "diag":
-        return np.stack([np.diag(v) for v in c])
-    return c[:, None, None] * np.eye(n_features)[None]
+    return covariance_class(covariance_type).dense(c, n_components, n_features)
 
 
 def _ellipse(ax, mean, cov, n_sigma, color):
@@ -56,9 +52,13 @@ def _ellipse(ax, mean, cov, n_sigma, color):
     )
 
 
-def plot_mixture(ax, x2, labels, means2, covs2, weights, xlabel="", ylabel="", title=""):
+def plot_mixture(ax, x2, labels, components, axes_text=("", "", "")):
     """Scatter ``x2`` (n, 2) coloured by ``labels``; each component's mean and its
-    1-, 2- and 3-sigma ellipses from ``means2`` (k, 2) and ``covs2`` (k, 2, 2)."""
+    1-, 2- and 3-sigma ellipses. ``components`` is ``(weights, means2, covs2)`` with
+    means (k, 2) and covariances (k, 2, 2); ``axes_text`` the x label, y label and
+    title."""
+    weights, means2, covs2 = components
+    xlabel, ylabel, title = axes_text
     colors = [f"C{i % 10}" for i in range(len(means2))]
     ax.scatter(x2[:, 0], x2[:, 1], c=[colors[i] for i in labels], s=10, alpha=0.7, lw=0)
     for k, (m, c) in enumerate(zip(means2, covs2, strict=True)):

@@ -17,9 +17,11 @@ import jax
 import numpy as np
 
 from . import _progress
+from ._engine import Batch, Inputs, Options, run, shared_centers
 from ._typing import Array, Float, PRNGKeyArray, Status, x64_scope
 from .covariance import COVARIANCE_TYPES, covariance_class
-from .multistart import _run, best_index, select, shared_kmeans_centers
+from .init import INIT_METHODS
+from .multistart import best_index, select
 from .params import GMMParams
 
 __all__ = ["CRITERIA", "SweepResult", "sweep"]
@@ -73,19 +75,6 @@ class SweepResult:
 
 def _n_parameters(cov_cls, k: int, d: int) -> int:
     return cov_cls.n_parameters(k, d) + k * d + k - 1
-
-
-def _trim(params: GMMParams, k: int, cov_cls) -> GMMParams:
-    """The first k components of a padded fit, as numpy arrays."""
-    cov = params.covariance
-    per_component = cov_cls.shape(2, 1)[0] == 2  # tied has no component axis
-    covariances = np.asarray(cov.covariances)
-    chol = np.asarray(cov.precisions_cholesky)
-    if per_component:
-        covariances, chol = covariances[:k], chol[:k]
-    return GMMParams(
-        np.asarray(params.weights)[:k], np.asarray(params.means)[:k], cov_cls(covariances, chol)
-    )
 
 
 def sweep(
@@ -154,34 +143,18 @@ def sweep(
     rows.update({"lower_bound": [], "status": [], "smallest_component": [], "degenerate": []})
     params: list[GMMParams] = []
     fits = []
-    centers = None
+    if init_params not in INIT_METHODS:
+        raise ValueError(f"init_params must be one of {sorted(INIT_METHODS)}, got {init_params!r}")
+    cells = Batch(ks, n_init, n_devices)
+    inputs = Inputs(tol=tol, reg_covar=reg_covar, lower_bound0=-np.inf)
     if init_params == "kmeans" and len(types) > 1:  # type-independent: computed once
-        centers = shared_kmeans_centers(
-            key,
-            X,
-            ks,
-            n_init=n_init,
-            covariance_type=types[0],
-            sample_weight=sample_weight,
-            n_devices=n_devices,
-        )
+        cov_cls = COVARIANCE_TYPES[types[0]]
+        centers = shared_centers(key, X, sample_weight, cov_cls, cells)
+        inputs = dataclasses.replace(inputs, centers=centers)
     for name in types:
         cov_cls = COVARIANCE_TYPES[name]
-        results, (log_lik, entropy) = _run(
-            key,
-            X,
-            ks,
-            covariance_type=name,
-            n_init=n_init,
-            init_params=init_params,
-            sample_weight=sample_weight,
-            tol=tol,
-            reg_covar=reg_covar,
-            max_iter=max_iter,
-            n_devices=n_devices,
-            with_scores=True,
-            centers=centers,
-        )
+        options = Options(cov_cls, init=init_params, max_iter=max_iter, with_scores=True)
+        results, (log_lik, entropy) = run(key, X, sample_weight, options, cells, inputs)
         with x64_scope(results.lower_bound.dtype):
             results = jax.tree_util.tree_map(np.asarray, results)
         log_lik, entropy = np.asarray(log_lik, np.float64), np.asarray(entropy, np.float64)
@@ -210,7 +183,7 @@ def sweep(
             rows["status"].append(Status(int(best.status)).name.lower())
             rows["smallest_component"].append(float(smallest[i]))
             rows["degenerate"].append(not bool(sound[i]))
-            params.append(_trim(best.params, k, cov_cls))
+            params.append(best.params.leading(k))
             fits.append(dataclasses.replace(best, params=params[-1]))
         _progress.models_done(len(ks))
     table = {name: np.asarray(values) for name, values in rows.items()}

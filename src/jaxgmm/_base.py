@@ -1,0 +1,482 @@
+"""What the scikit-learn estimators share: the fit template, validation, seeds,
+errors and warnings, and the methods that use a fitted mixture.
+
+The estimators are siblings, as in ``sklearn.mixture``: :class:`BaseMixture` here,
+:class:`~jaxgmm.GaussianMixture` and :class:`~jaxgmm.BayesianGaussianMixture` on it,
+and :class:`~jaxgmm.GaussianMixtureIC` (a model selection that owns a fitted
+``GaussianMixture``). They are the only place with seeds, numpy and errors; the core
+they call is pure JAX.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_is_fitted,
+    validate_data,
+)
+
+from ._typing import Status, x64_scope
+from .covariance import COVARIANCE_TYPES
+from .em import score_rows_padded
+from .io import save
+from .multistart import best_index, select
+from .params import GMMParams
+
+__all__ = [
+    "BaseMixture",
+    "check_means",
+    "check_precisions",
+    "check_sample_weight",
+    "check_shape",
+    "check_weights",
+    "enable_compilation_cache",
+    "key_from",
+    "mixture_attributes",
+    "warn_not_converged",
+]
+
+ILL_DEFINED = (
+    "Fitting the mixture model failed because some components have "
+    "ill-defined empirical covariance (for instance caused by singleton "
+    "or collapsed samples). Try to decrease the number of components, "
+    "increase reg_covar, or scale the input data."
+)
+FLOAT32_HINT = (
+    " The numerical accuracy can also be improved by passing float64 data instead of float32."
+)
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> str | None:
+    """Keep compiled programs on disk so that a new process need not recompile.
+
+    This sets JAX's process-wide ``jax_compilation_cache_dir``, so it also caches
+    your own JAX programs: the library never calls it by itself (the ``jaxgmm``
+    command does, for its own process). Uses ``path``, else ``$JAXGMM_CACHE_DIR``,
+    else ``~/.cache/jaxgmm/xla``; ``JAXGMM_CACHE_DIR=off`` switches it off. A cache
+    directory the user already gave JAX is left alone.
+
+    Returns
+    -------
+    str or None
+        The directory in use, or None when off.
+    """
+    current = jax.config.jax_compilation_cache_dir
+    if current:
+        return current
+    env = os.environ.get("JAXGMM_CACHE_DIR", "")
+    if path is None and env.lower() in ("off", "0", "none", "false"):
+        return None
+    if path is None:
+        path = (
+            env or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxgmm" / "xla"
+        )
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    return str(path)
+
+
+def warn_not_converged(stacklevel: int) -> None:
+    warnings.warn(
+        "Best performing initialization did not converge. "
+        "Try different init parameters, or increase max_iter, "
+        "tol, or check for degenerate data.",
+        ConvergenceWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def seed_from(random_state) -> int:
+    """An int seed from scikit-learn's ``random_state`` (None, int or RandomState)."""
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def key_from(random_state) -> jax.Array:
+    if isinstance(random_state, jax.Array) and jax.dtypes.issubdtype(
+        random_state.dtype, jax.dtypes.prng_key
+    ):
+        return random_state
+    return jax.random.key(seed_from(random_state))
+
+
+def check_shape(param, shape, name):
+    if param.shape != shape:
+        raise ValueError(
+            f"The parameter '{name}' should have the shape of {shape}, but got {param.shape}"
+        )
+
+
+def check_weights(weights, n_components):
+    weights = check_array(weights, dtype=[np.float64, np.float32], ensure_2d=False)
+    check_shape(weights, (n_components,), "weights")
+    if np.any(weights < 0.0) or np.any(weights > 1.0):
+        raise ValueError(
+            "The parameter 'weights' should be in the range [0, 1], but got max value "
+            f"{np.min(weights):.5f}, min value {np.max(weights):.5f}"
+        )
+    atol = 1e-6 if weights.dtype == np.float32 else 1e-8
+    if not np.allclose(np.abs(1.0 - np.sum(weights)), 0.0, atol=atol):
+        raise ValueError(
+            "The parameter 'weights' should be normalized, but got sum(weights) = "
+            f"{np.sum(weights):.5f}"
+        )
+    return weights
+
+
+def check_means(means, n_components, n_features):
+    means = check_array(means, dtype=[np.float64, np.float32], ensure_2d=False)
+    check_shape(means, (n_components, n_features), "means")
+    return means
+
+
+def check_precisions(precisions, covariance_type, n_components, n_features):
+    cov_cls = COVARIANCE_TYPES[covariance_type]
+    shape = cov_cls.shape(n_components, n_features)
+    precisions = check_array(
+        precisions, dtype=[np.float64, np.float32], ensure_2d=False, allow_nd=len(shape) > 2
+    )
+    check_shape(precisions, shape, f"{covariance_type} precision")
+    if not cov_cls.matrices:
+        if np.any(precisions <= 0.0):
+            raise ValueError(f"'{covariance_type} precision' should be positive")
+    else:
+        for p in precisions.reshape((-1, n_features, n_features)):
+            if not (np.allclose(p, p.T) and np.all(np.linalg.eigvalsh(p) > 0.0)):
+                raise ValueError(
+                    f"'{covariance_type} precision' should be symmetric, positive-definite"
+                )
+    return precisions
+
+
+def check_sample_weight(sample_weight, X, n_components: int):
+    """scikit-learn's checks of ``sample_weight`` (None passes), and at least
+    ``n_components`` positive weights."""
+    if sample_weight is None:
+        return None
+    sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
+    if not np.all(np.isfinite(sample_weight)):
+        raise ValueError("sample_weight must be finite, got NaN or infinity.")
+    n_positive = int(np.count_nonzero(sample_weight))
+    if n_positive < n_components:
+        raise ValueError(
+            f"sample_weight has {n_positive} positive values; at least "
+            f"n_components = {n_components} samples must have a positive weight."
+        )
+    return sample_weight
+
+
+def mixture_attributes(result, dtype, max_iter: int) -> dict:
+    """scikit-learn's fitted attributes of a Gaussian mixture from an engine result
+    (one restart, numpy arrays), in ``dtype``."""
+    p = result.params
+    cov = p.covariance
+    as_np = lambda a: np.asarray(a, dtype=dtype)
+    n_iter = int(result.n_iter)
+    chol = as_np(cov.precisions_cholesky)
+    return {
+        "weights_": as_np(p.weights),
+        "means_": as_np(p.means),
+        "covariances_": as_np(cov.covariances),
+        "precisions_cholesky_": chol,
+        "precisions_": type(cov).precisions_from_cholesky(chol),
+        "n_iter_": n_iter,
+        "converged_": bool(result.converged),
+        "lower_bounds_": [float(v) for v in np.asarray(result.lower_bounds)[:n_iter]],
+        "lower_bound_": float(result.lower_bound) if max_iter > 0 else -np.inf,
+        "status_": Status(int(result.status)).name.lower(),
+    }
+
+
+class BaseMixture(DensityMixin, BaseEstimator):
+    """The fit template and the methods of a fitted Gaussian mixture (abstract).
+
+    A subclass gives its parameters and constraints, :meth:`_check_parameters`,
+    :meth:`_run` (the engine's front door it fits with), :meth:`_set_result` and
+    :meth:`_params` (what the engine continues from and scores with).
+    """
+
+    # -- fitting -------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate model parameters with the EM algorithm.
+
+        The method fits the model ``n_init`` times (in parallel) and sets the
+        parameters with which the model has the largest likelihood or lower bound.
+        Within each trial, the method iterates between E-step and M-step for
+        ``max_iter`` times until the change of likelihood or lower bound is less than
+        ``tol``, otherwise, a ``ConvergenceWarning`` is raised. If ``warm_start`` is
+        ``True``, then ``n_init`` is ignored and a single initialization is performed
+        upon the first call. Upon consecutive calls, training starts where it left off.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            List of n_features-dimensional data points. Each row corresponds to a
+            single data point.
+        y : Ignored
+            Not used, present for API consistency by convention.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the samples; an integer weight counts as that
+            many copies of the row, a zero weight as no row at all.
+
+        Returns
+        -------
+        self : object
+            The fitted mixture.
+        """
+        self._fit(X, sample_weight)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Estimate model parameters using X and predict the labels for X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            List of n_features-dimensional data points.
+        y : Ignored
+            Not used, present for API consistency by convention.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the samples.
+
+        Returns
+        -------
+        labels : array, shape (n_samples,)
+            Component labels.
+        """
+        X = self._fit(X, sample_weight)
+        # A final E-step, so that fit_predict(X) always equals fit(X).predict(X).
+        return self._log_prob_resp(X)[1].argmax(axis=1)
+
+    def _validate_fit_input(self, X, sample_weight):
+        """scikit-learn's checks of X and of the sample weights, for every fit."""
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        if X.shape[0] < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components "
+                f"but got n_components = {self.n_components}, "
+                f"n_samples = {X.shape[0]}"
+            )
+        sample_weight = self._check_sample_weight(sample_weight, X)
+        return X, sample_weight
+
+    def _fit(self, X, sample_weight):
+        """The template every mixture fits by: validate once, run the engine, pick the
+        best restart, convert to numpy once, set the attributes, warn; returns the
+        validated X."""
+        X, sample_weight = self._validate_fit_input(X, sample_weight)
+        checked = self._check_parameters(X)
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        if not do_init:
+            self._check_warm_start()
+        start = time.perf_counter()
+        results = self._run(key_from(self.random_state), X, sample_weight, checked, do_init)
+        with x64_scope(X.dtype):
+            results = jax.tree_util.tree_map(np.asarray, results)
+        if self.verbose:
+            self._print_verbose(results, time.perf_counter() - start)
+        result = select(results, best_index(results))
+        if result.status == Status.NON_FINITE:
+            raise ValueError(ILL_DEFINED + (FLOAT32_HINT if X.dtype == np.float32 else ""))
+        self._set_result(result, X.dtype)
+        if not self.converged_ and self.max_iter > 0:
+            warn_not_converged(stacklevel=4)
+        return X
+
+    def _check_parameters(self, X):
+        """Check the parameters that depend on X; what it returns reaches :meth:`_run`."""
+        return None
+
+    def _run(self, key, X, sample_weight, checked, do_init):
+        """The engine's results of every restart (a leading restart axis)."""
+        raise NotImplementedError
+
+    def _set_result(self, result, dtype):
+        """Set the fitted attributes from the chosen restart (numpy arrays)."""
+        raise NotImplementedError
+
+    def _check_warm_start(self):
+        """A warm start continues the fitted model: the parameters that shape it
+        must not have changed since."""
+        fitted = {"n_components": self.means_.shape[0], "covariance_type": self._fitted_type()}
+        for name, value in fitted.items():
+            if getattr(self, name) != value:
+                raise ValueError(
+                    f"warm_start=True continues the fitted model, which has {name}={value!r}, "
+                    f"but {name} is now {getattr(self, name)!r}; set warm_start=False to fit "
+                    "a new model"
+                )
+
+    def _fitted_type(self) -> str:
+        shapes = {
+            name: cls.shape(self.means_.shape[0], self.means_.shape[1])
+            for name, cls in COVARIANCE_TYPES.items()
+        }
+        matching = [n for n, s in shapes.items() if s == np.shape(self.covariances_)]
+        return self.covariance_type if self.covariance_type in matching else matching[0]
+
+    def _check_sample_weight(self, sample_weight, X):
+        return check_sample_weight(sample_weight, X, self.n_components)
+
+    def _precisions_from_cholesky(self, chol):
+        return COVARIANCE_TYPES[self.covariance_type].precisions_from_cholesky(chol)
+
+    def _mixture(self) -> GMMParams:
+        """The fitted mixture: weights, means and covariances."""
+        cov_cls = COVARIANCE_TYPES[self.covariance_type]
+        return GMMParams(
+            self.weights_, self.means_, cov_cls(self.covariances_, self.precisions_cholesky_)
+        )
+
+    def _print_verbose(self, results, elapsed):
+        for i in range(len(results.n_iter)):
+            print(f"Initialization {i}")
+            n_iter = int(results.n_iter[i])
+            trace = np.asarray(results.lower_bounds[i])
+            per_iter = elapsed / max(int(np.max(results.n_iter)), 1)
+            for it in range(self.verbose_interval, n_iter + 1, self.verbose_interval):
+                if self.verbose == 1:
+                    print(f"  Iteration {it}")
+                else:
+                    prev = trace[it - 2] if it >= 2 else -np.inf
+                    print(
+                        f"  Iteration {it}\t time lapse {per_iter * self.verbose_interval:.5f}s"
+                        f"\t ll change {trace[it - 1] - prev:.5f}"
+                    )
+            msg = "converged" if results.converged[i] else "did not converge"
+            if self.verbose == 1:
+                print(f"Initialization {msg}.")
+            else:
+                print(
+                    f"Initialization {msg}. time lapse {elapsed:.5f}s\t lower bound"
+                    f" {float(results.lower_bound[i]):.5f}."
+                )
+
+    # -- using the model ---------------------------------------------------------
+    def _log_prob_resp(self, X):
+        dtype = (
+            np.float32 if X.dtype == np.float32 and self.means_.dtype == np.float32 else np.float64
+        )
+        params = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), self._params())
+        log_prob, log_resp, n = score_rows_padded(params, np.asarray(X, dtype))
+        return np.asarray(log_prob)[:n], np.asarray(log_resp)[:n]
+
+    def _validate(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False)
+
+    def score_samples(self, X):
+        """Compute the log-likelihood of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            List of n_features-dimensional data points.
+
+        Returns
+        -------
+        log_prob : array, shape (n_samples,)
+            Log-likelihood of each sample in `X` under the current model.
+        """
+        return self._log_prob_resp(self._validate(X))[0]
+
+    def score(self, X, y=None):
+        """Compute the per-sample average log-likelihood of the given data X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_dimensions)
+            List of n_features-dimensional data points.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        log_likelihood : float
+            Log-likelihood of `X` under the Gaussian mixture model.
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def predict(self, X):
+        """Predict the labels for the data samples in X using trained model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            List of n_features-dimensional data points.
+
+        Returns
+        -------
+        labels : array, shape (n_samples,)
+            Component labels.
+        """
+        return self._log_prob_resp(self._validate(X))[1].argmax(axis=1)
+
+    def predict_proba(self, X):
+        """Evaluate the components' density for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            List of n_features-dimensional data points.
+
+        Returns
+        -------
+        resp : array, shape (n_samples, n_components)
+            Density of each Gaussian component for each sample in X.
+        """
+        return np.exp(self._log_prob_resp(self._validate(X))[1])
+
+    def sample(self, n_samples=1, random_state=None):
+        """Generate random samples from the fitted Gaussian distribution.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples to generate.
+        random_state : int, RandomState instance, jax.random key or None, default=None
+            Seed of this draw; None uses the estimator's ``random_state``, as
+            scikit-learn does.
+
+        Returns
+        -------
+        X : array, shape (n_samples, n_features)
+            Randomly generated sample, grouped by component.
+        y : array, shape (nsamples,)
+            Component labels.
+        """
+        check_is_fitted(self)
+        if n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples} . The sampling requires at "
+                "least one sample."
+            )
+        key = key_from(self.random_state if random_state is None else random_state)
+        with x64_scope(self.means_.dtype):
+            X, y = self._mixture().sample(key, int(n_samples))
+            return np.asarray(X), np.asarray(y, dtype=np.int64)
+
+    def save(self, path):
+        """Write the model to ``path``: numpy arrays and JSON metadata, no pickle.
+
+        Read it back with :func:`jaxgmm.load`.
+        """
+        save(self, path)

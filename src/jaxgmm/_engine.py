@@ -1,0 +1,330 @@
+"""The engine: one compiled function fits a batch of (K, restart) cells.
+
+Everything about a fit is in three objects, split by what a change costs:
+
+* :class:`Options` (frozen, hashable, static): what is compiled into the program
+  (covariance class, the model (maximum likelihood or variational), the
+  initialization, ``max_iter``, whether scores are kept, progress reporting).
+  Changing a field compiles a new program.
+* :class:`Batch` (frozen, hashable, static): the batch's shape: which K, how many
+  restarts, over how many devices, in blocks of how many rows.
+* :class:`Inputs` (a pytree, traced): ``tol``, ``reg_covar``, the starting lower
+  bound, given or warm-start parameters, shared k-means centres and priors.
+  Changing these never recompiles; nor do the key and the rows.
+
+:func:`fit_batch` is the one jitted entry. The GMM restarts
+(:func:`jaxgmm.multistart.fit_restarts`), the sweep over K and types
+(:func:`jaxgmm.selection.sweep`) and the variational restarts
+(:func:`jaxgmm.bayesian.fit_vb_restarts`) are front doors that fill these objects.
+What differs between maximum likelihood and variational EM (how a fit starts, how it
+iterates, how it is padded) is a *model* object in :class:`Options`
+(:class:`MaximumLikelihood` here, :class:`jaxgmm.bayesian.Variational`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+from . import _progress
+from ._pytree import pytree_dataclass
+from ._rows import Blocks, Rows, make_blocks, prepare_rows
+from ._typing import Array, float_dtype, x64_scope
+from .covariance import Covariance
+from .em import FITS, final_scores, run_em
+from .init import initialize, kmeans_centers, params_from_centers
+from .params import GMMParams
+
+__all__ = [
+    "Batch",
+    "GivenInit",
+    "Inputs",
+    "MaximumLikelihood",
+    "Options",
+    "batch_columns",
+    "device_count",
+    "fit_batch",
+    "kmeans_batch",
+    "run",
+    "shared_centers",
+]
+
+
+@pytree_dataclass
+class GivenInit:
+    """User-given initial parameters in scikit-learn's form (any may be None)."""
+
+    weights: Array | None = None
+    means: Array | None = None
+    precisions: Array | None = None
+
+
+@pytree_dataclass
+class Inputs:
+    """The traced arguments of a batch: changing them never recompiles."""
+
+    tol: Array
+    reg_covar: Array
+    lower_bound0: Array
+    given: GivenInit = dataclasses.field(default_factory=GivenInit)
+    params0: Any = None  # warm start: every restart starts here
+    centers: Array | None = None  # shared 'kmeans' centres, one set per fit
+    priors: Any = None  # the variational model's priors
+
+
+@dataclasses.dataclass(frozen=True)
+class MaximumLikelihood:
+    """EM for the mixture's maximum-likelihood parameters (``GaussianMixture``)."""
+
+    #: The fit depends on the sample weights' ratios alone.
+    scale_free: ClassVar[bool] = True
+
+    def start(self, options: Options, key, blocks: Blocks, inputs: Inputs, active):
+        cov_cls, k = options.covariance, active.shape[0]
+        if inputs.centers is not None:  # the 'kmeans' centres, computed once for all types
+            return params_from_centers(inputs.centers, blocks, cov_cls, inputs.reg_covar, active)
+        if inputs.params0 is not None:
+            return inputs.params0
+        given = inputs.given
+        if given.weights is None or given.means is None or given.precisions is None:
+            params = initialize(key, blocks, k, cov_cls, options.init, inputs.reg_covar, active)
+        else:  # scikit-learn skips the initialization when all three are given
+            params = GMMParams(
+                given.weights, given.means, cov_cls.from_precisions(given.precisions)
+            )
+        return GMMParams(
+            params.weights if given.weights is None else given.weights,
+            params.means if given.means is None else given.means,
+            params.covariance
+            if given.precisions is None
+            else cov_cls.from_precisions(given.precisions),
+        )
+
+    def run(self, options: Options, params, blocks: Blocks, inputs: Inputs, active):
+        return run_em(
+            params,
+            blocks,
+            tol=inputs.tol,
+            reg_covar=inputs.reg_covar,
+            max_iter=options.max_iter,
+            lower_bound=inputs.lower_bound0,
+            active=active,
+            report=options.report,
+        )
+
+    def scores(self, params, blocks: Blocks):
+        return final_scores(params, blocks)
+
+    def padded(self, params: GMMParams, k_max: int) -> GMMParams:
+        return params.padded(k_max)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What is compiled into a fit's program (static: a change compiles anew)."""
+
+    covariance: type[Covariance]
+    model: Any = MaximumLikelihood()
+    init: str = "kmeans"
+    max_iter: int = 100
+    with_scores: bool = False
+    report: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """The batch's shape (static): fits of each K in ``ks`` x ``n_init`` restarts
+    (K-major), over ``n_devices`` local devices, in blocks of ``block_rows`` rows."""
+
+    def resolved(self, X, sample_weight, cov_cls, dtype) -> tuple[Rows, Batch]:
+        """The prepared rows, and this batch with its device count and block size
+        chosen (blocks sized for the widest batch one device runs)."""
+        n_dev = device_count(self.n_devices, self.n_init * len(self.ks))
+        x, w, n_used, block_rows, _ = prepare_rows(
+            X,
+            sample_weight,
+            cov_cls,
+            dtype,
+            self.block_rows,
+            batch_columns(self.ks, self.n_init, n_dev),
+        )
+        return Rows(x, w, n_used), dataclasses.replace(self, n_devices=n_dev, block_rows=block_rows)
+
+    ks: tuple[int, ...]
+    n_init: int = 1
+    n_devices: int | None = None  # None: every local device (resolved by run)
+    block_rows: int | None = None  # None: sized for the data (resolved by run)
+
+    def groups(self) -> list[tuple[int, ...]]:
+        """The K split in two batches, each padded to its own largest K: K up to half
+        the largest, and the rest. A batch costs as many components as its largest K
+        and runs until its slowest fit stops, so small models no longer pay for large
+        ones (about 1.5x less work for K = 1..8)."""
+        ks = self.ks
+        small = tuple(k for k in ks if k <= max(ks) // 2)
+        return [small, ks[len(small) :]] if len(ks) >= 4 and small else [ks]
+
+    def fit_keys(self, key, group: tuple[int, ...]):
+        """Key and active component count of every fit of ``group`` (K-major): fit
+        (k, i) has restart key i whatever k, so it equals the plain k-component fit."""
+        keys = jnp.tile(jax.random.split(key, self.n_init), len(group))
+        return keys, jnp.repeat(jnp.asarray(group, jnp.int32), self.n_init)
+
+
+def device_count(n_devices: int | None, n_fits: int) -> int:
+    """Local devices to shard ``n_fits`` fits over: all of them (or ``n_devices``), at
+    most one per fit."""
+    return min(jax.local_device_count() if n_devices is None else n_devices, n_fits)
+
+
+def batch_columns(ks: tuple[int, ...], n_init: int, n_devices: int) -> int:
+    """Per-row width (fits x components) of the widest batch one device runs, which
+    :func:`~jaxgmm._rows.prepare_rows` sizes the blocks for."""
+    groups = Batch(ks, n_init).groups()
+    return max(-(-len(g) * n_init // n_devices) * max(g) for g in groups)
+
+
+def _blocks(rows: Rows, batch: Batch) -> Blocks:
+    x, w = jnp.asarray(rows.x), jnp.asarray(rows.w)  # host arrays under jax.disable_jit()
+    # The fast forms work about the data's centre: far less cancellation.
+    return make_blocks(x, w, batch.block_rows, rows.n_used, center="mean")
+
+
+def over_fits(fn, batched, shared, n_devices):
+    """``vmap(fn)`` over the leading axis of ``batched`` (None entries stay None),
+    with ``shared`` arguments broadcast; over several devices, ``shard_map`` splits
+    the fits (padded to a multiple of the device count, then trimmed)."""
+    axes = tuple(None if a is None else 0 for a in batched)
+    run = jax.vmap(fn, in_axes=axes + (None,) * len(shared), axis_name=FITS)
+    n_fits = batched[0].shape[0]
+    if n_devices > 1:
+        mesh = Mesh(np.asarray(jax.local_devices()[:n_devices]), ("restart",))
+        pad = -(-n_fits // n_devices) * n_devices - n_fits
+        batched = tuple(
+            None if a is None else jnp.concatenate([a, jnp.repeat(a[:1], pad, 0)]) for a in batched
+        )
+        run = jax.shard_map(
+            run,
+            mesh=mesh,
+            in_specs=tuple(P() if a is None else P("restart") for a in batched)
+            + (P(),) * len(shared),
+            out_specs=P("restart"),
+            # Each device runs its fits independently; no collective is involved, so
+            # the replicated-vs-varying type check only gets in the way of the
+            # zero-initialised scan carries.
+            check_vma=False,
+        )
+    return jax.tree_util.tree_map(lambda a: a[:n_fits], run(*batched, *shared))
+
+
+def _one_fit(options: Options, key, n_active, centers, blocks: Blocks, inputs: Inputs, k_max):
+    """One cell of the batch: start, iterate, and (if asked) score."""
+    # Components past n_active are padding (a sweep over K): weight 0, no data.
+    active = jnp.arange(k_max) < n_active
+    inputs = dataclasses.replace(inputs, centers=centers)
+    model = options.model
+    params = model.start(options, key, blocks, inputs, active)
+    result = model.run(options, params, blocks, inputs, active)
+    return result, (model.scores(result.params, blocks) if options.with_scores else None)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def fit_batch(options: Options, batch: Batch, key, rows: Rows, inputs: Inputs):
+    """Every (K, restart) cell of ``batch``, as one program; returns the results
+    (padded to ``max(batch.ks)`` components, leading fit axis, K-major) and, with
+    ``options.with_scores``, each fit's final log-likelihood and responsibility
+    entropy (weighted sums)."""
+    blocks = _blocks(rows, batch)
+    shared = (blocks, dataclasses.replace(inputs, centers=None))
+    parts, start, k_top = [], 0, max(batch.ks)
+    for group in batch.groups():
+        k_max = max(group)
+        stop = start + len(group) * batch.n_init
+        c = None if inputs.centers is None else inputs.centers[start:stop, :k_max]
+        one = functools.partial(_one_fit, options, k_max=k_max)
+        out, scores = over_fits(one, (*batch.fit_keys(key, group), c), shared, batch.n_devices)
+        params = jax.vmap(lambda p: options.model.padded(p, k_top))(out.params)
+        parts.append((dataclasses.replace(out, params=params), scores))
+        start = stop
+    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *parts)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def kmeans_batch(batch: Batch, key, rows: Rows):
+    """The 'kmeans' initialization's centres of every fit of ``batch`` (uncentred), so
+    that several covariance types can share them."""
+    blocks = _blocks(rows, batch)
+    parts, k_top = [], max(batch.ks)
+    for group in batch.groups():
+        k_max = max(group)
+
+        def one(key, n_active, blocks, k_max=k_max):
+            return kmeans_centers(key, blocks, k_max, jnp.arange(k_max) < n_active)
+
+        c = over_fits(one, batch.fit_keys(key, group), (blocks,), batch.n_devices)
+        parts.append(jnp.pad(c, ((0, 0), (0, k_top - k_max), (0, 0))))
+    return jnp.concatenate(parts)
+
+
+def check_key(key) -> None:
+    if not isinstance(key, jax.Array):
+        raise TypeError(
+            f"key must be a jax.random key, got {type(key).__name__}; "
+            "use jax.random.key(seed) to make one from an integer seed"
+        )
+
+
+def run(key, X, sample_weight, options: Options, batch: Batch, inputs: Inputs):
+    """The engine's host side, under every front door: prepare the rows, cast the
+    inputs to the data's dtype (float32 data is fitted in float32, anything else in
+    float64, with 64-bit types enabled for the call only) and run :func:`fit_batch`.
+
+    Returns ``(results, scores)``; ``scores`` (with ``options.with_scores``) are
+    weighted sums in the caller's weights, else None.
+    """
+    check_key(key)
+    dtype = float_dtype(X)
+    with x64_scope(dtype):
+        scale = 1.0
+        if options.model.scale_free:
+            sample_weight, scale = unit_weights(sample_weight)
+        rows, batch = batch.resolved(X, sample_weight, options.covariance, dtype)
+        # lists and tuples (weights_init=[0.5, 0.5]) are arrays here, not pytrees
+        is_array = lambda a: isinstance(a, (list, tuple))
+        inputs = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), inputs, is_leaf=is_array)
+        options = dataclasses.replace(options, report=_progress.active())
+        out, scores = fit_batch(options, batch, key, rows, inputs)
+        if scores is not None:
+            scores = jax.tree_util.tree_map(lambda a: a * scale, scores)
+        return out, scores
+
+
+def shared_centers(key, X, sample_weight, cov_cls: type[Covariance], batch: Batch):
+    """The 'kmeans' initial centres of every fit of :func:`run` with the same
+    arguments, uncentred. They do not depend on the covariance type, so a sweep
+    computes them once for all its types (``cov_cls`` only sizes the blocks, as
+    :func:`run` sizes them for that type)."""
+    check_key(key)
+    dtype = float_dtype(X)
+    with x64_scope(dtype):
+        rows, batch = batch.resolved(X, sample_weight, cov_cls, dtype)
+        return kmeans_batch(batch, key, rows)
+
+
+def unit_weights(sample_weight):
+    """Sample weights scaled by a power of two (exactly) so that the largest is in
+    [0.5, 1), and that power. A fit depends on the weights' ratios alone, but its
+    guards (``nk + 10 eps``, the collapse floor) assume weights near one: weights of
+    1e-300 gave a lower bound of -9.4e6 against -3.5."""
+    if sample_weight is None:
+        return None, 1.0
+    xp = np if isinstance(sample_weight, np.ndarray) else jnp
+    _, exponent = xp.frexp(xp.max(sample_weight))
+    return xp.ldexp(sample_weight, -exponent), xp.ldexp(1.0, exponent)

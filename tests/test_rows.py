@@ -1,0 +1,55 @@
+"""Where rows come from (``jaxgmm._rows``): preparation, upload, blocks, the one
+reduction over rows."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgmm import _rows
+from jaxgmm._typing import x64_scope
+from jaxgmm.covariance import FullCovariance
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("chunk_bytes", [None, 256])  # one copy; many small chunks
+def test_upload_is_the_cast_padded_data(monkeypatch, dtype, chunk_bytes):
+    if chunk_bytes is not None:
+        monkeypatch.setattr(_rows, "_UPLOAD_CHUNK_BYTES", chunk_bytes)
+    x = np.random.default_rng(0).standard_normal((203, 3))
+    with x64_scope(dtype):
+        up = np.asarray(_rows.upload(x, 256, dtype))
+    assert up.dtype == dtype and up.shape == (256, 3)
+    np.testing.assert_array_equal(up[:203], x.astype(dtype))
+    assert not up[203:].any()
+    assert x.dtype == np.float64  # the caller's array is untouched
+
+
+def test_prepare_rows_pads_with_zero_weight():
+    x = np.random.default_rng(1).standard_normal((1000, 4))
+    w = np.linspace(0.5, 2, 1000)
+    with x64_scope(np.float64):
+        xp, wp, n_used, block_rows, n = _rows.prepare_rows(x, w, FullCovariance, np.float64)
+    assert n == 1000 and xp.shape[0] % block_rows == 0 and xp.shape[0] >= 1000
+    np.testing.assert_array_equal(np.asarray(xp)[:1000], x)
+    np.testing.assert_array_equal(np.asarray(wp)[:1000], w)
+    assert not np.asarray(wp)[1000:].any()
+    assert int(n_used) == -(-1000 // block_rows)
+
+
+def test_blocks_total_centre_radius_and_sum_rows():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((300, 3)) + 1e3
+    w = rng.uniform(0, 2, 300)
+    with x64_scope(np.float64):
+        blocks = _rows.make_blocks(jnp.asarray(x), jnp.asarray(w), 64, center="mean")
+        mean = (w @ x) / w.sum()
+        np.testing.assert_allclose(float(blocks.total), w.sum(), rtol=1e-14)
+        np.testing.assert_allclose(np.asarray(blocks.center), mean, rtol=1e-14)
+        radius = np.sqrt(np.max(np.sum((x - mean) ** 2, 1)))
+        np.testing.assert_allclose(float(blocks.radius), radius, rtol=1e-12)
+        # the one reduction: a pytree of sums over the blocks that hold data
+        sums = _rows.sum_rows(lambda xb, wb, b: {"n": jnp.sum(wb > 0), "x": wb @ xb}, blocks)
+        assert int(sums["n"]) == np.count_nonzero(w)
+        np.testing.assert_allclose(np.asarray(sums["x"]), w @ x, rtol=1e-13)
