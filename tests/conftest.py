@@ -8,6 +8,11 @@ import jax
 import numpy as np
 import pytest
 
+import jaxgmm
+
+#: The covariance types every test runs over: the library's own list, defined once.
+COV_TYPES = list(jaxgmm.COVARIANCE_TYPES)
+
 #: Why scikit-learn's check_sample_weight_equivalence_on_dense_data is expected to fail
 #: for estimators that fit two or more components from a random initialization.
 SHUFFLED_WEIGHTS = (

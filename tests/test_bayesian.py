@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import SHUFFLED_WEIGHTS, blobs
+from conftest import COV_TYPES, SHUFFLED_WEIGHTS, blobs
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture as SkB
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -38,7 +38,7 @@ def test_sklearn_estimator_checks(estimator, check):
 
 
 @pytest.mark.parametrize("prior_type", ["dirichlet_process", "dirichlet_distribution"])
-@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
 def test_same_iterations_as_sklearn_from_same_state(covariance_type, prior_type):
     x, _ = blobs(n=300, d=3, k=3, seed=11)
     kw = dict(

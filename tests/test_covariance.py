@@ -3,12 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+from conftest import COV_TYPES
 from sklearn.mixture import GaussianMixture as SkGM
 
 import jaxgmm
 from jaxgmm._pytree import pytree_dataclass
-
-COV_TYPES = list(jaxgmm.COVARIANCE_TYPES)
 
 
 def random_params(covariance_type, k, d, seed=0):

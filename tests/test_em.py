@@ -4,13 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import blobs, sklearn_init
+from conftest import COV_TYPES, blobs, sklearn_init
 
 import jaxgmm
 from jaxgmm import _engine, _rows, em
 from jaxgmm.datasets import SEED_CENTERS
-
-COV_TYPES = ["full", "tied", "diag", "spherical"]
 
 
 @pytest.mark.parametrize("covariance_type", COV_TYPES)

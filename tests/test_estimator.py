@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import blobs, sklearn_init
+from conftest import COV_TYPES, blobs, sklearn_init
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.mixture import GaussianMixture as SkGM
@@ -20,7 +20,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import jaxgmm
 from jaxgmm import GaussianMixture
 
-COV_TYPES = ["full", "tied", "diag", "spherical"]
 FITTED = ["weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"]
 
 

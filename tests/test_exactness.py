@@ -11,13 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import COV_TYPES
 from sklearn.mixture import GaussianMixture as SkGM
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 
 import jaxgmm
 from jaxgmm import _rows, em
-
-COV_TYPES = list(jaxgmm.COVARIANCE_TYPES)
 
 
 def full_covariances(covariance_type, cov, k, d):

@@ -3,13 +3,11 @@
 import jax
 import numpy as np
 import pytest
-from conftest import blobs, sklearn_init
+from conftest import COV_TYPES, blobs, sklearn_init
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 import jaxgmm
-
-COV_TYPES = ["full", "tied", "diag", "spherical"]
 
 
 @pytest.mark.parametrize("covariance_type", COV_TYPES)
