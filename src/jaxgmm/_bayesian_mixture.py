@@ -140,32 +140,22 @@ class BayesianGaussianMixture(BaseMixture):
                 f"should be greater than {n_features - 1}, but got "
                 f"{self.degrees_of_freedom_prior:.3f}."
             )
-        cov = self.covariance_type
+        cov, cov_cls = self.covariance_type, COVARIANCE_TYPES[self.covariance_type]
         if self.covariance_prior is None:
-            self.covariance_prior_ = {
-                "full": np.atleast_2d(np.cov(X.T)),
-                "tied": np.atleast_2d(np.cov(X.T)),
-                "diag": np.var(X, axis=0, ddof=1),
-                "spherical": np.var(X, axis=0, ddof=1).mean(),
-            }[cov]
-        elif cov in ("full", "tied"):
+            self.covariance_prior_ = cov_cls.empirical_prior(X)
+        elif cov_cls.prior_ndim == 0:
+            self.covariance_prior_ = self.covariance_prior
+        else:
             prior = check_array(
                 self.covariance_prior, dtype=[np.float64, np.float32], ensure_2d=False
             )
-            check_shape(prior, (n_features, n_features), f"{cov} covariance_prior")
-            if not (np.allclose(prior, prior.T) and np.all(np.linalg.eigvalsh(prior) > 0.0)):
-                raise ValueError(f"'{cov} precision' should be symmetric, positive-definite")
-            self.covariance_prior_ = prior
-        elif cov == "diag":
-            prior = check_array(
-                self.covariance_prior, dtype=[np.float64, np.float32], ensure_2d=False
-            )
-            check_shape(prior, (n_features,), f"{cov} covariance_prior")
-            if np.any(prior <= 0.0):
+            check_shape(prior, (n_features,) * cov_cls.prior_ndim, f"{cov} covariance_prior")
+            if cov_cls.matrices:
+                if not (np.allclose(prior, prior.T) and np.all(np.linalg.eigvalsh(prior) > 0.0)):
+                    raise ValueError(f"'{cov} precision' should be symmetric, positive-definite")
+            elif np.any(prior <= 0.0):
                 raise ValueError(f"'{cov} precision' should be positive")
             self.covariance_prior_ = prior
-        else:
-            self.covariance_prior_ = self.covariance_prior
 
     def _priors(self):
         return VBPriors(

@@ -268,6 +268,9 @@ def cmd_fit(args) -> int:
     from . import GaussianMixture, GaussianMixtureIC
 
     ks, auto = _parse_k(args.k)
+    out = args.output or Path(args.data).with_suffix(".jgmm").name
+    if str(out) != "-" and not Path(out).parent.is_dir():  # say so before fitting
+        raise DataError(f"{out}: the directory {Path(out).parent} does not exist; create it first")
     table, x, keep, names = _read_numeric(args, _columns_arg(args.columns))
     if x.shape[1] == 0:
         raise DataError(f"{table.path}: no columns selected")
@@ -315,7 +318,6 @@ def cmd_fit(args) -> int:
     if sweep:
         crit = _in_data_units(_table_lists(est.criterion_), n, offset)
         extra.update(criterion=args.criterion, table=crit)
-    out = args.output or Path(args.data).with_suffix(".jgmm").name
     save(model, out, extra=extra)
     means, _ = _original_units(model, {"extra": extra})
     summary = {

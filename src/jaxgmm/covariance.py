@@ -279,6 +279,13 @@ class _Matrices(Covariance):
     """What full and tied share: general matrices, upper-triangle second moments."""
 
     matrices: ClassVar[bool] = True
+    #: Dimensions of the variational covariance prior (scikit-learn's shape).
+    prior_ndim: ClassVar[int] = 2
+
+    @staticmethod
+    def empirical_prior(X):
+        """scikit-learn's default covariance prior: the data's covariance (numpy)."""
+        return np.atleast_2d(np.cov(X.T))
 
     @staticmethod
     def second_moments(x):
@@ -314,6 +321,12 @@ class _Variances(Covariance):
     """What diag and spherical share: variances, squared features."""
 
     matrices: ClassVar[bool] = False
+    prior_ndim: ClassVar[int] = 1
+
+    @staticmethod
+    def empirical_prior(X):
+        """scikit-learn's default covariance prior: the data's variances (numpy)."""
+        return np.var(X, axis=0, ddof=1)
 
     @staticmethod
     def second_moments(x):
@@ -529,6 +542,12 @@ class SphericalCovariance(_Variances):
     name: ClassVar[str] = "spherical"
     covariances: Float[Array, " k"]
     precisions_cholesky: Float[Array, " k"]
+    prior_ndim: ClassVar[int] = 0
+
+    @staticmethod
+    def empirical_prior(X):
+        """scikit-learn's default: the mean of the data's variances (numpy)."""
+        return np.var(X, axis=0, ddof=1).mean()
 
     def variances(self):
         return self.covariances[:, None]
