@@ -313,6 +313,20 @@ class BaseMixture(DensityMixin, BaseEstimator):
         """Set the fitted attributes from the chosen restart (numpy arrays)."""
         raise NotImplementedError
 
+    def _engine_kwargs(self, sample_weight, do_init) -> dict:
+        """The front door's keyword arguments both mixtures share: a fresh start
+        (``n_init`` restarts) or a warm one (from the fitted parameters)."""
+        kwargs = dict(
+            covariance_type=self.covariance_type,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+            max_iter=self.max_iter,
+            sample_weight=sample_weight,
+        )
+        if do_init:
+            return kwargs | dict(n_init=self.n_init, init_params=self.init_params)
+        return kwargs | dict(params0=self._params(), lower_bound0=self.lower_bound_)
+
     def _check_warm_start(self):
         """A warm start continues the fitted model: the parameters that shape it
         must not have changed since."""

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 
-from ._base import BaseMixture, check_shape
+from ._base import BaseMixture, check_shape, mixture_attributes
 from ._gaussian_mixture import GaussianMixture
 from ._typing import x64_scope
 from .bayesian import VBParams, VBPriors, fit_vb_restarts
@@ -180,34 +180,19 @@ class BayesianGaussianMixture(BaseMixture):
         )
 
     def _run(self, key, X, sample_weight, checked, do_init):
-        kwargs = dict(
-            covariance_type=self.covariance_type,
-            process=self._process(),
-            tol=self.tol,
-            reg_covar=self.reg_covar,
-            max_iter=self.max_iter,
-            sample_weight=sample_weight,
+        kwargs = self._engine_kwargs(sample_weight, do_init)
+        return fit_vb_restarts(
+            key, X, self.n_components, self._priors(), process=self._process(), **kwargs
         )
-        if do_init:
-            kwargs.update(n_init=self.n_init, init_params=self.init_params)
-        else:
-            kwargs.update(params0=self._params(), lower_bound0=self.lower_bound_)
-        return fit_vb_restarts(key, X, self.n_components, self._priors(), **kwargs)
 
     def _set_result(self, result, dtype):
+        with x64_scope(dtype):  # the weights are computed from the posterior
+            fitted = mixture_attributes(result, dtype, self.max_iter)
+        del fitted["status_"]  # scikit-learn's variational mixture has none
+        vars(self).update(fitted)
         p = result.params
         as_np = lambda a: np.asarray(a, dtype=dtype)
         wc = as_np(p.weight_concentration)
         self.weight_concentration_ = (wc[0], wc[1]) if self._process() else wc
         self.mean_precision_ = as_np(p.mean_precision)
         self.degrees_of_freedom_ = as_np(p.degrees_of_freedom)
-        self.means_ = as_np(p.means)
-        self.covariances_ = as_np(p.covariance.covariances)
-        self.precisions_cholesky_ = as_np(p.covariance.precisions_cholesky)
-        self.precisions_ = self._precisions_from_cholesky(self.precisions_cholesky_)
-        with x64_scope(dtype):
-            self.weights_ = as_np(self._params().weights)
-        self.n_iter_ = int(result.n_iter)
-        self.converged_ = bool(result.converged)
-        self.lower_bounds_ = [float(v) for v in np.asarray(result.lower_bounds)[: self.n_iter_]]
-        self.lower_bound_ = float(result.lower_bound) if self.max_iter > 0 else -np.inf

@@ -166,18 +166,8 @@ class GaussianMixture(BaseMixture):
         return init
 
     def _run(self, key, X, sample_weight, checked, do_init):
-        kwargs = dict(
-            covariance_type=self.covariance_type,
-            tol=self.tol,
-            reg_covar=self.reg_covar,
-            max_iter=self.max_iter,
-            sample_weight=sample_weight,
-        )
-        if do_init:
-            kwargs.update(n_init=self.n_init, init_params=self.init_params, **checked)
-        else:
-            kwargs.update(params0=self._params(), lower_bound0=self.lower_bound_)
-        return fit_restarts(key, X, self.n_components, **kwargs)
+        kwargs = self._engine_kwargs(sample_weight, do_init)
+        return fit_restarts(key, X, self.n_components, **kwargs, **(checked if do_init else {}))
 
     def _set_result(self, result, dtype):
         vars(self).update(mixture_attributes(result, dtype, self.max_iter))

@@ -144,16 +144,12 @@ def upload(x: np.ndarray, n_rows: int, dtype) -> Array:
     step = min(step, n_rows)
     buffer = jnp.zeros((n_rows, d), dtype)
     for start in range(0, n, step):
-        chunk = np.zeros((step, d), dtype)
-        part = x[start : start + step]
-        chunk[: part.shape[0]] = part
-        # a chunk past the end would be moved back by dynamic_update_slice: the
-        # last one starts at most n_rows - step, and re-writes rows already written
+        # dynamic_update_slice would move a chunk past the end back: the last one
+        # starts at most n_rows - step, and re-writes rows already written
         at = min(start, n_rows - step)
-        if at != start:
-            chunk = np.zeros((step, d), dtype)
-            tail = x[at : at + step]
-            chunk[: tail.shape[0]] = tail
+        chunk = np.zeros((step, d), dtype)
+        part = x[at : at + step]
+        chunk[: part.shape[0]] = part
         buffer = _write_rows(buffer, chunk, at)
         # Dispatch is asynchronous: without waiting, every chunk (and its device
         # copy) would be queued at once, and the upload would hold the data twice.
@@ -226,10 +222,12 @@ def make_blocks(
         jnp.zeros((), x.dtype),
         jnp.zeros((), x.dtype),
     )
-    total, weighted_sum = sum_rows(lambda xb, wb, _: (jnp.sum(wb), wb @ xb), blocks)
-    if isinstance(center, str):
+    if isinstance(center, str):  # "mean": one pass for the total and the weighted sum
+        total, weighted_sum = sum_rows(lambda xb, wb, _: (jnp.sum(wb), wb @ xb), blocks)
         center = weighted_sum / total
-    center = zero if center is None else center
+    else:  # the weights alone
+        total = sum_rows(lambda xb, wb, _: jnp.sum(wb), blocks)
+        center = zero if center is None else center
     # block by block (no centred copy of the data); padding rows count as at the centre
     far = lambda xb, wb: jnp.max(jnp.where(wb > 0, jnp.sum((xb - center) ** 2, axis=-1), 0))
     radius = jnp.sqrt(jnp.max(lax.map(lambda b: far(*b), (blocks.x, blocks.w))))

@@ -190,7 +190,11 @@ def run_if(pred: Bool[Array, ""], fn: Callable[[], Any], otherwise: Any) -> Any:
 
 def either(pred: Bool[Array, ""], if_true: Callable[[], Any], if_false: Callable[[], Any]):
     """``if_true()`` if ``pred`` else ``if_false()``, each computed only when some
-    fit of the batch needs it (see :func:`run_if`)."""
+    fit of the batch needs it (see :func:`run_if`). A Python ``True`` (wide data's
+    direct form, decided from shapes) takes ``if_true`` alone: ``if_false`` is never
+    traced."""
+    if pred is True:
+        return if_true()
     pred = jnp.asarray(pred, bool)  # ~False is -1 for a Python bool
     shapes = jax.eval_shape(if_false)
     zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
@@ -223,8 +227,6 @@ def scan_forms(fn: Callable[..., Any], blocks: Blocks, exact: Bool[Array, ""]) -
     is then gathered per restart (4x slower per iteration, measured).
     """
     in_form = lambda centred: lambda: sum_rows(functools.partial(fn, centred=centred), blocks)
-    if exact is True:  # wide data: the fast form is never traced
-        return in_form(True)()
     return either(exact, in_form(True), in_form(False))
 
 
@@ -232,8 +234,6 @@ def map_forms(fn: Callable[..., Any], blocks: Blocks, exact: Bool[Array, ""]) ->
     """``fn(x_b, centred)`` of every block, stacked as ``lax.map`` stacks them, in
     the form ``exact`` asks for (chosen once, as in :func:`scan_forms`)."""
     in_form = lambda centred: lambda: lax.map(lambda x: fn(x, centred), blocks.x)
-    if exact is True:
-        return in_form(True)()
     return either(exact, in_form(True), in_form(False))
 
 
@@ -258,13 +258,6 @@ def block_stats(
     phi = jax.vmap(model.covariance_class.features)(x)
     resp, log_lik = e_step_resp(model)(x, w, phi=phi, centred=centred)
     return SuffStats.from_block(resp, phi, x.shape[-1]), log_lik
-
-
-def resp_fn_components(resp_fn, blocks: Blocks) -> int:
-    """The number of components ``resp_fn`` gives responsibilities for (from shapes)."""
-    x, w = blocks.x[0], blocks.w[0]
-    shapes = jax.eval_shape(lambda: resp_fn(x, w, jnp.zeros((), jnp.int32), None, False))
-    return shapes[0].shape[-1]
 
 
 def em_pass(
@@ -312,8 +305,8 @@ def em_pass(
         return SuffStats.from_block_centered(resp, x, shift, moments), log_lik
 
     if covariance_class.prefers_direct(d):
-        k = resp_fn_components(resp_fn, blocks) if shift is None else shift.shape[0]
-        shift = jnp.broadcast_to(blocks.center, (k, d)) if shift is None else shift
+        if shift is None:  # an initialization: about the data's centre
+            shift = jnp.broadcast_to(blocks.center, (active.shape[0], d))
         stats, log_lik = scan_forms(direct, blocks, exact)
         params = GMMParams.from_stats(
             stats, covariance_class, reg_covar, total_weight, shift, active

@@ -64,10 +64,6 @@ def register(cls: type) -> type:
     return cls
 
 
-def _registry() -> dict[str, type]:
-    return _REGISTRY
-
-
 def atomic_write(path: str | os.PathLike, write) -> None:
     """Call ``write(file)`` so that ``path`` never holds a half-written file.
 
@@ -329,7 +325,7 @@ def load(path: str | os.PathLike):
 def _restore(state: dict, arrays: dict[str, np.ndarray], prefix: str):
     """The estimator :func:`_state` wrote (raises KeyError, TypeError or ValueError
     on an inconsistent file)."""
-    cls = _registry()[state["class"]]
+    cls = _REGISTRY[state["class"]]
     params = {}
     for name, value in state["params"].items():
         if isinstance(value, dict):
