@@ -303,7 +303,7 @@ def test_failed_fit_leaves_existing_model_alone(env, data, auto_model):
 
 
 def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
-    from jaxgmm.io import atomic_write
+    from jaxgmm._io import atomic_write
 
     target = tmp_path / "model.jgmm"
     target.write_bytes(b"old")

@@ -8,7 +8,7 @@ from conftest import COV_TYPES, blobs, sklearn_init
 
 import jaxgmm
 from jaxgmm import _engine, _rows, em
-from jaxgmm.datasets import SEED_CENTERS
+from jaxgmm._datasets import SEED_CENTERS
 
 
 @pytest.mark.parametrize("covariance_type", COV_TYPES)
@@ -297,7 +297,7 @@ def test_wide_data_uses_the_direct_form_and_equals_sklearn(covariance_type):
     formed; the fit still follows scikit-learn's from the same start."""
     from sklearn.mixture import GaussianMixture as SkGMM
 
-    from jaxgmm.covariance import COVARIANCE_TYPES
+    from jaxgmm._covariance import COVARIANCE_TYPES
 
     x, _ = blobs(n=240, d=70, k=2, seed=4)
     assert COVARIANCE_TYPES[covariance_type].prefers_direct(70)
@@ -316,7 +316,7 @@ def test_wide_data_uses_the_direct_form_and_equals_sklearn(covariance_type):
 def test_direct_form_equals_the_expanded_form(monkeypatch):
     """A per-component and a shared type, and the variational mixture, give the same
     fit with the direct form forced on narrow data."""
-    from jaxgmm.covariance import Covariance
+    from jaxgmm._covariance import Covariance
 
     x, _ = blobs(n=150, d=4, k=3, seed=5)
     fits = {}

@@ -429,7 +429,7 @@ def test_load_errors_name_the_file(tmp_path):
     with np.load(good) as f:
         arrays = {k: f[k] for k in f.files}
     meta = json.loads(str(arrays["__metadata__"]))
-    meta["format_version"] = jaxgmm.io.FORMAT_VERSION + 1
+    meta["format_version"] = jaxgmm._io.FORMAT_VERSION + 1
     arrays["__metadata__"] = np.array(json.dumps(meta))
     with open(future, "wb") as f:
         np.savez(f, **arrays)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from jaxgmm import _rows
+from jaxgmm._covariance import FullCovariance
 from jaxgmm._typing import x64_scope
-from jaxgmm.covariance import FullCovariance
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

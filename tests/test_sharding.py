@@ -54,7 +54,7 @@ SCRIPT = textwrap.dedent(
                                           - np.sort(np.asarray(b.means), 0))))
                       for a, b in zip(sweeps[0].params, sweeps[1].params)),
     )
-    from jaxgmm.bayesian import fit_vb_restarts
+    from jaxgmm._bayesian import fit_vb_restarts
     bgm = jaxgmm.BayesianGaussianMixture(n_components=4, n_init=6, random_state=0).fit(x)
     vb = [fit_vb_restarts(jax.random.key(2), x, 4, bgm._priors(), n_init=6,
                           init_params="random", n_devices=n) for n in (1, 4)]

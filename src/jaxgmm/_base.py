@@ -28,12 +28,12 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._covariance import COVARIANCE_TYPES
+from ._em import score_rows_padded
+from ._io import save
+from ._multistart import best_index, select
+from ._params import GMMParams
 from ._typing import Status, x64_scope
-from .covariance import COVARIANCE_TYPES
-from .em import score_rows_padded
-from .io import save
-from .multistart import best_index, select
-from .params import GMMParams
 
 __all__ = [
     "BaseMixture",

@@ -10,11 +10,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 
 from ._base import BaseMixture, check_shape, mixture_attributes
+from ._bayesian import VBParams, VBPriors, fit_vb_restarts
+from ._covariance import COVARIANCE_TYPES
 from ._gaussian_mixture import GaussianMixture
+from ._io import register
 from ._typing import x64_scope
-from .bayesian import VBParams, VBPriors, fit_vb_restarts
-from .covariance import COVARIANCE_TYPES
-from .io import register
 
 __all__ = ["BayesianGaussianMixture"]
 

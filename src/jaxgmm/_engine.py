@@ -13,12 +13,12 @@ Everything about a fit is in three objects, split by what a change costs:
   Changing these never recompiles; nor do the key and the rows.
 
 :func:`fit_batch` is the one jitted entry. The GMM restarts
-(:func:`jaxgmm.multistart.fit_restarts`), the sweep over K and types
-(:func:`jaxgmm.selection.sweep`) and the variational restarts
-(:func:`jaxgmm.bayesian.fit_vb_restarts`) are front doors that fill these objects.
+(:func:`jaxgmm._multistart.fit_restarts`), the sweep over K and types
+(:func:`jaxgmm._selection.sweep`) and the variational restarts
+(:func:`jaxgmm._bayesian.fit_vb_restarts`) are front doors that fill these objects.
 What differs between maximum likelihood and variational EM (how a fit starts, how it
 iterates, how it is padded) is a *model* object in :class:`Options`
-(:class:`MaximumLikelihood` here, :class:`jaxgmm.bayesian.Variational`).
+(:class:`MaximumLikelihood` here, :class:`jaxgmm._bayesian.Variational`).
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from . import _progress
+from ._covariance import Covariance
+from ._em import FITS, final_scores, run_em
+from ._init import initialize, kmeans_centers, params_from_centers
+from ._params import GMMParams
 from ._pytree import pytree_dataclass
 from ._rows import Blocks, Rows, make_blocks, prepare_rows
 from ._typing import Array, float_dtype, x64_scope
-from .covariance import Covariance
-from .em import FITS, final_scores, run_em
-from .init import initialize, kmeans_centers, params_from_centers
-from .params import GMMParams
 
 __all__ = [
     "Batch",

@@ -21,10 +21,10 @@ from ._base import (
     check_weights,
     mixture_attributes,
 )
-from .covariance import COVARIANCE_TYPES
-from .io import register
-from .multistart import fit_restarts
-from .params import GMMParams
+from ._covariance import COVARIANCE_TYPES
+from ._io import register
+from ._multistart import fit_restarts
+from ._params import GMMParams
 
 __all__ = ["GaussianMixture"]
 

@@ -19,10 +19,10 @@ from ._base import (
     mixture_attributes,
     warn_not_converged,
 )
+from ._covariance import COVARIANCE_TYPES
 from ._gaussian_mixture import GaussianMixture
-from .covariance import COVARIANCE_TYPES
-from .io import register, save
-from .selection import sweep
+from ._io import register, save
+from ._selection import sweep
 
 __all__ = ["GaussianMixtureIC"]
 

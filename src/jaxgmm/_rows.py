@@ -179,7 +179,7 @@ class Blocks:
         the exact forms see ``x - mu`` of the rows and means themselves.
     radius : float array
         The largest distance of a row from ``center``: how far the expanded form must
-        stay exact (:class:`~jaxgmm.em.Natural`).
+        stay exact (:class:`~jaxgmm._em.Natural`).
     total : float array
         The total weight of the rows.
     """

@@ -363,7 +363,7 @@ def _restore(state: dict, arrays: dict[str, np.ndarray], prefix: str):
 def _check_fitted(estimator) -> None:
     """Raise ValueError unless the fitted attributes are present, finite and of the
     shapes the parameters give."""
-    from .covariance import COVARIANCE_TYPES
+    from ._covariance import COVARIANCE_TYPES
 
     if hasattr(estimator, "_candidates"):  # a model selection: its choice and table
         estimator._candidates()

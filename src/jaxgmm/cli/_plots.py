@@ -3,9 +3,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 
-__all__ = ["MATPLOTLIB_HINT", "full_covariances", "plot_criterion", "plot_mixture", "pyplot"]
+from .._io import atomic_write
+from ._common import Usage, in_data_units
+from ._datafiles import DataError
+from ._record import FitRecord
+
+__all__ = ["MATPLOTLIB_HINT", "figure", "plot_criterion", "plot_mixture", "pyplot", "save_png"]
 
 MATPLOTLIB_HINT = "plots need matplotlib: pip install 'jaxgmm[plot]' (or pip install matplotlib)"
 
@@ -21,14 +29,6 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def full_covariances(covariance_type: str, covariances, n_components: int, n_features: int):
-    """Any covariance type's ``covariances_`` as (n_components, d, d) matrices."""
-    from .covariance import covariance_class
-
-    c = np.asarray(covariances, np.float64)
-    return covariance_class(covariance_type).dense(c, n_components, n_features)
 
 
 def _ellipse(ax, mean, cov, n_sigma, color):
@@ -97,3 +97,62 @@ def plot_criterion(ax, table: dict, criterion: str, chosen: tuple[str, int] | No
     ax.set_ylabel(f"{criterion.upper()} (lower is better)")
     ax.legend()
     ax.set_title(f"{criterion.upper()} against K")
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """Which plane the scatter shows: two named columns (the first two by default) or,
+    with ``pca``, the data's first two principal components."""
+
+    x: str | None = None
+    y: str | None = None
+    pca: bool = False
+
+    def check(self, names: list[str]) -> None:
+        for flag in ("x", "y"):
+            name = getattr(self, flag)
+            if name is not None and name not in names:
+                shown = ", ".join(names) or "(unnamed)"
+                raise Usage(f"--{flag} {name!r}: the model's columns are {shown}")
+
+    def project(self, x_data, means, covs, names):
+        """(points, means, covariances, x label, y label) in the plane."""
+        if self.pca:
+            center = x_data.mean(0)
+            _, _, vt = np.linalg.svd(x_data - center, full_matrices=False)
+            v = vt[:2] if vt.shape[0] >= 2 else np.vstack([vt, np.zeros_like(vt)])
+            x2, m2 = (x_data - center) @ v.T, (means - center) @ v.T
+            return x2, m2, v @ covs @ v.T, "principal component 1", "principal component 2"
+        if x_data.shape[1] < 2 and (self.x is None or self.y is None):
+            raise DataError("the model has one column: nothing to plot in two dimensions")
+        xi = names.index(self.x) if self.x else 0
+        yi = names.index(self.y) if self.y else 1
+        idx = [xi, yi]
+        return x_data[:, idx], means[:, idx], covs[:, idx][:, :, idx], names[xi], names[yi]
+
+
+def figure(model, record: FitRecord, x_data, view: View, title: str, dpi: int = 100):
+    """The scatter (and, for a sweep, the criterion panel) as a matplotlib figure;
+    ``x_data`` in the data's units."""
+    plt = pyplot()
+    names = record.column_names(x_data.shape[1])
+    means, covs = in_data_units(model, record)
+    labels = model.predict(record.standardization.apply(x_data))
+    x2, m2, c2, xl, yl = view.project(x_data, means, covs, names)
+    table = record.table
+    width = 12.8 if table else 6.4
+    fig, axes = plt.subplots(1, 2 if table else 1, figsize=(width, 4.8), dpi=dpi)
+    ax = axes[0] if table else axes
+    plot_mixture(ax, x2, labels, (model.weights_, m2, c2), (xl, yl, title))
+    if table:
+        chosen = (model.covariance_type, model.n_components)
+        plot_criterion(axes[1], table, record.criterion or "bic", chosen)
+    fig.tight_layout()
+    return fig
+
+
+def save_png(fig, path) -> None:
+    path = Path(path)
+    if str(path) != "-" and path.suffix.lower() != ".png":
+        raise Usage(f"-o {path}: the plot is written as PNG; give a name ending in .png")
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import jaxgmm
-from jaxgmm.io import atomic_write
+from jaxgmm._io import atomic_write
 
 
 def _write(text: bytes):
@@ -119,7 +119,7 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
 def test_kill_9_during_a_write_leaves_nothing_after_the_next_write(tmp_path):
     path = tmp_path / "big.npy"
     slow = (
-        "import sys, time; from jaxgmm.io import atomic_write\n"
+        "import sys, time; from jaxgmm._io import atomic_write\n"
         "def write(f):\n"
         "    f.write(b'x' * 1_000_000); f.flush(); print('writing', flush=True); time.sleep(60)\n"
         f"atomic_write({str(path)!r}, write)\n"

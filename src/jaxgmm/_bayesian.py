@@ -2,7 +2,7 @@
 
 scikit-learn's ``BayesianGaussianMixture`` on the same blocked engine: the E-step is
 the same ``phi @ A`` product with expected log-weights and the Wishart corrections in
-the constant row, the statistics pass is :func:`jaxgmm.em.em_pass` (with its exact
+the constant row, the statistics pass is :func:`jaxgmm._em.em_pass` (with its exact
 fallback), and the variational M-step below turns ``(nk, xk, sk)`` into the posterior
 parameters exactly as scikit-learn does.
 """
@@ -17,13 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import betaln, digamma, gammaln
 
+from ._covariance import Covariance, covariance_class
+from ._em import EMResult, Natural, block_e_step, em_pass, iterate
 from ._engine import Batch, Inputs, Options, run
+from ._init import initialize
 from ._pytree import pytree_dataclass
 from ._rows import Blocks
 from ._typing import Array, Float
-from .covariance import Covariance, covariance_class
-from .em import EMResult, Natural, block_e_step, em_pass, iterate
-from .init import initialize
 
 __all__ = [
     "VBParams",
@@ -185,7 +185,7 @@ def _vb_step(params: VBParams, blocks: Blocks, priors, reg_covar, cov_cls):
 
 
 def run_vb(params, blocks, priors, *, tol, reg_covar, max_iter, lower_bound0=-jnp.inf):
-    """Variational EM from ``params``; the loop of :func:`jaxgmm.em.run_em`."""
+    """Variational EM from ``params``; the loop of :func:`jaxgmm._em.run_em`."""
     cov_cls = type(params.covariance)
 
     def step(p, _):
@@ -262,7 +262,8 @@ def fit_vb_restarts(
     n_devices=None,
 ) -> EMResult:
     """``n_init`` variational fits in parallel (leading restart axis), as
-    :func:`jaxgmm.fit_restarts` for the variational mixture: vmapped on one device and,
+    :func:`jaxgmm.fit_restarts` for the variational mixture (the priors as scikit-learn's
+    ``*_prior_`` attributes, in a :class:`VBPriors`): vmapped on one device and,
     with several local devices (or ``n_devices``), sharded over them."""
     options = Options(
         covariance_class(covariance_type),

@@ -13,12 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._covariance import covariance_class
+from ._em import EMResult
 from ._engine import Batch, GivenInit, Inputs, Options, run
+from ._init import INIT_METHODS
+from ._params import GMMParams
 from ._typing import Array, Float, PRNGKeyArray, Status, x64_scope
-from .covariance import covariance_class
-from .em import EMResult
-from .init import INIT_METHODS
-from .params import GMMParams
 
 __all__ = ["best_index", "fit", "fit_restarts", "select"]
 

@@ -1,4 +1,4 @@
-"""The seed notebook's question, end to end: ``python -m jaxgmm.demo`` (``make demo``).
+"""``jaxgmm demo`` (``make demo``): the seed notebook's question, end to end.
 
 Four blobs of 30, 50, 20 and 5 points, and we do not know there are four: every K from
 1 to 8 and every covariance type is fitted (5 parallel restarts each, one compiled
@@ -8,7 +8,8 @@ truth.
 
 from __future__ import annotations
 
-import argparse
+import json
+import sys
 import time
 
 import jax
@@ -16,33 +17,30 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
-from ._mixture_ic import GaussianMixtureIC
-from .datasets import SEED_CENTERS, SEED_SIZES, make_seed_blobs
+from .._datasets import SEED_CENTERS, SEED_SIZES, make_seed_blobs
+from ._common import add_command, criterion_table, table_lists
+from ._record import FitRecord
+
+EXAMPLES = """
+jaxgmm demo
+jaxgmm demo -o demo.png --seed 3
+jaxgmm demo --max-k 6 --criterion icl --json
+"""
 
 
-def criterion_table(table: dict, criterion: str, chosen: tuple[str, int]) -> str:
-    """A sweep's table as text, the chosen (covariance type, K) row marked."""
-    types, ks = np.asarray(table["covariance_type"]), np.asarray(table["n_components"])
-    best = int(np.flatnonzero((types == chosen[0]) & (ks == chosen[1]))[0])
-    lines = [
-        f"{'covariance':>10} {'K':>2} {'BIC':>10} {'AIC':>10} {'ICL':>10} {'log-lik':>10}"
-        f" {'params':>6} {'iters':>5}"
-    ]
-    degenerate = table.get("degenerate", np.zeros(len(table["bic"]), bool))
-    for i in range(len(table["bic"])):
-        mark = f"  <- chosen (lowest {criterion.upper()})" if i == best else ""
-        if degenerate[i]:
-            mark += "  degenerate: a component on too few rows"
-        lines.append(
-            f"{table['covariance_type'][i]:>10} {table['n_components'][i]:>2}"
-            f" {table['bic'][i]:10.2f} {table['aic'][i]:10.2f} {table['icl'][i]:10.2f}"
-            f" {table['log_likelihood'][i]:10.2f} {table['n_parameters'][i]:>6}"
-            f" {table['n_iter'][i]:>5}{mark}"
-        )
-    return "\n".join(lines)
+def register(sub) -> None:
+    help = "the seed's problem end to end: four blobs, K unknown, chosen by BIC"
+    p = add_command(sub, "demo", help, EXAMPLES, run)
+    p.add_argument("-o", "--output", default="jaxgmm-demo.png", help="the PNG to write")
+    p.add_argument("--seed", type=int, default=0, help="data and key seed (default 0)")
+    p.add_argument("--n-init", type=int, default=5, help="restarts per model (default 5)")
+    p.add_argument("--max-k", type=int, default=8, help="largest K tried (default 8)")
+    p.add_argument("--criterion", default="bic", choices=("bic", "aic", "icl"))
+    p.add_argument("--dpi", type=int, default=100)
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
 
-def run(seed: int = 0, n_init: int = 5, max_k: int = 8, criterion: str = "bic", quiet=False):
+def report(seed: int = 0, n_init: int = 5, max_k: int = 8, criterion: str = "bic", quiet=False):
     """Fit the sweep on the seed's data and print the report; returns (model, X, y)."""
     say = (lambda *a: None) if quiet else print
     X, y = make_seed_blobs(seed)
@@ -51,6 +49,8 @@ def run(seed: int = 0, n_init: int = 5, max_k: int = 8, criterion: str = "bic", 
         f"K unknown: fitting K=1..{max_k} x 4 covariance types x {n_init} "
         f"restarts, one compiled program per covariance type; devices {jax.devices()}"
     )
+    from .. import GaussianMixtureIC
+
     model = GaussianMixtureIC(max_k, n_init=n_init, criterion=criterion, random_state=seed)
     t0 = time.perf_counter()
     model.fit(X)
@@ -89,16 +89,37 @@ def run(seed: int = 0, n_init: int = 5, max_k: int = 8, criterion: str = "bic", 
     return model, X, y
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0, help="data and key seed (default 0)")
-    parser.add_argument("--n-init", type=int, default=5, help="restarts per model (default 5)")
-    parser.add_argument("--max-k", type=int, default=8, help="largest K tried (default 8)")
-    parser.add_argument("--criterion", default="bic", choices=("bic", "aic", "icl"))
-    args = parser.parse_args(argv)
-    run(args.seed, args.n_init, args.max_k, args.criterion)
+def run(args) -> int:
+    from sklearn.metrics import adjusted_rand_score
+
+    quiet = args.quiet or args.json
+    model, x, y = report(args.seed, args.n_init, args.max_k, args.criterion, quiet)
+    best = model.best_estimator_
+    summary = {
+        "n_components": int(model.n_components_),
+        "covariance_type": model.covariance_type_,
+        "adjusted_rand_index": float(adjusted_rand_score(y, model.predict(x))),
+        # numbered as the printed table and the plot number them
+        "weights": best.weights_.tolist(),
+        "means": best.means_.tolist(),
+        "png": None,
+    }
+    from ._plots import View, figure, pyplot, save_png
+
+    try:
+        pyplot()
+    except ImportError as e:
+        print(f"jaxgmm demo: no plot: {e}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(summary))
+        return 0
+    record = FitRecord(
+        columns=["x0", "x1"], criterion=args.criterion, table=table_lists(model.criterion_)
+    )
+    fig = figure(best, record, x, View(), "the seed's four blobs", args.dpi)
+    save_png(fig, args.output)
+    if args.json:
+        print(json.dumps({**summary, "png": str(args.output)}))
+    elif not args.quiet:
+        print(f"wrote {args.output}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

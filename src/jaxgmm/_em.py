@@ -11,7 +11,7 @@ Rows are processed in fixed-size blocks (``lax.scan``; the ragged tail is padded
 zero-weight rows), so memory is O(block x K x D + N x D) and nothing of size N x K x D
 is ever formed. Within a block the vmapped E-step is one matrix product
 ``phi @ A`` and the sum over rows of the vmapped M-step is one product ``resp.T @ phi``
-(see :mod:`jaxgmm.covariance`).
+(see :mod:`jaxgmm._covariance`).
 
 :func:`run_em` is one bounded ``lax.while_loop`` that stops when the *change* of the
 mean log-likelihood falls below ``tol`` (the seed's ``while ll > tol`` compared the
@@ -32,12 +32,12 @@ import numpy as np
 from jax import lax
 
 from . import _progress
+from ._covariance import Covariance
+from ._params import GMMParams, all_finite
 from ._pytree import pytree_dataclass
 from ._rows import Blocks, make_blocks, prepare_rows, sum_rows
+from ._stats import SuffStats
 from ._typing import Array, Bool, Float, Int, Status, float_dtype, x64_scope
-from .covariance import Covariance
-from .params import GMMParams, all_finite
-from .stats import SuffStats
 
 __all__ = [
     "EMResult",

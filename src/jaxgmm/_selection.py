@@ -17,12 +17,12 @@ import jax
 import numpy as np
 
 from . import _progress
+from ._covariance import COVARIANCE_TYPES, covariance_class
 from ._engine import Batch, Inputs, Options, run, shared_centers
+from ._init import INIT_METHODS
+from ._multistart import best_index, select
+from ._params import GMMParams
 from ._typing import Array, Float, PRNGKeyArray, Status, x64_scope
-from .covariance import COVARIANCE_TYPES, covariance_class
-from .init import INIT_METHODS
-from .multistart import best_index, select
-from .params import GMMParams
 
 __all__ = ["CRITERIA", "SweepResult", "sweep"]
 

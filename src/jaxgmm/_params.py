@@ -7,10 +7,10 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from ._covariance import Covariance
 from ._pytree import pytree_dataclass
+from ._stats import SuffStats
 from ._typing import Array, Float
-from .covariance import Covariance
-from .stats import SuffStats
 
 __all__ = ["GMMParams", "all_finite"]
 

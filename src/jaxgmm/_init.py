@@ -24,12 +24,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._covariance import Covariance
+from ._em import em_pass
+from ._params import GMMParams
 from ._rows import Blocks, sum_rows
+from ._stats import SuffStats
 from ._typing import Array, Float, Int, PRNGKeyArray
-from .covariance import Covariance
-from .em import em_pass
-from .params import GMMParams
-from .stats import SuffStats
 
 __all__ = [
     "INIT_METHODS",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_write
+from .._io import atomic_write
 
 __all__ = ["DataError", "Table", "read_table", "write_table"]
 

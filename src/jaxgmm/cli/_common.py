@@ -1,0 +1,256 @@
+"""What the commands share: the parser helpers every command declares its options
+with, reading data and model files, writing tables, reports and progress."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from .. import _progress
+from .._io import load, read_metadata
+from ._datafiles import DataError, Table, read_table, typed, write_table
+from ._record import FitRecord
+
+
+class Usage(DataError):
+    """A bad option value (exit code 2)."""
+
+
+# --- declaring a command ---------------------------------------------------------------
+
+
+def add_command(sub, name: str, help: str, examples: str, run) -> argparse.ArgumentParser:
+    """A subcommand whose ``run(args)`` returns the exit code; every one takes -q."""
+    p = sub.add_parser(
+        name,
+        help=help,
+        description=help,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n" + textwrap.indent(examples.strip(), "  "),
+    )
+    p.set_defaults(run=run)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or messages")
+    return p
+
+
+def add_read_options(p) -> None:
+    p.add_argument("--dropna", action="store_true", help="drop rows with missing values")
+    p.add_argument(
+        "--no-header",
+        action="store_true",
+        help="the text file's first line is data, not column names (named x0, x1, ...)",
+    )
+
+
+def add_table_output(p) -> None:
+    p.add_argument(
+        "-o",
+        "--output",
+        help="output file (.csv, .tsv, .npy, .npz, .parquet); stdout (CSV) if omitted",
+    )
+    p.add_argument("--json", action="store_true", help="JSON records on stdout")
+
+
+# --- reports and progress ----------------------------------------------------------------
+
+
+def say(args, text: str = "") -> None:
+    if not args.quiet:
+        print(text, file=report_stream(args))
+
+
+def report_stream(args):
+    """Where reports go: standard error when ``-o -`` sends the output to stdout."""
+    return sys.stderr if getattr(args, "output", None) == "-" else sys.stdout
+
+
+class _Bar:
+    """A tqdm bar on stderr over a sweep's models, or over a single fit's iterations
+    (with the current lower bound, less ``offset``: the data's units when the fit
+    runs on standardised columns)."""
+
+    def __init__(self, total: int, unit: str, desc: str, offset: float = 0.0):
+        from tqdm import tqdm
+
+        self.unit, self.offset = unit, offset
+        self.bar = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, leave=False)
+
+    def models_done(self, n: int) -> None:
+        if self.unit == "model":
+            self.bar.update(n)
+
+    def iteration(self, n_iter: int, lower_bound: float) -> None:
+        if self.unit == "iter" and n_iter > self.bar.n:
+            self.bar.update(n_iter - self.bar.n)
+        if np.isfinite(lower_bound):
+            bound = lower_bound - self.offset
+            self.bar.set_postfix_str(f"iteration {n_iter}, lower bound {bound:.5f}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _progress_wanted(args) -> bool:
+    if getattr(args, "quiet", False):
+        return False
+    return os.environ.get("JAXGMM_PROGRESS") == "always" or sys.stderr.isatty()
+
+
+def with_progress(args, bar: tuple[int, str, str, float], work):
+    """``work()``, with a bar of (total, unit, description, offset) on a terminal."""
+    if not _progress_wanted(args):
+        return work()
+    shown = _Bar(*bar)
+    try:
+        with _progress.reporting(shown):
+            return work()
+    finally:
+        shown.close()
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def read(args, path) -> Table:
+    """Read a data file as the options say, passing on how its header was read."""
+    table = read_table(path, header=not args.no_header)
+    if table.note and not args.quiet:
+        print(table.note, file=sys.stderr)
+    return table
+
+
+def load_model(path):
+    """(model, file metadata, :class:`FitRecord`) of a fitted model file."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such model file")
+    try:
+        model = load(path)
+        meta = read_metadata(path)
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a model file") from None
+    if not hasattr(model, "means_"):
+        raise DataError(f"{path}: the model in this file was never fitted")
+    return model, meta, FitRecord.from_json(meta["extra"])
+
+
+def model_rows(model, record: FitRecord, table: Table, dropna: bool):
+    """The model's columns of ``table`` (in the data's units) and the rows kept."""
+    wanted = record.column_names(model.n_features_in_)
+    unnamed = [f"x{j}" for j in range(len(table.names))]
+    if all(n in table.names for n in wanted):
+        names = wanted
+    elif table.names == unnamed and len(table.names) == len(wanted):
+        names = table.names  # a file without names: by position
+    else:
+        missing = [n for n in wanted if n not in table.names]
+        raise DataError(
+            f"{table.path}: the model was fitted on columns {', '.join(wanted)} but this "
+            f"file lacks {', '.join(repr(m) for m in missing)}; give a file with those columns"
+        )
+    return table.numeric(names, dropna=dropna)
+
+
+def dropped_note(args, table: Table, keep) -> None:
+    n = int((~keep).sum())
+    if n and not args.quiet:
+        print(f"{table.path}: dropped {n} row(s) with missing values (--dropna)", file=sys.stderr)
+
+
+# --- the model in the data's units -------------------------------------------------------
+
+
+def full_covariances(model) -> np.ndarray:
+    """Any covariance type's ``covariances_`` as (K, d, d) matrices."""
+    from .._covariance import covariance_class
+
+    k, d = model.means_.shape
+    c = np.asarray(model.covariances_, np.float64)
+    return covariance_class(model.covariance_type).dense(c, k, d)
+
+
+def in_data_units(model, record: FitRecord) -> tuple[np.ndarray, np.ndarray]:
+    """Means and full covariances in the data's units (standardisation undone)."""
+    s = record.standardization
+    means = s.invert(np.asarray(model.means_, np.float64))
+    return means, s.covariances(full_covariances(model))
+
+
+def criterion_table(table: dict, criterion: str, chosen: tuple[str, int]) -> str:
+    """A sweep's table as text, the chosen (covariance type, K) row marked."""
+    types, ks = np.asarray(table["covariance_type"]), np.asarray(table["n_components"])
+    best = int(np.flatnonzero((types == chosen[0]) & (ks == chosen[1]))[0])
+    lines = [
+        f"{'covariance':>10} {'K':>2} {'BIC':>10} {'AIC':>10} {'ICL':>10} {'log-lik':>10}"
+        f" {'params':>6} {'iters':>5}"
+    ]
+    degenerate = table.get("degenerate", np.zeros(len(table["bic"]), bool))
+    for i in range(len(table["bic"])):
+        mark = f"  <- chosen (lowest {criterion.upper()})" if i == best else ""
+        if degenerate[i]:
+            mark += "  degenerate: a component on too few rows"
+        lines.append(
+            f"{table['covariance_type'][i]:>10} {table['n_components'][i]:>2}"
+            f" {table['bic'][i]:10.2f} {table['aic'][i]:10.2f} {table['icl'][i]:10.2f}"
+            f" {table['log_likelihood'][i]:10.2f} {table['n_parameters'][i]:>6}"
+            f" {table['n_iter'][i]:>5}{mark}"
+        )
+    return "\n".join(lines)
+
+
+def component_table(weights, means, names) -> str:
+    width = max(10, *(len(n) for n in names))
+    lines = [f"{'component':>9} {'weight':>7}  " + " ".join(f"{n:>{width}}" for n in names)]
+    for k, (w, m) in enumerate(zip(weights, means, strict=True)):
+        lines.append(f"{k:>9} {w:7.4f}  " + " ".join(f"{v:>{width}.4g}" for v in m))
+    return "\n".join(lines)
+
+
+# --- writing ----------------------------------------------------------------------------
+
+
+def free_name(name: str, taken: list[str]) -> str:
+    """``name``, with underscores added until no column of ``taken`` has it."""
+    while name in taken:
+        name = f"{name}_"
+    return name
+
+
+def emit_table(args, names, columns) -> None:
+    if args.output is not None:
+        write_table(args.output, names, columns)
+        if not args.quiet and not args.json:
+            n = len(columns[0]) if columns else 0
+            print(f"wrote {n} rows to {args.output}", file=sys.stderr)
+    elif args.json:
+        values = [_json_values(c) for c in columns]
+        rows = [dict(zip(names, vals, strict=True)) for vals in zip(*values, strict=True)]
+        print(json.dumps(rows, default=json_default))
+    else:
+        write_table(None, names, columns, out=sys.stdout)
+
+
+def _json_values(column) -> list:
+    """A column as JSON values: numbers as numbers (also when read as text), missing
+    numbers as null (JSON has no NaN)."""
+    values = typed(column).tolist()
+    return [None if isinstance(v, float) and v != v else v for v in values]
+
+
+def json_default(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    raise TypeError(type(v).__name__)
+
+
+def table_lists(criterion_) -> dict:
+    """A sweep's table (a structured array) as JSON-ready lists."""
+    return {k: criterion_[k].tolist() for k in criterion_.dtype.names}

@@ -1,0 +1,202 @@
+"""``jaxgmm fit``: fit a mixture to a data file (one K, or a sweep that chooses K and
+the covariance type) and save the model with the record of the fit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ._common import (
+    Usage,
+    add_command,
+    add_read_options,
+    component_table,
+    criterion_table,
+    dropped_note,
+    in_data_units,
+    json_default,
+    read,
+    report_stream,
+    say,
+    table_lists,
+    with_progress,
+)
+from ._datafiles import DataError
+from ._record import QUANTILES, FitRecord, Standardization
+
+EXAMPLES = """
+jaxgmm fit data.csv -k 3 -o model.jgmm
+jaxgmm fit data.csv -k auto --covariance all --criterion bic
+jaxgmm fit data.parquet -k 1:6 --columns height,weight --standardize --seed 1
+"""
+
+
+def register(sub) -> None:
+    p = add_command(sub, "fit", "fit a mixture to a data file and save the model", EXAMPLES, run)
+    p.add_argument("data", help="CSV, TSV, .npy, .npz or Parquet file")
+    p.add_argument(
+        "-k",
+        default="auto",
+        help="components: a number, a range such as 1:10, or auto "
+        "(1:10, chosen by the criterion; default)",
+    )
+    p.add_argument(
+        "--covariance",
+        choices=("full", "tied", "diag", "spherical", "all"),
+        help="covariance type (default: full for a fixed K, all for a range)",
+    )
+    p.add_argument("--criterion", choices=("bic", "aic", "icl"), default="bic")
+    p.add_argument("--n-init", type=int, default=5, help="restarts per model (default 5)")
+    p.add_argument("--max-iter", type=int, default=100)
+    p.add_argument("--tol", type=float, default=1e-3)
+    p.add_argument("--columns", help="comma-separated columns to use (default: all)")
+    p.add_argument("--standardize", action="store_true", help="scale columns to unit variance")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_read_options(p)
+    p.add_argument("-o", "--output", help="model file to write (default: DATA's name + .jgmm)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def parse_k(text: str) -> tuple[list[int], bool]:
+    """``4`` -> ([4], False); ``auto`` -> (1..10, True); ``2:6`` -> (2..6, True)."""
+    text = text.strip().lower()
+    try:
+        if text == "auto":
+            return list(range(1, 11)), True
+        if ":" in text:
+            lo, hi = (int(v) for v in text.split(":", 1))
+            if not 1 <= lo <= hi:
+                raise ValueError
+            return list(range(lo, hi + 1)), True
+        k = int(text)
+        if k < 1:
+            raise ValueError
+        return [k], False
+    except ValueError:
+        raise Usage(
+            f"-k {text!r}: give a positive number of components (-k 4), a range (-k 1:10) "
+            "or -k auto"
+        ) from None
+
+
+def _columns(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise Usage("--columns: give column names separated by commas, e.g. --columns a,b")
+    return names
+
+
+def _output_path(args) -> str | Path:
+    out = args.output or Path(args.data).with_suffix(".jgmm").name
+    if str(out) != "-" and not Path(out).parent.is_dir():  # say so before fitting
+        raise DataError(f"{out}: the directory {Path(out).parent} does not exist; create it first")
+    return out
+
+
+def _read_data(args):
+    """(table, x, rows kept, column names) of the file's selected columns."""
+    table = read(args, args.data)
+    columns = _columns(args.columns)
+    names = table.names if columns is None else columns
+    x, keep = table.numeric(names, dropna=args.dropna)
+    if x.shape[0] == 0:
+        raise DataError(f"{table.path}: no rows with data")
+    if x.shape[1] == 0:
+        raise DataError(f"{table.path}: no columns selected")
+    return table, x, keep, names
+
+
+def _components(ks: list[int], auto: bool, table, n: int) -> list[int]:
+    """The Ks that ``n`` rows can fit (a range drops the larger ones)."""
+    if auto and max(ks) > n:
+        ks = [k for k in ks if k <= n]
+    if n < max(ks, default=1) or not ks or n < 2:
+        raise DataError(
+            f"{table.path}: {n} row(s) with data but K={max(ks, default=1)} needs at least "
+            f"{max(max(ks, default=1), 2)}; lower -k or give more rows"
+        )
+    return ks
+
+
+def _estimator(args, ks: list[int], auto: bool):
+    """The estimator to fit and its progress bar's (total, unit)."""
+    from .. import GaussianMixture, GaussianMixtureIC
+
+    covariance = args.covariance or ("all" if auto else "full")
+    common = dict(n_init=args.n_init, max_iter=args.max_iter, tol=args.tol, random_state=args.seed)
+    if auto or covariance == "all":
+        est = GaussianMixtureIC(ks, covariance_type=covariance, criterion=args.criterion, **common)
+        n_types = 4 if covariance == "all" else 1
+        return est, (n_types * len(ks), "model")
+    return GaussianMixture(ks[0], covariance_type=covariance, **common), (args.max_iter, "iter")
+
+
+def run(args) -> int:
+    from .._io import save
+
+    ks, auto = parse_k(args.k)
+    out = _output_path(args)
+    table, x, keep, names = _read_data(args)
+    n = x.shape[0]
+    ks = _components(ks, auto, table, n)
+    scaling = Standardization.of(x, names, table.path) if args.standardize else Standardization()
+    est, (total, unit) = _estimator(args, ks, auto)
+    z = scaling.apply(x)
+    with_progress(args, (total, unit, "fitting", scaling.log_det), lambda: est.fit(z))
+    sweep = hasattr(est, "best_estimator_")
+    model = est.best_estimator_ if sweep else est
+    log_lik = model.score_samples(z) - scaling.log_det
+    record = FitRecord(
+        columns=names,
+        standardization=scaling,
+        data=str(table.path),
+        n_rows=int(n),
+        dropped_rows=int((~keep).sum()),
+        train_log_lik_quantiles=np.quantile(log_lik, QUANTILES).tolist(),
+        criterion=args.criterion if sweep else None,
+        table=scaling.criterion_table(table_lists(est.criterion_), n) if sweep else None,
+    )
+    save(model, out, extra=record.to_json())
+    _report(args, (model, record, log_lik), table, keep, out)
+    return 0
+
+
+def _report(args, fitted, table, keep, out) -> None:
+    model, record, log_lik = fitted
+    means, _ = in_data_units(model, record)
+    if args.json:
+        summary = {
+            "model": str(out),
+            "n_components": int(model.n_components),
+            "covariance_type": model.covariance_type,
+            "converged": bool(model.converged_),
+            "n_iter": int(model.n_iter_),
+            "log_likelihood_per_row": float(np.mean(log_lik)),
+            "columns": record.columns,
+            "weights": model.weights_.tolist(),
+            "means": means.tolist(),
+            "rows": record.n_rows,
+        }
+        if record.table:
+            summary |= {"criterion": record.criterion, "table": record.table}
+        print(json.dumps(summary, default=json_default), file=report_stream(args))
+        return
+    dropped_note(args, table, keep)
+    if record.table:
+        chosen = (model.covariance_type, model.n_components)
+        say(args, criterion_table(record.table, record.criterion, chosen))
+        say(args)
+    scaled = " (standardised for the fit)" if record.standardization.active else ""
+    say(args, f"{table.path}: {record.n_rows} rows, columns {', '.join(record.columns)}{scaled}")
+    say(
+        args,
+        f"model: K={model.n_components}, covariance '{model.covariance_type}', "
+        f"{model.n_iter_} iterations, converged {bool(model.converged_)}, "
+        f"log-likelihood per row {np.mean(log_lik):.5f}",
+    )
+    say(args, component_table(model.weights_, means, record.columns))
+    say(args, f"wrote {out}")
