@@ -23,6 +23,8 @@ iterates, how it is padded) is a *model* object in :class:`Options`
 
 from __future__ import annotations
 
+import collections
+import ctypes
 import dataclasses
 import functools
 from typing import Any, ClassVar
@@ -39,7 +41,7 @@ from ._em import FITS, final_scores, run_em
 from ._init import initialize, kmeans_centers, params_from_centers
 from ._params import GMMParams
 from ._pytree import pytree_dataclass
-from ._rows import Blocks, Rows, make_blocks, prepare_rows
+from ._rows import Blocks, RowPlan, Rows, make_blocks, plan_rows
 from ._typing import Array, float_dtype, x64_scope
 
 __all__ = [
@@ -143,19 +145,13 @@ class Batch:
     """The batch's shape (static): fits of each K in ``ks`` x ``n_init`` restarts
     (K-major), over ``n_devices`` local devices, in blocks of ``block_rows`` rows."""
 
-    def resolved(self, X, sample_weight, cov_cls, dtype) -> tuple[Rows, Batch]:
-        """The prepared rows, and this batch with its device count and block size
+    def resolved(self, X, sample_weight, cov_cls, dtype) -> tuple[RowPlan, Batch]:
+        """The rows' plan, and this batch with its device count and block size
         chosen (blocks sized for the widest batch one device runs)."""
         n_dev = device_count(self.n_devices, self.n_init * len(self.ks))
-        x, w, n_used, block_rows, _ = prepare_rows(
-            X,
-            sample_weight,
-            cov_cls,
-            dtype,
-            self.block_rows,
-            batch_columns(self.ks, self.n_init, n_dev),
-        )
-        return Rows(x, w, n_used), dataclasses.replace(self, n_devices=n_dev, block_rows=block_rows)
+        n_columns = batch_columns(self.ks, self.n_init, n_dev)
+        plan = plan_rows(X, sample_weight, cov_cls, dtype, self.block_rows, n_columns)
+        return plan, dataclasses.replace(self, n_devices=n_dev, block_rows=plan.block_rows)
 
     ks: tuple[int, ...]
     n_init: int = 1
@@ -186,7 +182,7 @@ def device_count(n_devices: int | None, n_fits: int) -> int:
 
 def batch_columns(ks: tuple[int, ...], n_init: int, n_devices: int) -> int:
     """Per-row width (fits x components) of the widest batch one device runs, which
-    :func:`~jaxgmm._rows.prepare_rows` sizes the blocks for."""
+    :func:`~jaxgmm._rows.plan_rows` sizes the blocks for."""
     groups = Batch(ks, n_init).groups()
     return max(-(-len(g) * n_init // n_devices) * max(g) for g in groups)
 
@@ -295,15 +291,70 @@ def run(key, X, sample_weight, options: Options, batch: Batch, inputs: Inputs):
         scale = 1.0
         if options.model.scale_free:
             sample_weight, scale = unit_weights(sample_weight)
-        rows, batch = batch.resolved(X, sample_weight, options.covariance, dtype)
+        plan, batch = batch.resolved(X, sample_weight, options.covariance, dtype)
         # lists and tuples (weights_init=[0.5, 0.5]) are arrays here, not pytrees
         is_array = lambda a: isinstance(a, (list, tuple))
         inputs = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), inputs, is_leaf=is_array)
         options = dataclasses.replace(options, report=_progress.active())
-        out, scores = fit_batch(options, batch, key, rows, inputs)
+        out, scores = compile_then_upload(fit_batch, (options, batch), key, plan, inputs)
         if scores is not None:
             scores = jax.tree_util.tree_map(lambda a: a * scale, scores)
         return out, scores
+
+
+#: Compiled programs of :func:`compile_then_upload`, newest last (jit's own cache is
+#: bypassed there: it would trace and lower each program a second time).
+_PROGRAMS: collections.OrderedDict = collections.OrderedDict()
+_MAX_PROGRAMS = 64
+#: Data above this size has the allocator's free memory returned to the system after
+#: compiling, before the upload: compiling a program takes ~0.3 GB that the C heap
+#: would otherwise keep beside the data's device copy.
+_TRIM_ABOVE_BYTES = 64 * 2**20
+
+
+def clear_programs() -> None:
+    """Forget the compiled programs (as ``jax.clear_caches`` does for jit's)."""
+    _PROGRAMS.clear()
+
+
+def _signature(fn, static, dynamic) -> tuple:
+    leaves, tree = jax.tree_util.tree_flatten(dynamic)
+    avals = tuple((a.shape, a.dtype, getattr(a, "weak_type", False)) for a in leaves)
+    return fn, static, tree, avals, jax.config.read("jax_enable_x64"), jax.devices()[0]
+
+
+def compile_then_upload(fn, static: tuple, key, plan: RowPlan, *rest):
+    """``fn(*static, key, rows, *rest)``, a jitted function whose first arguments are
+    static, with ``plan``'s rows. Host data is uploaded only after the program is
+    compiled (from the rows' shapes alone), so that compiling and the data's device
+    copy never hold memory together: a first fit of 4M x 8 float64 peaked at 3.5x the
+    data the other way round. Data already on the device, or a call being traced,
+    goes through ``fn`` itself."""
+    dynamic = (key, plan.abstract(), *rest)
+    traced = any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(dynamic))
+    if plan.on_device or traced:
+        return fn(*static, key, plan.upload(), *rest)
+    signature = _signature(fn, static, dynamic)
+    program = _PROGRAMS.get(signature)
+    if program is None:
+        program = fn.lower(*static, *dynamic).compile()
+        _PROGRAMS[signature] = program
+        if len(_PROGRAMS) > _MAX_PROGRAMS:
+            _PROGRAMS.popitem(last=False)
+        if plan.nbytes > _TRIM_ABOVE_BYTES:
+            release_free_memory()
+    else:
+        _PROGRAMS.move_to_end(signature)
+    return program(key, plan.upload(), *rest)
+
+
+def release_free_memory() -> None:
+    """Return the C heap's free pages to the system (glibc's ``malloc_trim``); a no-op
+    where there is no such function."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def shared_centers(key, X, sample_weight, cov_cls: type[Covariance], batch: Batch):
@@ -314,8 +365,8 @@ def shared_centers(key, X, sample_weight, cov_cls: type[Covariance], batch: Batc
     check_key(key)
     dtype = float_dtype(X)
     with x64_scope(dtype):
-        rows, batch = batch.resolved(X, sample_weight, cov_cls, dtype)
-        return kmeans_batch(batch, key, rows)
+        plan, batch = batch.resolved(X, sample_weight, cov_cls, dtype)
+        return compile_then_upload(kmeans_batch, (batch,), key, plan)
 
 
 def unit_weights(sample_weight):

@@ -24,11 +24,13 @@ from ._typing import Array, Float, Int
 
 __all__ = [
     "Blocks",
+    "RowPlan",
     "Rows",
     "block_rows_for",
     "make_blocks",
     "pad_rows",
     "padded_rows",
+    "plan_rows",
     "prepare_rows",
     "sum_rows",
 ]
@@ -84,24 +86,64 @@ def pad_rows(x, w, n_rows: int):
     return x, xp.concatenate([w, xp.zeros((pad,), w.dtype)])
 
 
-def prepare_rows(X, sample_weight, covariance_class, dtype, block_rows=None, n_columns=0):
-    """Host-side preparation shared by every entry point: cast to ``dtype``, choose
-    the block size, pad rows (zero weight) to a bucketed size so that nearby sizes
-    share one compiled program.
+@dataclasses.dataclass(frozen=True)
+class RowPlan:
+    """How the rows will be laid out (:func:`plan_rows`), before anything is copied:
+    the engine compiles its program from :meth:`abstract` first, and only then
+    uploads the data (:meth:`upload`), so that compiling and the data's device copy
+    do not take memory at the same time."""
+
+    x: Any  # the caller's data, untouched: a host array or a device array (or tracer)
+    w: Any  # its sample weights, or None
+    dtype: Any
+    n_rows: int  # after padding
+    block_rows: int
+    n_samples: int
+
+    @property
+    def on_device(self) -> bool:
+        return isinstance(self.x, jax.Array)  # a device array, or a tracer under jit
+
+    @property
+    def nbytes(self) -> int:
+        return self.n_rows * self.x.shape[1] * np.dtype(self.dtype).itemsize
+
+    def _n_used(self):
+        return jnp.asarray(-(-self.n_samples // self.block_rows), jnp.int32)
+
+    def abstract(self) -> Rows:
+        """The prepared rows' shapes and dtypes (what a program is compiled for)."""
+        d = self.x.shape[1]
+        return Rows(
+            jax.ShapeDtypeStruct((self.n_rows, d), self.dtype),
+            jax.ShapeDtypeStruct((self.n_rows,), self.dtype),
+            jax.ShapeDtypeStruct((), jnp.int32),
+        )
+
+    def upload(self) -> Rows:
+        """The rows cast, padded with zero-weight rows, on the device."""
+        n = self.n_samples
+        w = np.ones(n, self.dtype) if self.w is None else self.w
+        if self.on_device:
+            x, w = pad_rows(
+                self.x.astype(self.dtype), jnp.asarray(w).astype(self.dtype), self.n_rows
+            )
+            return Rows(x, w, self._n_used())
+        w_padded = np.zeros(self.n_rows, self.dtype)
+        w_padded[:n] = np.asarray(w)
+        return Rows(upload(self.x, self.n_rows, self.dtype), jnp.asarray(w_padded), self._n_used())
+
+
+def plan_rows(X, sample_weight, covariance_class, dtype, block_rows=None, n_columns=0) -> RowPlan:
+    """Host-side preparation shared by every entry point: the fit's dtype, the block
+    size, and the rows after padding (zero weight) to a bucketed size so that nearby
+    sizes share one compiled program.
 
     ``n_columns`` is the width of the per-row intermediates of one device's batch of
     fits (fits x components): the block is sized for the wider of it and the features,
     so that a batch of restarts or a sweep keeps its block in the caches too.
-
-    Returns
-    -------
-    x, w : arrays of padded_rows(n_samples, block_rows) rows
-    n_used : int array, the blocks that hold data
-    block_rows : int
-    n_samples : int
     """
-    on_device = isinstance(X, jax.Array)  # a device array, or a tracer under jit
-    x = X if on_device else np.asarray(X)
+    x = X if isinstance(X, jax.Array) else np.asarray(X)
     n_samples, n_features = x.shape
     if block_rows is None:
         if covariance_class.prefers_direct(n_features):  # (rows, K, D) differences
@@ -110,20 +152,26 @@ def prepare_rows(X, sample_weight, covariance_class, dtype, block_rows=None, n_c
             width = max(1 + n_features + covariance_class.n_second(n_features), n_columns)
         block_rows = block_rows_for(n_samples, width, np.dtype(dtype).itemsize)
     n_rows = padded_rows(n_samples, block_rows)
-    w = np.ones(n_samples, dtype) if sample_weight is None else sample_weight
-    if on_device:
-        x, w = pad_rows(x.astype(dtype), jnp.asarray(w).astype(dtype), n_rows)
-    else:
-        x = upload(x, n_rows, dtype)
-        w_padded = np.zeros(n_rows, dtype)
-        w_padded[:n_samples] = np.asarray(w)
-        w = jnp.asarray(w_padded)
-    n_used = jnp.asarray(-(-n_samples // block_rows), jnp.int32)
-    return x, w, n_used, block_rows, n_samples
+    return RowPlan(x, sample_weight, dtype, n_rows, block_rows, n_samples)
+
+
+def prepare_rows(X, sample_weight, covariance_class, dtype, block_rows=None, n_columns=0):
+    """:func:`plan_rows`, uploaded at once.
+
+    Returns
+    -------
+    x, w : arrays of padded_rows(n_samples, block_rows) rows
+    n_used : int array, the blocks that hold data
+    block_rows : int
+    n_samples : int
+    """
+    plan = plan_rows(X, sample_weight, covariance_class, dtype, block_rows, n_columns)
+    rows = plan.upload()
+    return rows.x, rows.w, rows.n_used, plan.block_rows, plan.n_samples
 
 
 #: Host arrays larger than this go to the device in chunks of about this size.
-_UPLOAD_CHUNK_BYTES = 32 * 2**20
+_UPLOAD_CHUNK_BYTES = 8 * 2**20
 
 
 def upload(x: np.ndarray, n_rows: int, dtype) -> Array:
