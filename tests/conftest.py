@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxgmm
-from jaxgmm import _engine
+from jaxgmm import _programs
 
 #: The covariance types every test runs over: the library's own list, defined once.
 COV_TYPES = list(jaxgmm.COVARIANCE_TYPES)
@@ -40,7 +40,7 @@ def _release_compiled_programs():
     yield
     if _n_memory_maps() > 20_000:
         jax.clear_caches()
-        _engine.clear_programs()
+        _programs.clear_programs()
 
 
 @pytest.fixture

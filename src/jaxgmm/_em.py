@@ -65,9 +65,9 @@ class Natural:
     centre its terms cancel catastrophically. ``exact`` is set when the estimated
     rounding error (:meth:`Covariance.fast_form_error`) for rows within ``radius`` of
     the origin is too large; the E-step then uses the centred form ``x - mu_k``
-    against the precision Cholesky factor, as scikit-learn does. Wide data
-    (:meth:`Covariance.prefers_direct`, static ``direct``) always uses the centred form, and
-    ``A`` is not formed.
+    against the precision Cholesky factor, as scikit-learn does. Wide and small data
+    (:func:`direct_form`, static ``direct``) always use the centred form, and ``A``
+    is not formed.
     """
 
     A: Float[Array, "n_phi k"]
@@ -93,7 +93,7 @@ class Natural:
         """From the log-weights (or any per-component ``offset``), the means and the
         covariance, for the rows of ``blocks`` (the expanded form is taken about
         their centre)."""
-        if type(covariance).prefers_direct(means.shape[-1]):
+        if direct_form(type(covariance), blocks):
             A = jnp.zeros((0, means.shape[0]), means.dtype)
             return cls(A, offset, means, covariance, blocks.center, jnp.ones((), bool), True)
         lin, quad, const = covariance.natural(means - blocks.center)
@@ -110,6 +110,14 @@ class Natural:
         """From a mixture's parameters (:class:`GMMParams`, or the variational
         posterior, whose ``log_offset`` adds its expectations to the log-weights)."""
         return cls.build(params.log_offset(), params.means, params.covariance, blocks)
+
+
+def direct_form(covariance_class: type[Covariance], blocks: Blocks) -> bool:
+    """Whether passes over ``blocks`` use the centred form alone (static, from shapes):
+    for wide data (:meth:`Covariance.prefers_direct`: the features would be larger
+    than the differences) and for small data (:attr:`Blocks.small`: one form compiles
+    faster, and the centred one is exact)."""
+    return covariance_class.prefers_direct(blocks.n_features) or blocks.small
 
 
 # --- the seed's three per-sample functions ---------------------------------------
@@ -283,7 +291,7 @@ def em_pass(
     the statistics about each component's new mean from explicit differences, as
     scikit-learn does, so the result stays exact and positive definite.
 
-    Wide data (:meth:`Covariance.prefers_direct`) forms no features: its statistics are taken
+    Wide and small data (:func:`direct_form`) form no features: their statistics are taken
     from differences to ``shift`` (per component: the previous means; the data's
     centre when None), which cancel far less, and the same check follows.
 
@@ -304,7 +312,7 @@ def em_pass(
         moments = covariance_class.centered_second_moments
         return SuffStats.from_block_centered(resp, x, shift, moments), log_lik
 
-    if covariance_class.prefers_direct(d):
+    if direct_form(covariance_class, blocks):
         if shift is None:  # an initialization: about the data's centre
             shift = jnp.broadcast_to(blocks.center, (active.shape[0], d))
         stats, log_lik = scan_forms(direct, blocks, exact)

@@ -23,8 +23,6 @@ iterates, how it is padded) is a *model* object in :class:`Options`
 
 from __future__ import annotations
 
-import collections
-import ctypes
 import dataclasses
 import functools
 from typing import Any, ClassVar
@@ -40,6 +38,7 @@ from ._covariance import Covariance
 from ._em import FITS, final_scores, run_em
 from ._init import initialize, kmeans_centers, params_from_centers
 from ._params import GMMParams
+from ._programs import compile_then_upload
 from ._pytree import pytree_dataclass
 from ._rows import Blocks, RowPlan, Rows, make_blocks, plan_rows
 from ._typing import Array, float_dtype, x64_scope
@@ -300,61 +299,6 @@ def run(key, X, sample_weight, options: Options, batch: Batch, inputs: Inputs):
         if scores is not None:
             scores = jax.tree_util.tree_map(lambda a: a * scale, scores)
         return out, scores
-
-
-#: Compiled programs of :func:`compile_then_upload`, newest last (jit's own cache is
-#: bypassed there: it would trace and lower each program a second time).
-_PROGRAMS: collections.OrderedDict = collections.OrderedDict()
-_MAX_PROGRAMS = 64
-#: Data above this size has the allocator's free memory returned to the system after
-#: compiling, before the upload: compiling a program takes ~0.3 GB that the C heap
-#: would otherwise keep beside the data's device copy.
-_TRIM_ABOVE_BYTES = 64 * 2**20
-
-
-def clear_programs() -> None:
-    """Forget the compiled programs (as ``jax.clear_caches`` does for jit's)."""
-    _PROGRAMS.clear()
-
-
-def _signature(fn, static, dynamic) -> tuple:
-    leaves, tree = jax.tree_util.tree_flatten(dynamic)
-    avals = tuple((a.shape, a.dtype, getattr(a, "weak_type", False)) for a in leaves)
-    return fn, static, tree, avals, jax.config.read("jax_enable_x64"), jax.devices()[0]
-
-
-def compile_then_upload(fn, static: tuple, key, plan: RowPlan, *rest):
-    """``fn(*static, key, rows, *rest)``, a jitted function whose first arguments are
-    static, with ``plan``'s rows. Host data is uploaded only after the program is
-    compiled (from the rows' shapes alone), so that compiling and the data's device
-    copy never hold memory together: a first fit of 4M x 8 float64 peaked at 3.5x the
-    data the other way round. Data already on the device, or a call being traced,
-    goes through ``fn`` itself."""
-    dynamic = (key, plan.abstract(), *rest)
-    traced = any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(dynamic))
-    if plan.on_device or traced:
-        return fn(*static, key, plan.upload(), *rest)
-    signature = _signature(fn, static, dynamic)
-    program = _PROGRAMS.get(signature)
-    if program is None:
-        program = fn.lower(*static, *dynamic).compile()
-        _PROGRAMS[signature] = program
-        if len(_PROGRAMS) > _MAX_PROGRAMS:
-            _PROGRAMS.popitem(last=False)
-        if plan.nbytes > _TRIM_ABOVE_BYTES:
-            release_free_memory()
-    else:
-        _PROGRAMS.move_to_end(signature)
-    return program(key, plan.upload(), *rest)
-
-
-def release_free_memory() -> None:
-    """Return the C heap's free pages to the system (glibc's ``malloc_trim``); a no-op
-    where there is no such function."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def shared_centers(key, X, sample_weight, cov_cls: type[Covariance], batch: Batch):
