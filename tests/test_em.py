@@ -7,7 +7,8 @@ import pytest
 from conftest import COV_TYPES, blobs, sklearn_init
 
 import jaxgmm
-from jaxgmm import _engine, _rows, em
+from jaxgmm import _em as em
+from jaxgmm import _engine, _rows
 from jaxgmm._datasets import SEED_CENTERS
 
 

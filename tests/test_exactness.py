@@ -16,7 +16,9 @@ from sklearn.mixture import GaussianMixture as SkGM
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 
 import jaxgmm
-from jaxgmm import _rows, em
+from jaxgmm import _em as em
+from jaxgmm import _rows
+from jaxgmm._typing import x64_scope
 
 
 def full_covariances(covariance_type, cov, k, d):
@@ -164,10 +166,12 @@ def test_float32_labels_agree_with_exact_labels_beyond_float32_accuracy():
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 1e-3)])
-def test_fast_form_is_used_only_inside_its_error_bound(dtype, tol):
+def test_fast_form_is_used_only_inside_its_error_bound(dtype, tol, monkeypatch):
     """Both sides of the boundary: wherever the estimate keeps the fast form, the
     fast form is accurate; the centred form takes over before it is not. Ordinary
-    data (the benchmark's shape) stays on the fast form."""
+    data (the benchmark's shape) stays on the fast form. (These blocks are small
+    enough for the centred form alone: small data is treated as large here.)"""
+    monkeypatch.setattr(_rows, "SMALL_ROWS", 0)
     rng = np.random.default_rng(3)
     used_fast = used_exact = 0
     for std in np.geomspace(1.0, 1e-6, 13):
@@ -224,3 +228,15 @@ def test_scaling_data_scales_nothing_else():
         np.testing.assert_allclose(
             gm.score_samples(x * scale), base.score_samples(x) + shift, rtol=1e-9
         )
+
+
+def test_small_data_uses_the_centred_form_alone():
+    """One block of at most SMALL_ROWS rows: the exact form, decided from shapes (a
+    Python True, so the fast form is never compiled); more rows keep the switch."""
+    x = np.random.default_rng(0).standard_normal((300, 3))
+    with x64_scope(np.float64):
+        small = _rows.make_blocks(jnp.asarray(x), jnp.ones(300), 512)
+        large = _rows.make_blocks(jnp.asarray(x), jnp.ones(300), 64)
+        cls = jaxgmm.FullCovariance
+        assert small.small and em.direct_form(cls, small) is True
+        assert not large.small and em.direct_form(cls, large) is False

@@ -1,4 +1,4 @@
-"""The mixture's parameters (``jaxgmm.params``) and what each covariance class owns
+"""The mixture's parameters (``jaxgmm._params``) and what each covariance class owns
 for them: padding, trimming, dense matrices, precisions, the variational prior."""
 
 from __future__ import annotations
