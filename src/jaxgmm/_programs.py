@@ -68,10 +68,10 @@ def compile_then_upload(fn, static: tuple, key, plan: RowPlan, *rest):
     compiled from the rows' shapes, so that compiling and the data's device copy never
     hold memory together (a first fit of 4M x 8 float64 peaked at 3.4x the data the
     other way round, 2.4x this way). Data already on the device, or a call being
-    traced, goes through ``fn`` itself."""
+    traced (or run with ``jax.disable_jit``), goes through ``fn`` itself."""
     dynamic = (key, plan.abstract(), *rest)
     traced = any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(dynamic))
-    if plan.on_device or traced:
+    if plan.on_device or traced or jax.config.jax_disable_jit:
         return fn(*static, key, plan.upload(), *rest)
     signature = _signature(fn, static, dynamic, plan.small)
     program = _PROGRAMS.get(signature)
