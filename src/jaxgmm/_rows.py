@@ -107,7 +107,7 @@ class RowPlan:
     @property
     def small(self) -> bool:
         """Whether the fit's blocks will be :attr:`Blocks.small`."""
-        return self.n_rows == self.block_rows and self.n_rows <= SMALL_ROWS
+        return is_small(self.n_rows, self.block_rows)
 
     @property
     def nbytes(self) -> int:
@@ -223,6 +223,12 @@ def _write_rows(buffer, chunk, start):
 SMALL_ROWS = 4096
 
 
+def is_small(n_rows: int, block_rows: int) -> bool:
+    """Whether ``n_rows`` (padding included) cut in blocks of ``block_rows`` is small
+    data: one block of at most :data:`SMALL_ROWS` rows."""
+    return n_rows == block_rows and n_rows <= SMALL_ROWS
+
+
 @pytree_dataclass
 class Blocks:
     """The data cut into equal blocks of rows; padding rows have zero weight.
@@ -259,7 +265,7 @@ class Blocks:
     @property
     def small(self) -> bool:
         """One block of at most :data:`SMALL_ROWS` rows (static: from shapes)."""
-        return self.x.shape[0] == 1 and self.x.shape[1] <= SMALL_ROWS
+        return is_small(self.x.shape[0] * self.x.shape[1], self.x.shape[1])
 
     def rows(self, centred: bool = True) -> tuple[Float[Array, "n d"], Float[Array, " n"]]:
         """All rows, padding included, as one (n_blocks * block, d) array, about

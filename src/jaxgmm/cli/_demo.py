@@ -59,7 +59,7 @@ def report(seed: int = 0, n_init: int = 5, max_k: int = 8, criterion: str = "bic
     model.fit(X)
     warm = time.perf_counter() - t0
 
-    table = {k: model.criterion_[k] for k in model.criterion_.dtype.names}
+    table = table_lists(model.criterion_)
     say()
     say(criterion_table(table, criterion, (model.covariance_type_, model.n_components_)))
 
