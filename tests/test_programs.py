@@ -87,3 +87,12 @@ def test_traced_calls_go_through_jit():
     fit = jax.jit(lambda key: jaxgmm.fit(key, x, 2).lower_bound)
     direct = jaxgmm.fit(jax.random.key(0), x, 2).lower_bound
     np.testing.assert_allclose(float(fit(jax.random.key(0))), float(direct), rtol=1e-6)
+
+
+def test_cache_keeps_the_programs_used_last_within_its_size(tmp_path):
+    for i, name in enumerate(("old", "mid", "new")):
+        p = tmp_path / f"{name}.xla"
+        p.write_bytes(b"x" * 100)
+        os.utime(p, (1000 + i, 1000 + i))
+    _programs._trim_cache(tmp_path, limit=250)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mid.xla", "new.xla"]

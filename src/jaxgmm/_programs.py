@@ -15,6 +15,8 @@ The engine's programs are compiled ahead of time from the rows' shapes
 
 ``JAXGMM_CACHE_DIR`` names the cache directory (default ``~/.cache/jaxgmm``, under
 ``$XDG_CACHE_HOME`` when set); ``JAXGMM_CACHE_DIR=off`` keeps programs in memory only.
+The directory holds at most ``_CACHE_BYTES``; the programs used longest ago are removed
+first.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ _TRIM_ABOVE_BYTES = 64 * 2**20
 #: XLA's settings for small data: a first fit of iris compiled in 0.6x the time.
 _SMALL_DATA_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 _OFF = ("off", "0", "none", "false", "no")
+#: The program cache keeps at most this much; the programs used longest ago go first.
+_CACHE_BYTES = 512 * 2**20
 
 
 def cache_dir() -> Path | None:
@@ -146,7 +150,9 @@ def _load(path: Path):
     try:
         serialized, in_tree, out_tree = pickle.loads(path.read_bytes())
         _prepare_lapack()
-        return deserialize_and_load(serialized, in_tree, out_tree)
+        program = deserialize_and_load(serialized, in_tree, out_tree)
+        os.utime(path)  # used now: the last to be removed
+        return program
     except Exception:
         return None
 
@@ -183,8 +189,27 @@ def _store(path: Path, program) -> None:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _trim_cache(path.parent)
     except Exception:
         return
+
+
+def _trim_cache(directory: Path, limit: int = _CACHE_BYTES) -> None:
+    """Remove the programs used longest ago until the directory holds at most
+    ``limit`` bytes."""
+    entries = []
+    for p in directory.glob("*.xla"):
+        try:
+            st = p.stat()
+        except OSError:  # removed by another process meanwhile
+            continue
+        entries.append((st.st_mtime, st.st_size, p))
+    total = sum(size for _, size, _ in entries)
+    for _, size, p in sorted(entries, key=lambda e: e[0]):
+        if total <= limit:
+            break
+        p.unlink(missing_ok=True)
+        total -= size
 
 
 def release_free_memory() -> None:
