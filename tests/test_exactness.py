@@ -181,7 +181,7 @@ def test_fast_form_is_used_only_inside_its_error_bound(dtype, tol, monkeypatch):
             x, w, m, c = (np.asarray(a, dtype) for a in (x, w, m, c))  # what the model holds
             ref, _ = reference(x, *(a.astype(np.float64) for a in (w, m, c)), covariance_type)
             cls = jaxgmm.COVARIANCE_TYPES[covariance_type]
-            with jax.enable_x64(dtype == np.float64):
+            with x64_scope(dtype):  # the engine's scope (full float32 products on GPUs)
                 params = jaxgmm.GMMParams(
                     jnp.asarray(w, dtype),
                     jnp.asarray(m, dtype),
@@ -205,7 +205,7 @@ def test_fast_form_is_used_only_inside_its_error_bound(dtype, tol, monkeypatch):
     centers = rng.normal(scale=4.0, size=(16, 16))
     x = (centers[rng.integers(0, 16, 5000)] + rng.normal(size=(5000, 16))).astype(dtype)
     gm = SkGM(16, random_state=0, max_iter=20).fit(x)
-    with jax.enable_x64(dtype == np.float64):
+    with x64_scope(dtype):
         params = jaxgmm.GMMParams(
             jnp.asarray(gm.weights_, dtype),
             jnp.asarray(gm.means_, dtype),

@@ -78,3 +78,16 @@ def test_gmm_params_structures_differ_by_covariance_class():
     tied = jaxgmm.GMMParams(a[0], a, jaxgmm.TiedCovariance(a, a))
     diag = jaxgmm.GMMParams(a[0], a, jaxgmm.DiagCovariance(a, a))
     assert jax.tree_util.tree_structure(tied) != jax.tree_util.tree_structure(diag)
+
+
+def test_float32_fits_use_full_precision_products_in_their_scope_only():
+    """GPUs use TF32 for float32 products by default; a float32 fit asks for full
+    float32 within its own scope and leaves the user's setting alone."""
+    from jaxgmm._typing import x64_scope
+
+    before = jax.config.jax_default_matmul_precision
+    with x64_scope(np.float32):
+        assert jax.config.jax_default_matmul_precision == "highest"
+    assert jax.config.jax_default_matmul_precision == before
+    jaxgmm.GaussianMixture(2, random_state=0).fit(X.astype(np.float32))
+    assert jax.config.jax_default_matmul_precision == before
