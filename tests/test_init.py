@@ -50,6 +50,34 @@ def test_kmeans_plusplus_never_draws_rows_of_zero_weight():
             assert idx.max() < len(x)
 
 
+def test_rows_are_drawn_in_proportion_block_by_block():
+    """The two-stage draw (a block by its sum, then a row in it) draws row i with
+    probability p_i / sum p, and never a row with p = 0 (zeros inside blocks, a whole
+    block of zeros, and zeros at a block's end)."""
+    rng = np.random.default_rng(5)
+    p = rng.uniform(0, 1, 64) * (rng.uniform(size=64) > 0.3)
+    p[16:32] = 0
+    p[47] = p[63] = 0
+    with x64_scope(np.float64):
+        blocks = make_blocks(jnp.zeros((64, 1)), None, 16)
+        pb = jnp.asarray(p).reshape(4, 16)
+        idx = np.asarray(_init._sample_rows(jax.random.key(0), lambda b: pb[b], blocks, 40_000))
+    counts = np.bincount(idx, minlength=64)
+    assert not counts[p == 0].any()
+    expected = 40_000 * p / p.sum()
+    assert np.all(np.abs(counts - expected) <= 5 * np.sqrt(expected) + 1)
+
+
+def test_unit_weights_seed_as_explicit_ones():
+    x, _ = _blobs(seed=4)
+    with x64_scope(np.float64):
+        implicit = make_blocks(jnp.asarray(x), None, 16, center="mean")
+        for seed in range(3):
+            a = _init.kmeans_plusplus(jax.random.key(seed), implicit, 4)
+            b = _init.kmeans_plusplus(jax.random.key(seed), _blocks(x), 4)
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_kmeans_plusplus_is_a_function_of_the_key():
     x, _ = _blobs(seed=2)
     with x64_scope(np.float64):

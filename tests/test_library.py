@@ -1,6 +1,9 @@
 """The library as a JAX user and a scikit-learn user meet it: composition with jit and
 vmap, no global side effects, scale invariance, parameters checked where set."""
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -91,3 +94,31 @@ def test_float32_fits_use_full_precision_products_in_their_scope_only():
     assert jax.config.jax_default_matmul_precision == before
     jaxgmm.GaussianMixture(2, random_state=0).fit(X.astype(np.float32))
     assert jax.config.jax_default_matmul_precision == before
+
+
+def test_import_loads_names_on_first_use(tmp_path):
+    """``import jaxgmm`` imports neither JAX nor scikit-learn (PEP 562); each public
+    name loads its module when first used, and ``load`` restores every estimator
+    class in a process that has used none of them."""
+    gm = jaxgmm.GaussianMixtureIC(n_components=2, covariance_type="diag", n_init=1)
+    gm.fit(np.random.default_rng(0).normal(size=(60, 2)))
+    gm.save(tmp_path / "ic.npz")
+    script = f"""
+import sys
+import jaxgmm
+assert "jax" not in sys.modules and "sklearn" not in sys.modules, "eager import"
+assert set(jaxgmm.__all__) <= set(dir(jaxgmm))
+model = jaxgmm.load({str(tmp_path / "ic.npz")!r})
+print(type(model).__name__, model.n_components_)
+try:
+    jaxgmm.no_such_name
+except AttributeError as e:
+    print(e)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == [
+        f"GaussianMixtureIC {gm.n_components_}",
+        "module 'jaxgmm' has no attribute 'no_such_name'",
+    ]

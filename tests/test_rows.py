@@ -30,12 +30,39 @@ def test_prepare_rows_pads_with_zero_weight():
     x = np.random.default_rng(1).standard_normal((1000, 4))
     w = np.linspace(0.5, 2, 1000)
     with x64_scope(np.float64):
-        xp, wp, n_used, block_rows, n = _rows.prepare_rows(x, w, FullCovariance, np.float64)
-    assert n == 1000 and xp.shape[0] % block_rows == 0 and xp.shape[0] >= 1000
-    np.testing.assert_array_equal(np.asarray(xp)[:1000], x)
-    np.testing.assert_array_equal(np.asarray(wp)[:1000], w)
-    assert not np.asarray(wp)[1000:].any()
-    assert int(n_used) == -(-1000 // block_rows)
+        rows, plan = _rows.prepare_rows(x, w, FullCovariance, np.float64)
+    xp, wp, block_rows = np.asarray(rows.x), np.asarray(rows.w), plan.block_rows
+    assert int(rows.n_samples) == 1000 and xp.shape[0] % block_rows == 0 and xp.shape[0] >= 1000
+    np.testing.assert_array_equal(xp[:1000], x)
+    np.testing.assert_array_equal(wp[:1000], w)
+    assert not wp[1000:].any() and not xp[1000:].any()
+
+
+def test_unit_weights_are_never_stored():
+    """Without sample weights no weight array is uploaded (it was 1/D of the data):
+    block by block, the first n_samples rows weigh 1 and the padding 0."""
+    x = np.random.default_rng(1).standard_normal((1000, 4)) + 5.0
+    with x64_scope(np.float64):
+        rows, _ = _rows.prepare_rows(x, None, FullCovariance, np.float64, block_rows=256)
+        assert rows.w is None and int(rows.n_samples) == 1000
+        blocks = _rows.make_blocks(rows.x, rows.w, 256, rows.n_samples, center="mean")
+        explicit = _rows.make_blocks(
+            rows.x,
+            jnp.asarray((np.arange(rows.x.shape[0]) < 1000).astype(float)),
+            256,
+            rows.n_samples,
+            center="mean",
+        )
+        assert int(blocks.n_used) == 4 and blocks.w is None
+        np.testing.assert_array_equal(np.asarray(blocks.block(3)[1]), np.arange(768, 1024) < 1000)
+        for a, b in zip(
+            (blocks.total, blocks.center, blocks.radius),
+            (explicit.total, explicit.center, explicit.radius),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert float(blocks.total) == 1000.0
+        np.testing.assert_allclose(np.asarray(blocks.center), x.mean(0), rtol=1e-14)
 
 
 def test_blocks_total_centre_radius_and_sum_rows():

@@ -35,7 +35,7 @@ from . import _progress
 from ._covariance import Covariance
 from ._params import GMMParams, all_finite
 from ._pytree import pytree_dataclass
-from ._rows import Blocks, make_blocks, prepare_rows, sum_rows
+from ._rows import Blocks, Rows, make_blocks, prepare_rows, sum_rows
 from ._stats import SuffStats
 from ._typing import Array, Bool, Float, Int, Status, float_dtype, x64_scope
 
@@ -539,10 +539,11 @@ def log_prob_resp(
 
 
 @functools.partial(jax.jit, static_argnames="block_rows")
-def _score_rows(params: GMMParams, x, w, block_rows: int):
+def _score_rows(params: GMMParams, rows: Rows, block_rows: int):
     # The expanded form is taken about the mixture's mean (less cancellation); the
     # exact form, where it is needed, sees the rows and means as given.
-    blocks = make_blocks(x, w, block_rows, center=params.weights @ params.means)
+    center = params.weights @ params.means
+    blocks = make_blocks(rows.x, rows.w, block_rows, rows.n_samples, center=center)
     log_norm, log_resp = log_prob_resp(params, blocks)
     return log_norm.reshape(-1), log_resp.reshape(-1, params.n_components)
 
@@ -552,10 +553,10 @@ def score_rows_padded(params: GMMParams, X) -> tuple[Array, Array, int]:
     log_resp, n_samples)``; slicing on the host avoids compiling a slice per size."""
     dtype = float_dtype(params.means)
     with x64_scope(dtype):
-        x, w, _, block_rows, n = prepare_rows(X, None, type(params.covariance), dtype)
+        rows, plan = prepare_rows(X, None, type(params.covariance), dtype)
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
-        log_prob, log_resp = _score_rows(params, x, w, block_rows)
-        return log_prob, log_resp, n
+        log_prob, log_resp = _score_rows(params, rows, plan.block_rows)
+        return log_prob, log_resp, plan.n_samples
 
 
 def score_rows(

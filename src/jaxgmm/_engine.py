@@ -187,9 +187,10 @@ def batch_columns(ks: tuple[int, ...], n_init: int, n_devices: int) -> int:
 
 
 def _blocks(rows: Rows, batch: Batch) -> Blocks:
-    x, w = jnp.asarray(rows.x), jnp.asarray(rows.w)  # host arrays under jax.disable_jit()
+    # host arrays under jax.disable_jit()
+    x, w = jnp.asarray(rows.x), None if rows.w is None else jnp.asarray(rows.w)
     # The fast forms work about the data's centre: far less cancellation.
-    return make_blocks(x, w, batch.block_rows, rows.n_used, center="mean")
+    return make_blocks(x, w, batch.block_rows, rows.n_samples, center="mean")
 
 
 def over_fits(fn, batched, shared, n_devices):

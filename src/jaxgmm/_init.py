@@ -56,21 +56,41 @@ def _params_from_rows(
     The statistics are taken about the rows themselves, so each covariance is exactly
     ``reg_covar`` times the identity (raw moments would cancel to noise here).
     """
-    x, w = blocks.rows(centred=False)  # about themselves: exact as given
-    x_sel, w_sel = x[idx], w[idx]
+    x_sel = blocks.rows_of(idx, centred=False)  # about themselves: exact as given
+    w_sel = blocks.weights_of(idx)
     stats = SuffStats.from_block_centered(
         jnp.diag(w_sel), x_sel, x_sel, cov_cls.centered_second_moments
     )
     return GMMParams.from_stats(stats, cov_cls, reg_covar, blocks.total, x_sel, active)
 
 
-def _sample_rows(key: PRNGKeyArray, p: Float[Array, " n"], n_draws: int) -> Int[Array, " t"]:
-    """Rows drawn with replacement with probability proportional to ``p >= 0``;
-    draw t depends on t alone, not on ``n_draws``."""
-    cum = jnp.cumsum(p)
-    draw = lambda t: jax.random.uniform(jax.random.fold_in(key, t), (), p.dtype)
+def _sample_rows(
+    key: PRNGKeyArray, p_of: Callable[[Array], Array], blocks: Blocks, n_draws: int
+) -> Int[Array, " t"]:
+    """Rows drawn with replacement with probability proportional to ``p >= 0``, given
+    block by block (``p_of(b)``, never held for all rows at once); draw t depends on
+    t alone, not on ``n_draws``.
+
+    Each draw picks a block by the blocks' sums, then a row within it by that block's
+    cumulative sums; only rows with ``p > 0`` are ever drawn.
+    """
+    n_blocks, block = blocks.x.shape[:2]
+    sums = lax.map(lambda b: jnp.sum(p_of(b)), jnp.arange(n_blocks))
+    cum = jnp.cumsum(sums)
+    draw = lambda t: jax.random.uniform(jax.random.fold_in(key, t), (), cum.dtype)
     u = jax.vmap(draw)(jnp.arange(n_draws)) * cum[-1]
-    return jnp.clip(jnp.searchsorted(cum, u, side="right"), 0, p.shape[0] - 1)
+    b = jnp.clip(jnp.searchsorted(cum, u, side="right"), 0, n_blocks - 1)
+
+    def within(u, b):
+        p = p_of(b)
+        u = jnp.maximum(u - jnp.where(b > 0, cum[jnp.maximum(b - 1, 0)], 0), 0)
+        i = jnp.searchsorted(jnp.cumsum(p), u, side="right")
+        # rounding between the blocks' sums and the block's own cumulative sums can
+        # carry u past the block's last row of positive p: take that row instead
+        last = block - 1 - jnp.argmax((p > 0)[::-1])
+        return (b * block + jnp.minimum(i, last)).astype(jnp.int32)
+
+    return jax.vmap(within)(u, b)
 
 
 def _sq_dist(x: Float[Array, "n d"], x_sq: Float[Array, " n"], c: Float[Array, "t d"]):
@@ -88,56 +108,66 @@ def kmeans_plusplus(
     probability proportional to ``w * D(x)^2``. With ``n_active < n_clusters`` only
     the first ``n_active`` centres are chosen (with that k's number of candidates).
     Distances are taken block by block about ``blocks.center``: no centred copy of
-    the data is made, and no cancellation for data far from the origin.
+    the data is made, and no cancellation for data far from the origin. The one
+    per-row array held is each row's distance to its closest centre so far (updated
+    in place); the draws' probabilities are made block by block from it.
     """
     n_active = n_clusters if n_active is None else n_active
     max_trials = 2 + int(math.log(n_clusters))
     n_trials = 2 + jnp.floor(jnp.log(jnp.asarray(n_active, jnp.float32))).astype(jnp.int32)
-    w = blocks.w.reshape(-1)
 
     def block_dist(xb, c):
         xb = xb - blocks.center
         return _sq_dist(xb, jnp.sum(xb * xb, 1), c)
 
-    def dist_to(c: Float[Array, " d"]) -> Float[Array, " n"]:
+    def dist_to(c: Float[Array, " d"]) -> Float[Array, "n_blocks block"]:
         """Squared distances of every row to one centre, block by block."""
-        return lax.map(lambda xb: block_dist(xb, c[None])[0], blocks.x).reshape(-1)
+        return blocks.map(lambda xb, _w, _b: block_dist(xb, c[None])[0])
+
+    def nearer(closest, c: Float[Array, " d"], live):
+        """``closest`` lowered to the distances to ``c`` where ``live``, block by
+        block, in place."""
+
+        def update(b, closest):
+            new = jnp.minimum(closest[b], block_dist(blocks.block(b)[0], c[None])[0])
+            new = jnp.where(live, new, closest[b])
+            return lax.dynamic_update_index_in_dim(closest, new, b, 0)
+
+        return lax.fori_loop(0, blocks.n_used, update, closest)
 
     def potentials(c: Float[Array, "t d"], closest) -> Float[Array, " t"]:
         """``sum w min(closest, D(x, c_t)^2)`` of each candidate, block by block: the
         (candidates x rows) distances are never held at once."""
-
-        def block(args):
-            xb, wb, cb = args
-            return jnp.minimum(cb[None, :], block_dist(xb, c)) @ wb
-
-        per_block = lax.map(block, (blocks.x, blocks.w, closest.reshape(blocks.w.shape)))
-        return jnp.sum(per_block, 0)
+        block = lambda xb, wb, b: jnp.minimum(closest[b][None, :], block_dist(xb, c)) @ wb
+        return sum_rows(block, blocks)
 
     key, first_key = jax.random.split(key)
-    first = _sample_rows(first_key, w, 1)
-    closest = dist_to(rows_at(blocks, first)[0])
+    first = _sample_rows(first_key, lambda b: blocks.block(b)[1], blocks, 1)
+    closest = dist_to(blocks.rows_of(first)[0])
     idx = jnp.zeros((n_clusters,), jnp.int32).at[0].set(first[0])
 
     def body(c, carry):
         idx, closest, key = carry
         key, sub = jax.random.split(key)
-        pot = w * closest
-        # All rows already coincide with a centre: draw among the rows by weight.
-        p = jnp.where(jnp.sum(pot) > 0, pot, w)
-        cand = _sample_rows(sub, p, max_trials)
-        pots = potentials(rows_at(blocks, cand), closest)
+        anywhere = sum_rows(lambda _, wb, b: jnp.sum(wb * closest[b]), blocks) > 0
+
+        def p_of(b):
+            wb = blocks.block(b)[1]
+            # All rows already coincide with a centre: draw among the rows by weight.
+            return jnp.where(anywhere, wb * closest[b], wb)
+
+        cand = _sample_rows(sub, p_of, blocks, max_trials)
+        pots = potentials(blocks.rows_of(cand), closest)
         pots = jnp.where(jnp.arange(max_trials) < n_trials, pots, jnp.inf)
         best = cand[jnp.argmin(pots)]
-        closest = jnp.minimum(closest, dist_to(rows_at(blocks, best[None])[0]))
-        return idx.at[c].set(best), closest, key
+        live = c < n_active
+        closest = nearer(closest, blocks.rows_of(best[None])[0], live)
+        return idx.at[c].set(jnp.where(live, best, 0)), closest, key
 
-    return lax.fori_loop(1, n_active, body, (idx, closest, key))[0]
-
-
-def rows_at(blocks: Blocks, idx: Int[Array, " t"]) -> Float[Array, "t d"]:
-    """Rows ``idx`` of the blocks, about ``blocks.center``."""
-    return blocks.x.reshape(-1, blocks.n_features)[idx] - blocks.center
+    # The loop runs to n_clusters, not to n_active: n_active differs between the fits
+    # of a batch, and a loop whose trip count is batched (vmap) selects between old
+    # and new carries, which holds a second copy of ``closest``.
+    return lax.fori_loop(1, n_clusters, body, (idx, closest, key))[0]
 
 
 def kmeans(
@@ -195,7 +225,7 @@ def _inactive_penalty(k, active, dtype):
 
 def kmeans_centers(key, blocks: Blocks, k: int, active) -> Float[Array, "k d"]:
     """The ``'kmeans'`` initialization's centres: k-means++ seeding, then Lloyd."""
-    seeds = rows_at(blocks, kmeans_plusplus(key, blocks, k, jnp.sum(active)))
+    seeds = blocks.rows_of(kmeans_plusplus(key, blocks, k, jnp.sum(active)))
     centers = kmeans(seeds, blocks, active=active)
     return centers + blocks.center
 
@@ -236,7 +266,7 @@ def _init_random(key, blocks, k, cov_cls, reg_covar, active):
 
 
 def _init_random_from_data(key, blocks, k, cov_cls, reg_covar, active):
-    w = blocks.w.reshape(-1)
+    w = blocks.weights_of(jnp.arange(blocks.x.shape[0] * blocks.block_rows))
     # Gumbel top-k: the first j rows drawn for k_max are the rows drawn for j.
     idx = jax.random.choice(key, w.shape[0], (k,), replace=False, p=w / blocks.total)
     return _params_from_rows(idx, blocks, cov_cls, reg_covar, active)

@@ -22,7 +22,6 @@ first.
 from __future__ import annotations
 
 import collections
-import ctypes
 import functools
 import hashlib
 import os
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import jax
 
-from ._rows import RowPlan
+from ._rows import RowPlan, release_free_memory
 
 __all__ = ["cache_dir", "clear_programs", "compile_then_upload"]
 
@@ -210,12 +209,3 @@ def _trim_cache(directory: Path, limit: int = _CACHE_BYTES) -> None:
             break
         p.unlink(missing_ok=True)
         total -= size
-
-
-def release_free_memory() -> None:
-    """Return the C heap's free pages to the system (glibc's ``malloc_trim``); a no-op
-    where there is no such function."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass

@@ -8,6 +8,7 @@ over rows goes through :func:`sum_rows`.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import functools
 import math
@@ -39,11 +40,13 @@ __all__ = [
 @pytree_dataclass
 class Rows:
     """Prepared rows (:func:`prepare_rows`): padded data ``x``, weights ``w`` (0 on
-    padding) and ``n_used``, the number of blocks that hold data."""
+    padding; None for unit weights, which are then never stored: the first
+    ``n_samples`` rows weigh 1, the padding 0) and ``n_samples``, the rows before
+    padding."""
 
     x: Array
-    w: Array
-    n_used: Array
+    w: Array | None
+    n_samples: Array
 
 
 #: Target size of one block's feature matrix: 5 MiB gave the fastest iterations on
@@ -79,11 +82,15 @@ def padded_rows(n_samples: int, block_rows: int) -> int:
 
 
 def pad_rows(x, w, n_rows: int):
-    """``x`` and ``w`` with zero rows (zero weight) appended up to ``n_rows``."""
+    """``x`` and ``w`` (None for unit weights) with zero rows (zero weight) appended
+    up to ``n_rows``."""
     pad = n_rows - x.shape[0]
     xp = np if isinstance(x, np.ndarray) else jnp
     x = xp.concatenate([x, xp.zeros((pad, x.shape[1]), x.dtype)])
-    return x, xp.concatenate([w, xp.zeros((pad,), w.dtype)])
+    if w is not None:
+        w = xp.asarray(w)
+        w = xp.concatenate([w, xp.zeros((pad,), w.dtype)])
+    return x, w
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,30 +120,27 @@ class RowPlan:
     def nbytes(self) -> int:
         return self.n_rows * self.x.shape[1] * np.dtype(self.dtype).itemsize
 
-    def _n_used(self):
-        return jnp.asarray(-(-self.n_samples // self.block_rows), jnp.int32)
-
     def abstract(self) -> Rows:
         """The prepared rows' shapes and dtypes (what a program is compiled for)."""
         d = self.x.shape[1]
-        return Rows(
-            jax.ShapeDtypeStruct((self.n_rows, d), self.dtype),
-            jax.ShapeDtypeStruct((self.n_rows,), self.dtype),
-            jax.ShapeDtypeStruct((), jnp.int32),
-        )
+        count = jax.ShapeDtypeStruct((), jnp.int32)
+        w = None if self.w is None else jax.ShapeDtypeStruct((self.n_rows,), self.dtype)
+        return Rows(jax.ShapeDtypeStruct((self.n_rows, d), self.dtype), w, count)
 
     def upload(self) -> Rows:
-        """The rows cast, padded with zero-weight rows, on the device."""
-        n = self.n_samples
-        w = np.ones(n, self.dtype) if self.w is None else self.w
+        """The rows cast, padded with zero rows, on the device; the weights (if any)
+        padded with zeros."""
+        n_samples = jnp.asarray(self.n_samples, jnp.int32)
         if self.on_device:
-            x, w = pad_rows(
-                self.x.astype(self.dtype), jnp.asarray(w).astype(self.dtype), self.n_rows
-            )
-            return Rows(x, w, self._n_used())
-        w_padded = np.zeros(self.n_rows, self.dtype)
-        w_padded[:n] = np.asarray(w)
-        return Rows(upload(self.x, self.n_rows, self.dtype), jnp.asarray(w_padded), self._n_used())
+            x, w = pad_rows(self.x.astype(self.dtype), self.w, self.n_rows)
+            w = None if w is None else w.astype(self.dtype)
+        else:
+            x, w = upload(self.x, self.n_rows, self.dtype), None
+            if self.w is not None:
+                w = np.zeros(self.n_rows, self.dtype)
+                w[: self.n_samples] = np.asarray(self.w)
+                w = jnp.asarray(w)
+        return Rows(x, w, n_samples)
 
 
 def plan_rows(X, sample_weight, covariance_class, dtype, block_rows=None, n_columns=0) -> RowPlan:
@@ -160,23 +164,16 @@ def plan_rows(X, sample_weight, covariance_class, dtype, block_rows=None, n_colu
     return RowPlan(x, sample_weight, dtype, n_rows, block_rows, n_samples)
 
 
-def prepare_rows(X, sample_weight, covariance_class, dtype, block_rows=None, n_columns=0):
-    """:func:`plan_rows`, uploaded at once.
-
-    Returns
-    -------
-    x, w : arrays of padded_rows(n_samples, block_rows) rows
-    n_used : int array, the blocks that hold data
-    block_rows : int
-    n_samples : int
-    """
+def prepare_rows(
+    X, sample_weight, covariance_class, dtype, block_rows=None, n_columns=0
+) -> tuple[Rows, RowPlan]:
+    """:func:`plan_rows`, uploaded at once: the rows and their plan."""
     plan = plan_rows(X, sample_weight, covariance_class, dtype, block_rows, n_columns)
-    rows = plan.upload()
-    return rows.x, rows.w, rows.n_used, plan.block_rows, plan.n_samples
+    return plan.upload(), plan
 
 
 #: Host arrays larger than this go to the device in chunks of about this size.
-_UPLOAD_CHUNK_BYTES = 8 * 2**20
+_UPLOAD_CHUNK_BYTES = 2 * 2**20
 
 
 def upload(x: np.ndarray, n_rows: int, dtype) -> Array:
@@ -207,7 +204,20 @@ def upload(x: np.ndarray, n_rows: int, dtype) -> Array:
         # Dispatch is asynchronous: without waiting, every chunk (and its device
         # copy) would be queued at once, and the upload would hold the data twice.
         buffer.block_until_ready()
+    del chunk
+    # glibc keeps the freed chunks for reuse (30-40 MB after 4M x 8 rows): give
+    # them back before the fit needs its own memory
+    release_free_memory()
     return buffer
+
+
+def release_free_memory() -> None:
+    """Return the C heap's free pages to the system (glibc's ``malloc_trim``); a no-op
+    where there is no such function."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 @functools.partial(jax.jit, donate_argnums=0)
@@ -236,7 +246,10 @@ class Blocks:
     Attributes
     ----------
     x : array of shape (n_blocks, block_rows, n_features)
-    w : array of shape (n_blocks, block_rows)
+    w : array of shape (n_blocks, block_rows), or None
+        The rows' weights (0 on padding); None for unit weights (:meth:`block`).
+    n_samples : int array
+        The rows before padding.
     n_used : int array
         Blocks that hold data; passes over the data stop there.
     center : array of shape (n_features,)
@@ -252,7 +265,8 @@ class Blocks:
     """
 
     x: Float[Array, "n_blocks block d"]
-    w: Float[Array, "n_blocks block"]
+    w: Float[Array, "n_blocks block"] | None
+    n_samples: Int[Array, ""]
     n_used: Int[Array, ""]
     center: Float[Array, " d"]
     radius: Float[Array, ""]
@@ -263,32 +277,62 @@ class Blocks:
         return self.x.shape[-1]
 
     @property
+    def block_rows(self) -> int:
+        return self.x.shape[1]
+
+    @property
     def small(self) -> bool:
         """One block of at most :data:`SMALL_ROWS` rows (static: from shapes)."""
-        return is_small(self.x.shape[0] * self.x.shape[1], self.x.shape[1])
+        return is_small(self.x.shape[0] * self.block_rows, self.block_rows)
 
-    def rows(self, centred: bool = True) -> tuple[Float[Array, "n d"], Float[Array, " n"]]:
-        """All rows, padding included, as one (n_blocks * block, d) array, about
-        ``center`` (or as given)."""
-        x = self.x.reshape(-1, self.n_features)
-        return (x - self.center if centred else x), self.w.reshape(-1)
+    def block(self, b: Int[Array, ""]) -> tuple[Float[Array, "block d"], Float[Array, " block"]]:
+        """Rows and weights of block ``b``. Unit weights are made here, block by
+        block, never stored: 1 on the first ``n_samples`` rows, 0 on the padding."""
+        x = lax.dynamic_index_in_dim(self.x, b, keepdims=False)
+        if self.w is not None:
+            return x, lax.dynamic_index_in_dim(self.w, b, keepdims=False)
+        return x, self.weights_of(b * self.block_rows + jnp.arange(self.block_rows))
+
+    def weights_of(self, idx: Int[Array, "..."]) -> Float[Array, "..."]:
+        """The weights of rows ``idx`` (indices into all rows, padding included)."""
+        if self.w is not None:
+            return self.w.reshape(-1)[idx]
+        return (idx < self.n_samples).astype(self.x.dtype)
+
+    def rows_of(self, idx: Int[Array, " t"], centred: bool = True) -> Float[Array, "t d"]:
+        """Rows ``idx`` (indices into all rows, padding included), about ``center``
+        (or as given)."""
+        x = self.x.reshape(-1, self.n_features)[idx]
+        return x - self.center if centred else x
+
+    def map(self, fn: Callable[..., Any]) -> Any:
+        """``fn(x_b, w_b, b)`` of every block, stacked as ``lax.map`` stacks them."""
+        return lax.map(lambda b: fn(*self.block(b), b), jnp.arange(self.x.shape[0]))
 
 
 def make_blocks(
-    x: Float[Array, "n d"], w: Float[Array, " n"], block_rows: int, n_used=None, center=None
+    x: Float[Array, "n d"],
+    w: Float[Array, " n"] | None,
+    block_rows: int,
+    n_samples=None,
+    center=None,
 ) -> Blocks:
-    """Cut rows into blocks (padding the tail); ``n_used`` defaults to all blocks.
-    ``center`` is a point, or ``"mean"`` for the rows' weighted mean (the default is
-    the origin)."""
+    """Cut rows into blocks (padding the tail). ``w`` None means unit weights on the
+    first ``n_samples`` rows (by default all), the rest being padding. ``center`` is a
+    point, or ``"mean"`` for the rows' weighted mean (the default is the origin)."""
     n, d = x.shape
     n_blocks = -(-n // block_rows)
     if n_blocks * block_rows != n:
         x, w = pad_rows(x, w, n_blocks * block_rows)
-    n_used = jnp.asarray(n_blocks if n_used is None else n_used, jnp.int32)
+    n_samples = jnp.asarray(n if n_samples is None else n_samples, jnp.int32)
+    # with weights, the padding's blocks hold no data either; a zero-weight row inside
+    # the first n_samples is skipped by its weight
+    n_used = (n_samples + block_rows - 1) // block_rows
     zero = jnp.zeros((d,), x.dtype)
     blocks = Blocks(
         x.reshape(n_blocks, block_rows, d),
-        w.reshape(n_blocks, block_rows),
+        None if w is None else w.reshape(n_blocks, block_rows),
+        n_samples,
         n_used,
         zero,
         jnp.zeros((), x.dtype),
@@ -301,8 +345,8 @@ def make_blocks(
         total = sum_rows(lambda xb, wb, _: jnp.sum(wb), blocks)
         center = zero if center is None else center
     # block by block (no centred copy of the data); padding rows count as at the centre
-    far = lambda xb, wb: jnp.max(jnp.where(wb > 0, jnp.sum((xb - center) ** 2, axis=-1), 0))
-    radius = jnp.sqrt(jnp.max(lax.map(lambda b: far(*b), (blocks.x, blocks.w))))
+    far = lambda xb, wb, _: jnp.max(jnp.where(wb > 0, jnp.sum((xb - center) ** 2, axis=-1), 0))
+    radius = jnp.sqrt(jnp.max(blocks.map(far)))
     return dataclasses.replace(blocks, center=center, radius=radius, total=total)
 
 
@@ -314,12 +358,10 @@ def sum_rows(fn: Callable[..., Any], blocks: Blocks) -> Any:
     streamed chunks or across processes changes this function alone.
     """
     index = jnp.zeros((), jnp.int32)
-    shapes = jax.eval_shape(fn, blocks.x[0], blocks.w[0], index)
+    shapes = jax.eval_shape(lambda b: fn(*blocks.block(b), b), index)
     zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     def body(b, carry):
-        x = lax.dynamic_index_in_dim(blocks.x, b, keepdims=False)
-        w = lax.dynamic_index_in_dim(blocks.w, b, keepdims=False)
-        return jax.tree_util.tree_map(jnp.add, carry, fn(x, w, b))
+        return jax.tree_util.tree_map(jnp.add, carry, fn(*blocks.block(b), b))
 
     return lax.fori_loop(0, blocks.n_used, body, zeros)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import _progress
-from .._io import load, read_metadata
+from .._io import read_metadata
+from .._loading import load
 from ._datafiles import DataError, Table, read_table, typed, write_table
 from ._record import FitRecord
 
