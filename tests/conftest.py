@@ -1,8 +1,14 @@
 import os
+import shutil
+import tempfile
 
-# Tests never write compiled programs into the user's cache directory; the cache
-# itself is tested in a subprocess (test_estimator.py::test_compilation_cache_opt_in_path_and_off).
-os.environ["JAXGMM_CACHE_DIR"] = "off"
+# Tests never write compiled programs into the user's cache directory. The run's
+# processes (pytest-xdist's workers inherit the environment of the process that starts
+# them) share one program cache of their own instead, removed at the end: a program
+# one worker compiled, the other loads. Tests of the cache itself set their own.
+if "PYTEST_XDIST_WORKER" not in os.environ:
+    _TEST_CACHE = tempfile.mkdtemp(prefix="jaxgmm-test-programs-")
+    os.environ["JAXGMM_CACHE_DIR"] = _TEST_CACHE
 
 import jax
 import numpy as np
@@ -41,6 +47,11 @@ def _release_compiled_programs():
     if _n_memory_maps() > 20_000:
         jax.clear_caches()
         _programs.clear_programs()
+
+
+def pytest_unconfigure(config):
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        shutil.rmtree(_TEST_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

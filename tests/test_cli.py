@@ -21,10 +21,9 @@ SCRIPT = Path(sys.executable).parent / "jaxgmm"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    # one compilation cache for this module's subprocesses: same shapes compile once
-    cache = tmp_path_factory.mktemp("xla")
-    return dict(os.environ, JAXGMM_CACHE_DIR=str(cache), JAX_PLATFORMS="cpu")
+def env():
+    # the test run's program cache (conftest.py): the same shapes compile once
+    return dict(os.environ, JAX_PLATFORMS="cpu")
 
 
 def run(env, *args, cwd=None, extra_env=None):

@@ -80,6 +80,52 @@ def test_same_shapes_reuse_the_compiled_program(monkeypatch):
     assert len(_programs._PROGRAMS) == n + 1
 
 
+def _fit_all(x, settings):
+    out = []
+    for k, n_init, cov in settings:
+        m = jaxgmm.GaussianMixture(k, n_init=n_init, covariance_type=cov, random_state=0).fit(x)
+        out.append((m, m.predict_proba(x), m.score_samples(x)))
+    return out
+
+
+def test_small_data_shares_one_program_across_k_and_n_init(monkeypatch):
+    """Small data rounds K up to 8 (masked components) and the restarts up to 8
+    (dropped afterwards): a new K or n_init compiles nothing, for fitting and for
+    scoring, and every result equals the fit compiled for its own K and n_init."""
+    from jaxgmm import _engine
+
+    monkeypatch.setenv("JAXGMM_CACHE_DIR", "off")
+    x, _ = jaxgmm.make_seed_blobs(0)
+    settings = [(3, 1, "full"), (1, 1, "full"), (5, 3, "full"), (8, 8, "full"), (2, 2, "tied")]
+    _programs.clear_programs()
+    rounded = _fit_all(x, settings[:1])
+    n = len(_programs._PROGRAMS)  # one fit program, one scoring program
+    rounded += _fit_all(x, settings[1:4])
+    assert len(_programs._PROGRAMS) == n
+    rounded += _fit_all(x, settings[4:])
+    assert len(_programs._PROGRAMS) == n + 2  # another type: its own two programs
+    monkeypatch.setattr(_engine, "ROUNDING_WORK", 0)  # each batch as asked
+    plain = _fit_all(x, settings)
+    for (a, pa, sa), (b, pb, sb), setting in zip(rounded, plain, settings, strict=True):
+        assert a.n_iter_ == b.n_iter_ and a.weights_.shape == (setting[0],), setting
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(a.lower_bound_, b.lower_bound_, rtol=1e-12)
+        np.testing.assert_allclose(pa, pb, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(sa, sb, rtol=1e-12)
+
+
+def test_large_batches_are_not_rounded():
+    """Past the rounding's work limit (here 2,048 rows of 64 features) each K keeps a
+    program of its own: rounding up would cost more per pass than compiling."""
+    from jaxgmm import _engine
+
+    batch = _engine.Batch((3,), 1)
+    assert batch.bucketed(256, 4) == _engine.Batch((8,), 8)
+    assert batch.bucketed(2048, 64) is None
+    assert _engine.Batch((3,), 5).bucketed(2048, 20) == _engine.Batch((8,), 5)
+
+
 def test_traced_calls_go_through_jit():
     """Under the user's own jit the engine is traced as before (no ahead-of-time
     program can take tracers)."""
@@ -96,3 +142,38 @@ def test_cache_keeps_the_programs_used_last_within_its_size(tmp_path):
         os.utime(p, (1000 + i, 1000 + i))
     _programs._trim_cache(tmp_path, limit=250)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mid.xla", "new.xla"]
+
+
+class _Recorder:
+    def __init__(self):
+        self.events = []
+
+    def compiling(self, what):
+        self.events.append(("compiling", what))
+
+    def models_done(self, n):
+        self.events.append(("done", n))
+
+    def iteration(self, n_iter, lower_bound):
+        if not self.events or self.events[-1][0] != "iteration":
+            self.events.append(("iteration", None))
+
+
+def test_progress_says_when_a_program_is_compiled(monkeypatch):
+    """A reporter hears "compiling <type>" before the fit's iterations, once per new
+    program, and never for a program already compiled."""
+    from jaxgmm import _progress
+
+    monkeypatch.setenv("JAXGMM_CACHE_DIR", "off")
+    _programs.clear_programs()
+    x, _ = jaxgmm.make_seed_blobs(0)
+    recorder = _Recorder()
+    with _progress.reporting(recorder):
+        jaxgmm.sweep(jax.random.key(0), x, range(1, 4), ("tied", "diag"), n_init=2)
+        first = list(recorder.events)
+        jaxgmm.sweep(jax.random.key(1), x, range(1, 4), ("tied", "diag"), n_init=2)
+    compiled = [what for event, what in first if event == "compiling"]
+    assert compiled[-2:] == ["tied", "diag"] or compiled == ["kmeans_batch", "tied", "diag"]
+    assert first.index(("compiling", "tied")) < first.index(("iteration", None))
+    assert first[-1] == ("done", 3)
+    assert all(event != "compiling" for event, _ in recorder.events[len(first) :])

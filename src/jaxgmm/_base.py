@@ -62,9 +62,10 @@ FLOAT32_HINT = (
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> str | None:
     """Keep compiled programs on disk so that a new process need not recompile.
 
-    This sets JAX's process-wide ``jax_compilation_cache_dir``, so it also caches
-    your own JAX programs: the library never calls it by itself (the ``jaxgmm``
-    command does, for its own process). Uses ``path``, else ``$JAXGMM_CACHE_DIR``,
+    jaxgmm's own programs (fitting, scoring) are kept in its program cache whether or
+    not this is called; this sets JAX's process-wide ``jax_compilation_cache_dir``,
+    so it caches your other JAX programs too: neither the library nor the ``jaxgmm``
+    command calls it. Uses ``path``, else ``$JAXGMM_CACHE_DIR``,
     else ``~/.cache/jaxgmm/xla``; ``JAXGMM_CACHE_DIR=off`` switches it off. A cache
     directory the user already gave JAX is left alone.
 
@@ -390,8 +391,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
             np.float32 if X.dtype == np.float32 and self.means_.dtype == np.float32 else np.float64
         )
         params = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), self._params())
-        log_prob, log_resp, n = score_rows_padded(params, np.asarray(X, dtype))
-        return np.asarray(log_prob)[:n], np.asarray(log_resp)[:n]
+        log_prob, log_resp, n, k = score_rows_padded(params, np.asarray(X, dtype))
+        return np.asarray(log_prob)[:n], np.asarray(log_resp)[:n, :k]
 
     def _validate(self, X):
         check_is_fitted(self)

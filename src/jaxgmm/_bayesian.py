@@ -208,6 +208,10 @@ class Variational:
     #: The priors weigh against the counts: scaling the weights changes the fit.
     scale_free: ClassVar[bool] = False
 
+    #: K is part of the variational model (the truncation of the Dirichlet process,
+    #: the Dirichlet prior's dimension), so its batches are never rounded up.
+    rounds: ClassVar[bool] = False
+
     def start(self, options: Options, key, blocks: Blocks, inputs: Inputs, active):
         if inputs.params0 is not None:
             return inputs.params0

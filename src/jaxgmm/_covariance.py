@@ -198,22 +198,26 @@ class Covariance(abc.ABC):
         precision Cholesky factor is the identity too), as a fit's padding has."""
         if not self.per_component:
             return self
-        ident = self.identity(extra, self.covariances.shape[1:], self.covariances.dtype)
-        join = lambda a: jnp.concatenate([a, ident])
+        xp = np if isinstance(self.covariances, np.ndarray) else jnp  # host: no compiling
+        ident = self.identity(extra, self.covariances.shape[1:], self.covariances.dtype, xp)
+        join = lambda a: xp.concatenate([a, ident])
         return type(self)(join(self.covariances), join(self.precisions_cholesky))
 
-    def leading(self, k: int) -> Covariance:
-        """The first ``k`` components (numpy arrays in, numpy arrays out)."""
+    def leading(self, k: int, batch_ndim: int = 0) -> Covariance:
+        """The first ``k`` components (numpy arrays in, numpy arrays out), whose axis
+        follows ``batch_ndim`` batch axes."""
         if not self.per_component:
             return self
-        return type(self)(self.covariances[:k], self.precisions_cholesky[:k])
+        cut = lambda a: a[(slice(None),) * batch_ndim + (slice(0, k),)]
+        return type(self)(cut(self.covariances), cut(self.precisions_cholesky))
 
     @staticmethod
-    def identity(k: int, tail: tuple[int, ...], dtype) -> Array:
-        """``k`` identity covariances of this type (``tail``: one's shape)."""
+    def identity(k: int, tail: tuple[int, ...], dtype, xp=jnp) -> Array:
+        """``k`` identity covariances of this type (``tail``: one's shape), as
+        ``xp`` (jax.numpy or numpy) arrays."""
         if len(tail) == 2:
-            return jnp.broadcast_to(jnp.eye(tail[-1], dtype=dtype), (k, *tail))
-        return jnp.ones((k, *tail), dtype)
+            return xp.broadcast_to(xp.eye(tail[-1], dtype=dtype), (k, *tail))
+        return xp.ones((k, *tail), dtype)
 
     @staticmethod
     @abc.abstractmethod

@@ -34,8 +34,9 @@ from jax import lax
 from . import _progress
 from ._covariance import Covariance
 from ._params import GMMParams, all_finite
+from ._programs import compile_then_upload, rounded_components
 from ._pytree import pytree_dataclass
-from ._rows import Blocks, Rows, make_blocks, prepare_rows, sum_rows
+from ._rows import Blocks, Rows, make_blocks, plan_rows, sum_rows
 from ._stats import SuffStats
 from ._typing import Array, Bool, Float, Int, Status, float_dtype, x64_scope
 
@@ -538,8 +539,8 @@ def log_prob_resp(
     return log_norm, log_resp
 
 
-@functools.partial(jax.jit, static_argnames="block_rows")
-def _score_rows(params: GMMParams, rows: Rows, block_rows: int):
+@functools.partial(jax.jit, static_argnums=0)
+def _score_rows(block_rows: int, params: GMMParams, rows: Rows):
     # The expanded form is taken about the mixture's mean (less cancellation); the
     # exact form, where it is needed, sees the rows and means as given.
     center = params.weights @ params.means
@@ -548,15 +549,21 @@ def _score_rows(params: GMMParams, rows: Rows, block_rows: int):
     return log_norm.reshape(-1), log_resp.reshape(-1, params.n_components)
 
 
-def score_rows_padded(params: GMMParams, X) -> tuple[Array, Array, int]:
-    """:func:`score_rows` before the padding rows are cut off: ``(log_prob,
-    log_resp, n_samples)``; slicing on the host avoids compiling a slice per size."""
+def score_rows_padded(params: GMMParams, X) -> tuple[Array, Array, int, int]:
+    """:func:`score_rows` before the padding is cut off: ``(log_prob, log_resp,
+    n_samples, n_components)``; slicing on the host avoids compiling a slice per
+    size. Small data is scored with the components rounded up as a small fit rounds
+    them (:func:`~jaxgmm._programs.rounded_components`; the extra ones have weight 0),
+    so that models of nearby K share one program."""
     dtype = float_dtype(params.means)
+    k = params.n_components
     with x64_scope(dtype):
-        rows, plan = prepare_rows(X, None, type(params.covariance), dtype)
+        plan = plan_rows(X, None, type(params.covariance), dtype)
+        if plan.small and not isinstance(params.weights, jax.core.Tracer):
+            params = params.padded(rounded_components(k))
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
-        log_prob, log_resp = _score_rows(params, rows, plan.block_rows)
-        return log_prob, log_resp, plan.n_samples
+        log_prob, log_resp = compile_then_upload(_score_rows, (plan.block_rows,), params, plan)
+        return log_prob, log_resp, plan.n_samples, k
 
 
 def score_rows(
@@ -576,6 +583,6 @@ def score_rows(
     log_resp : array of shape (n_samples, n_components)
         ``log p(k | x)`` (the log of scikit-learn's ``predict_proba``).
     """
-    log_prob, log_resp, n = score_rows_padded(params, X)
+    log_prob, log_resp, n, k = score_rows_padded(params, X)
     with x64_scope(log_prob.dtype):
-        return log_prob[:n], log_resp[:n]
+        return log_prob[:n], log_resp[:n, :k]

@@ -38,7 +38,7 @@ from ._covariance import Covariance
 from ._em import FITS, final_scores, run_em
 from ._init import initialize, kmeans_centers, params_from_centers
 from ._params import GMMParams
-from ._programs import compile_then_upload
+from ._programs import compile_then_upload, rounded_components
 from ._pytree import pytree_dataclass
 from ._rows import Blocks, RowPlan, Rows, make_blocks, plan_rows
 from ._typing import Array, float_dtype, x64_scope
@@ -78,6 +78,9 @@ class Inputs:
     params0: Any = None  # warm start: every restart starts here
     centers: Array | None = None  # shared 'kmeans' centres, one set per fit
     priors: Any = None  # the variational model's priors
+    # the components each K of the batch uses, where the program holds more (small
+    # data: K rounded up so that nearby K share a program); None: the batch's ks
+    n_components: Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +129,13 @@ class MaximumLikelihood:
     def padded(self, params: GMMParams, k_max: int) -> GMMParams:
         return params.padded(k_max)
 
+    #: Whether small batches may be rounded up (:meth:`Batch.bucketed`); they are cut
+    #: back by :meth:`leading`.
+    rounds: ClassVar[bool] = True
+
+    def leading(self, params: GMMParams, k: int, batch_ndim: int = 0) -> GMMParams:
+        return params.leading(k, batch_ndim)
+
 
 @dataclasses.dataclass(frozen=True)
 class Options:
@@ -139,6 +149,12 @@ class Options:
     report: bool = False
 
 
+#: The most work (rows x components x fits x features^2, about the flops of one pass)
+#: a small batch may be rounded up to (:meth:`Batch.bucketed`): a few milliseconds a
+#: pass on one core, against a second or more to compile another program.
+ROUNDING_WORK = 2**25
+
+
 @dataclasses.dataclass(frozen=True)
 class Batch:
     """The batch's shape (static): fits of each K in ``ks`` x ``n_init`` restarts
@@ -150,12 +166,16 @@ class Batch:
         n_dev = device_count(self.n_devices, self.n_init * len(self.ks))
         n_columns = batch_columns(self.ks, self.n_init, n_dev)
         plan = plan_rows(X, sample_weight, cov_cls, dtype, self.block_rows, n_columns)
-        return plan, dataclasses.replace(self, n_devices=n_dev, block_rows=plan.block_rows)
+        # small data runs in microseconds: one K group, one EM loop to compile
+        split = self.split and not plan.small
+        batch = dataclasses.replace(self, n_devices=n_dev, block_rows=plan.block_rows, split=split)
+        return plan, batch
 
     ks: tuple[int, ...]
     n_init: int = 1
     n_devices: int | None = None  # None: every local device (resolved by run)
     block_rows: int | None = None  # None: sized for the data (resolved by run)
+    split: bool = True  # K in two groups (groups); not for small data (resolved by run)
 
     def groups(self) -> list[tuple[int, ...]]:
         """The K split in two batches, each padded to its own largest K: K up to half
@@ -164,13 +184,36 @@ class Batch:
         ones (about 1.5x less work for K = 1..8)."""
         ks = self.ks
         small = tuple(k for k in ks if k <= max(ks) // 2)
-        return [small, ks[len(small) :]] if len(ks) >= 4 and small else [ks]
+        return [small, ks[len(small) :]] if self.split and len(ks) >= 4 and small else [ks]
 
-    def fit_keys(self, key, group: tuple[int, ...]):
+    def fit_keys(self, key, group: tuple[int, ...], n_components=None):
         """Key and active component count of every fit of ``group`` (K-major): fit
-        (k, i) has restart key i whatever k, so it equals the plain k-component fit."""
+        (k, i) has restart key i whatever k, so it equals the plain k-component fit.
+        ``n_components`` (traced) replaces the group's K where given."""
         keys = jnp.tile(jax.random.split(key, self.n_init), len(group))
-        return keys, jnp.repeat(jnp.asarray(group, jnp.int32), self.n_init)
+        counts = jnp.asarray(group, jnp.int32) if n_components is None else n_components
+        return keys, jnp.repeat(counts, self.n_init)
+
+    def bucketed(self, n_rows: int, n_features: int) -> Batch | None:
+        """For small data, whose run time is negligible beside its compile time: K
+        rounded up as :func:`~jaxgmm._programs.rounded_components` rounds it, and the
+        restarts to a power of two (at least 8), so that a new K or ``n_init`` (a grid
+        search, cross-validation) reuses one program. The extra components are masked
+        (weight 0, as the sweep's padding) and the extra restarts dropped; restart i
+        keeps key i, as ``split(key, n)[i]`` does not depend on n with JAX's
+        partitionable threefry (the default; with it off the restarts are not
+        rounded). Where the rounded batch would cost more than
+        :data:`ROUNDING_WORK` per pass, the restarts are kept, then K too (None)."""
+        k_top = rounded_components(max(self.ks))
+        work = lambda n_init: n_rows * k_top * n_init * len(self.ks) * n_features**2
+        n_init = self.n_init
+        if jax.config.jax_threefry_partitionable:
+            n_init = max(8, 1 << (n_init - 1).bit_length())
+        if work(n_init) > ROUNDING_WORK:
+            n_init = self.n_init
+        if work(n_init) > ROUNDING_WORK:
+            return None
+        return dataclasses.replace(self, ks=(k_top,) * len(self.ks), n_init=n_init)
 
 
 def device_count(n_devices: int | None, n_fits: int) -> int:
@@ -238,14 +281,18 @@ def fit_batch(options: Options, batch: Batch, key, rows: Rows, inputs: Inputs):
     ``options.with_scores``, each fit's final log-likelihood and responsibility
     entropy (weighted sums)."""
     blocks = _blocks(rows, batch)
-    shared = (blocks, dataclasses.replace(inputs, centers=None))
+    shared = (blocks, dataclasses.replace(inputs, centers=None, n_components=None))
     parts, start, k_top = [], 0, max(batch.ks)
     for group in batch.groups():
         k_max = max(group)
         stop = start + len(group) * batch.n_init
         c = None if inputs.centers is None else inputs.centers[start:stop, :k_max]
         one = functools.partial(_one_fit, options, k_max=k_max)
-        out, scores = over_fits(one, (*batch.fit_keys(key, group), c), shared, batch.n_devices)
+        counts = None
+        if inputs.n_components is not None:
+            counts = inputs.n_components[start // batch.n_init : stop // batch.n_init]
+        fits = (*batch.fit_keys(key, group, counts), c)
+        out, scores = over_fits(one, fits, shared, batch.n_devices)
         params = jax.vmap(lambda p: options.model.padded(p, k_top))(out.params)
         parts.append((dataclasses.replace(out, params=params), scores))
         start = stop
@@ -296,10 +343,39 @@ def run(key, X, sample_weight, options: Options, batch: Batch, inputs: Inputs):
         is_array = lambda a: isinstance(a, (list, tuple))
         inputs = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), inputs, is_leaf=is_array)
         options = dataclasses.replace(options, report=_progress.active())
-        out, scores = compile_then_upload(fit_batch, (options, batch), key, plan, inputs)
+        compiled = batch
+        rounded = batch.bucketed(plan.n_rows, plan.x.shape[1])
+        if plan.small and rounded is not None and _may_round(options, batch, inputs):
+            rounded_plan, rounded = rounded.resolved(X, sample_weight, options.covariance, dtype)
+            if rounded_plan.small:
+                plan, compiled = rounded_plan, rounded
+                counts = jnp.asarray(batch.ks, jnp.int32)
+                inputs = dataclasses.replace(inputs, n_components=counts)
+        out, scores = compile_then_upload(fit_batch, (options, compiled), key, plan, inputs)
+        if compiled != batch:
+            out, scores = _trimmed((out, scores), batch, compiled.n_init, options.model)
         if scores is not None:
             scores = jax.tree_util.tree_map(lambda a: a * scale, scores)
         return out, scores
+
+
+def _may_round(options: Options, batch: Batch, inputs: Inputs) -> bool:
+    """Whether the batch's K and restarts may be rounded up (:meth:`Batch.bucketed`):
+    one K, nothing given per component (starting parameters, shared centres), and a
+    model that can cut its padding off again."""
+    given = (inputs.params0, inputs.centers, *jax.tree_util.tree_leaves(inputs.given))
+    return len(batch.ks) == 1 and options.model.rounds and all(a is None for a in given)
+
+
+def _trimmed(outputs, batch: Batch, n_rounded: int, model):
+    """The results of a rounded batch cut back to ``batch``: its first ``n_init``
+    restarts and ``max(batch.ks)`` components (on the host: slicing here compiles
+    nothing), as device arrays again."""
+    out, scores = jax.tree_util.tree_map(np.asarray, outputs)
+    first = lambda a: a[: batch.n_init]  # one K: the first n_init fits of n_rounded
+    out, scores = jax.tree_util.tree_map(first, (out, scores))
+    out = dataclasses.replace(out, params=model.leading(out.params, max(batch.ks), batch_ndim=1))
+    return jax.device_put((out, scores))  # jnp.asarray would compile a copy per shape
 
 
 def shared_centers(key, X, sample_weight, cov_cls: type[Covariance], batch: Batch):

@@ -6,6 +6,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._covariance import Covariance
 from ._pytree import pytree_dataclass
@@ -103,12 +104,15 @@ class GMMParams:
         """Masked components appended up to ``k_max``: weight and mean 0, identity
         covariance, as the masked components of a fit are."""
         extra = k_max - self.weights.shape[0]
-        zeros = lambda a: jnp.concatenate([a, jnp.zeros((extra, *a.shape[1:]), a.dtype)])
+        xp = np if isinstance(self.weights, np.ndarray) else jnp  # host: no compiling
+        zeros = lambda a: xp.concatenate([a, xp.zeros((extra, *a.shape[1:]), a.dtype)])
         return GMMParams(zeros(self.weights), zeros(self.means), self.covariance.padded(extra))
 
-    def leading(self, k: int) -> GMMParams:
-        """The first ``k`` components of a padded fit."""
-        return GMMParams(self.weights[:k], self.means[:k], self.covariance.leading(k))
+    def leading(self, k: int, batch_ndim: int = 0) -> GMMParams:
+        """The first ``k`` components of a padded fit (whose component axis follows
+        ``batch_ndim`` batch axes)."""
+        cut = lambda a: a[(slice(None),) * batch_ndim + (slice(0, k),)]
+        return GMMParams(cut(self.weights), cut(self.means), self.covariance.leading(k, batch_ndim))
 
     def is_finite(self) -> Array:
         return all_finite(self)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import jax
 
+from . import _progress
 from ._rows import RowPlan, release_free_memory
 
 __all__ = ["cache_dir", "clear_programs", "compile_then_upload"]
@@ -43,7 +44,7 @@ _MAX_PROGRAMS = 64
 #: compiling, before the upload.
 _TRIM_ABOVE_BYTES = 64 * 2**20
 #: XLA's settings for small data: a first fit of iris compiled in 0.6x the time.
-_SMALL_DATA_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+_SMALL_DATA_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 _OFF = ("off", "0", "none", "false", "no")
 #: The program cache keeps at most this much; the programs used longest ago go first.
 _CACHE_BYTES = 512 * 2**20
@@ -65,9 +66,17 @@ def clear_programs() -> None:
     _PROGRAMS.clear()
 
 
+def rounded_components(k: int) -> int:
+    """The components a small-data program holds for a model of ``k``: a power of
+    two, at least 8, so that nearby K (a grid search, a new K in a notebook) share a
+    program; the extra components are masked (weight 0)."""
+    return max(8, 1 << (k - 1).bit_length())
+
+
 def compile_then_upload(fn, static: tuple, key, plan: RowPlan, *rest):
     """``fn(*static, key, rows, *rest)`` for a jitted ``fn`` whose first arguments are
-    static, on ``plan``'s rows. Host data is uploaded only after the program is
+    static, on ``plan``'s rows (``key`` is whatever comes before the rows: a fit's
+    key, a model's parameters). Host data is uploaded only after the program is
     compiled from the rows' shapes, so that compiling and the data's device copy never
     hold memory together (a first fit of 4M x 8 float64 peaked at 3.4x the data the
     other way round, 2.4x this way). Data already on the device, or a call being
@@ -112,10 +121,18 @@ def _load_or_compile(fn, static, dynamic, signature, small: bool):
         if program is not None:
             return program
     options = _SMALL_DATA_COMPILER_OPTIONS if small else None
+    _progress.compiling(_label(fn, static))
     program = fn.lower(*static, *dynamic).compile(compiler_options=options)
     if path is not None:
         _store(path, program)
     return program
+
+
+def _label(fn, static: tuple) -> str:
+    """What a progress report calls a program: a fit's covariance type, else the
+    function's name."""
+    covariance = getattr(static[0], "covariance", None) if static else None
+    return covariance.name if covariance is not None else fn.__name__.strip("_")
 
 
 def _cache_path(signature) -> Path | None:

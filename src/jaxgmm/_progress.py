@@ -1,6 +1,6 @@
 """Progress reporting for long fits: a reporter set by the caller (the command line)
-is told when the models of a sweep finish and, from inside the compiled EM loop, each
-iteration's count and lower bound.
+is told when a program is compiled, when the models of a sweep finish and, from inside
+the compiled EM loop, each iteration's count and lower bound.
 
 The library itself prints nothing: without a reporter the compiled programs carry no
 host callback at all (whether one is wanted is part of the programs' static key).
@@ -15,10 +15,12 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Reporter", "active", "iteration", "models_done", "reporting"]
+__all__ = ["Reporter", "active", "compiling", "iteration", "models_done", "reporting"]
 
 
 class Reporter(Protocol):
+    def compiling(self, what: str) -> None: ...
+
     def models_done(self, n: int) -> None: ...
 
     def iteration(self, n_iter: int, lower_bound: float) -> None: ...
@@ -41,6 +43,14 @@ def reporting(reporter: Reporter | None) -> Iterator[None]:
 
 def active() -> bool:
     return _reporter is not None
+
+
+def compiling(what: str) -> None:
+    """A program is being compiled (not loaded from the cache): ``what`` names it
+    ("full", "scoring", ...). Compiling a fit takes seconds, its run on small data
+    milliseconds, so this is most of what a first sweep waits for."""
+    if _reporter is not None:
+        _reporter.compiling(what)
 
 
 def models_done(n: int) -> None:

@@ -54,11 +54,8 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = parser().parse_args(argv)
-    # The command owns its process: compiled programs are kept on disk
-    # (JAXGMM_CACHE_DIR=off switches it off). The library never does this itself.
-    from .. import enable_compilation_cache
-
-    enable_compilation_cache()
+    # Every program the command compiles for long (fitting, scoring) is in jaxgmm's own
+    # program cache; JAX's process-wide cache would store them a second time.
     debug = os.environ.get("JAXGMM_DEBUG") == "1"
     previous = warnings.showwarning
     warnings.showwarning = _one_line_warning

@@ -79,12 +79,19 @@ class _Bar:
     def __init__(self, total: int, unit: str, desc: str, offset: float = 0.0):
         from tqdm import tqdm
 
-        self.unit, self.offset = unit, offset
+        self.unit, self.offset, self.desc = unit, offset, desc
         self.bar = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, leave=False)
+        self.n_compiled = 0
+
+    def compiling(self, what: str) -> None:
+        # the count stays where it is: compiling is said beside it, never by moving it
+        self.n_compiled += 1
+        self.bar.set_postfix_str(f"compiling {what} (program {self.n_compiled})")
 
     def models_done(self, n: int) -> None:
         if self.unit == "model":
             self.bar.update(n)
+            self.bar.set_postfix_str("")
 
     def iteration(self, n_iter: int, lower_bound: float) -> None:
         if self.unit == "iter" and n_iter > self.bar.n:
