@@ -34,7 +34,7 @@ from jax import lax
 from . import _progress
 from ._covariance import Covariance
 from ._params import GMMParams, all_finite
-from ._programs import compile_then_upload, rounded_components
+from ._programs import compile_then_upload, compiles_ahead, rounded_components
 from ._pytree import pytree_dataclass
 from ._rows import Blocks, Rows, make_blocks, plan_rows, sum_rows
 from ._stats import SuffStats
@@ -559,7 +559,9 @@ def score_rows_padded(params: GMMParams, X) -> tuple[Array, Array, int, int]:
     k = params.n_components
     with x64_scope(dtype):
         plan = plan_rows(X, None, type(params.covariance), dtype)
-        if plan.small and not isinstance(params.weights, jax.core.Tracer):
+        # a variational model's K is part of the model: its components are never padded
+        maskable = isinstance(params, GMMParams)
+        if plan.small and maskable and compiles_ahead(plan, params):
             params = params.padded(rounded_components(k))
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
         log_prob, log_resp = compile_then_upload(_score_rows, (plan.block_rows,), params, plan)

@@ -38,7 +38,7 @@ from ._covariance import Covariance
 from ._em import FITS, final_scores, run_em
 from ._init import initialize, kmeans_centers, params_from_centers
 from ._params import GMMParams
-from ._programs import compile_then_upload, rounded_components
+from ._programs import compile_then_upload, compiles_ahead, rounded_components
 from ._pytree import pytree_dataclass
 from ._rows import Blocks, RowPlan, Rows, make_blocks, plan_rows
 from ._typing import Array, float_dtype, x64_scope
@@ -345,7 +345,8 @@ def run(key, X, sample_weight, options: Options, batch: Batch, inputs: Inputs):
         options = dataclasses.replace(options, report=_progress.active())
         compiled = batch
         rounded = batch.bucketed(plan.n_rows, plan.x.shape[1])
-        if plan.small and rounded is not None and _may_round(options, batch, inputs):
+        ahead = compiles_ahead(plan, key, inputs)  # traced calls gain nothing by rounding
+        if ahead and plan.small and rounded is not None and _may_round(options, batch, inputs):
             rounded_plan, rounded = rounded.resolved(X, sample_weight, options.covariance, dtype)
             if rounded_plan.small:
                 plan, compiled = rounded_plan, rounded

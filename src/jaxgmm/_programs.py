@@ -88,8 +88,7 @@ def compile_then_upload(fn, static: tuple, key, plan: RowPlan, *rest):
     other way round, 2.4x this way). Data already on the device, or a call being
     traced (or run with ``jax.disable_jit``), goes through ``fn`` itself."""
     dynamic = (key, plan.abstract(), *rest)
-    traced = any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(dynamic))
-    if plan.on_device or traced or jax.config.jax_disable_jit:
+    if not compiles_ahead(plan, *dynamic):
         return fn(*static, key, plan.upload(), *rest)
     signature = _signature(fn, static, dynamic, plan.small)
     program = _PROGRAMS.get(signature)
@@ -103,6 +102,14 @@ def compile_then_upload(fn, static: tuple, key, plan: RowPlan, *rest):
     else:
         _PROGRAMS.move_to_end(signature)
     return program(key, plan.upload(), *rest)
+
+
+def compiles_ahead(plan: RowPlan, *args) -> bool:
+    """Whether :func:`compile_then_upload` compiles its own program for these
+    arguments: host data, nothing traced (under the user's ``jit`` or ``vmap``), JIT
+    not disabled. Otherwise the call is traced into the caller's program."""
+    traced = any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(args))
+    return not (plan.on_device or traced or jax.config.jax_disable_jit)
 
 
 def _signature(fn, static, dynamic, small: bool) -> tuple:
