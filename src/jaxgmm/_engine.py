@@ -362,10 +362,12 @@ def run(key, X, sample_weight, options: Options, batch: Batch, inputs: Inputs):
 
 def _may_round(options: Options, batch: Batch, inputs: Inputs) -> bool:
     """Whether the batch's K and restarts may be rounded up (:meth:`Batch.bucketed`):
-    one K, nothing given per component (starting parameters, shared centres), and a
-    model that can cut its padding off again."""
+    one K, nothing given per component (starting parameters, shared centres), a model
+    that can cut its padding off again, and one device (the results of several stay
+    sharded over them; cutting them on the host would gather them)."""
     given = (inputs.params0, inputs.centers, *jax.tree_util.tree_leaves(inputs.given))
-    return len(batch.ks) == 1 and options.model.rounds and all(a is None for a in given)
+    one = len(batch.ks) == 1 and batch.n_devices == 1
+    return one and options.model.rounds and all(a is None for a in given)
 
 
 def _trimmed(outputs, batch: Batch, n_rounded: int, model):
