@@ -89,21 +89,25 @@ def _fit_all(x, settings):
 
 
 def test_small_data_shares_one_program_across_k_and_n_init(monkeypatch):
-    """Small data rounds K up to 8 (masked components) and the restarts up to 8
-    (dropped afterwards): a new K or n_init compiles nothing, for fitting and for
-    scoring, and every result equals the fit compiled for its own K and n_init."""
+    """Small data rounds K up to 8 (masked components) and the restarts to a power
+    of two (dropped afterwards): a new K or a nearby n_init compiles nothing, for
+    fitting and for scoring, and every result equals the fit compiled for its own K
+    and n_init."""
     from jaxgmm import _engine
 
     monkeypatch.setenv("JAXGMM_CACHE_DIR", "off")
     x, _ = jaxgmm.make_seed_blobs(0)
-    settings = [(3, 1, "full"), (1, 1, "full"), (5, 3, "full"), (8, 8, "full"), (2, 2, "tied")]
+    settings = [(3, 1, "full"), (1, 1, "full"), (8, 1, "full"), (5, 3, "full"), (6, 4, "full")]
+    settings += [(2, 2, "tied")]
     _programs.clear_programs()
     rounded = _fit_all(x, settings[:1])
     n = len(_programs._PROGRAMS)  # one fit program, one scoring program
-    rounded += _fit_all(x, settings[1:4])
+    rounded += _fit_all(x, settings[1:3])
     assert len(_programs._PROGRAMS) == n
-    rounded += _fit_all(x, settings[4:])
-    assert len(_programs._PROGRAMS) == n + 2  # another type: its own two programs
+    rounded += _fit_all(x, settings[3:5])
+    assert len(_programs._PROGRAMS) == n + 1  # 4 restarts: one fit program for 3 and 4
+    rounded += _fit_all(x, settings[5:])
+    assert len(_programs._PROGRAMS) == n + 3  # another type: its own two programs
     monkeypatch.setattr(_engine, "ROUNDING_WORK", 0)  # each batch as asked
     plain = _fit_all(x, settings)
     for (a, pa, sa), (b, pb, sb), setting in zip(rounded, plain, settings, strict=True):
@@ -121,7 +125,8 @@ def test_large_batches_are_not_rounded():
     from jaxgmm import _engine
 
     batch = _engine.Batch((3,), 1)
-    assert batch.bucketed(256, 4) == _engine.Batch((8,), 8)
+    assert batch.bucketed(256, 4) == _engine.Batch((8,), 1)
+    assert _engine.Batch((9,), 3).bucketed(256, 4) == _engine.Batch((16,), 4)
     assert batch.bucketed(2048, 64) is None
     assert _engine.Batch((3,), 5).bucketed(2048, 20) == _engine.Batch((8,), 5)
 
