@@ -142,10 +142,15 @@ def _load_or_compile(fn, static, dynamic, signature, small: bool):
 
 
 def _label(fn, static: tuple) -> str:
-    """What a progress report calls a program: a fit's covariance type, else the
-    function's name."""
+    """What a progress report calls a program: a fit's covariance type, else what
+    the function does."""
     covariance = getattr(static[0], "covariance", None) if static else None
-    return covariance.name if covariance is not None else fn.__name__.strip("_")
+    if covariance is not None:
+        return covariance.name
+    return _LABELS.get(fn.__name__, fn.__name__.strip("_"))
+
+
+_LABELS = {"kmeans_batch": "k-means starts", "_score_rows": "scoring"}
 
 
 def _cache_path(signature) -> Path | None:
