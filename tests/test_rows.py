@@ -26,11 +26,12 @@ def test_upload_is_the_cast_padded_data(monkeypatch, dtype, chunk_bytes):
     assert x.dtype == np.float64  # the caller's array is untouched
 
 
-def test_prepare_rows_pads_with_zero_weight():
+def test_uploaded_rows_are_padded_with_zero_weight():
     x = np.random.default_rng(1).standard_normal((1000, 4))
     w = np.linspace(0.5, 2, 1000)
     with x64_scope(np.float64):
-        rows, plan = _rows.prepare_rows(x, w, FullCovariance, np.float64)
+        plan = _rows.plan_rows(x, w, FullCovariance, np.float64)
+        rows = plan.upload()
     xp, wp, block_rows = np.asarray(rows.x), np.asarray(rows.w), plan.block_rows
     assert int(rows.n_samples) == 1000 and xp.shape[0] % block_rows == 0 and xp.shape[0] >= 1000
     np.testing.assert_array_equal(xp[:1000], x)
@@ -43,7 +44,7 @@ def test_unit_weights_are_never_stored():
     block by block, the first n_samples rows weigh 1 and the padding 0."""
     x = np.random.default_rng(1).standard_normal((1000, 4)) + 5.0
     with x64_scope(np.float64):
-        rows, _ = _rows.prepare_rows(x, None, FullCovariance, np.float64, block_rows=256)
+        rows = _rows.plan_rows(x, None, FullCovariance, np.float64, block_rows=256).upload()
         assert rows.w is None and int(rows.n_samples) == 1000
         blocks = _rows.make_blocks(rows.x, rows.w, 256, rows.n_samples, center="mean")
         explicit = _rows.make_blocks(

@@ -345,9 +345,10 @@ def run(key, X, sample_weight, options: Options, batch: Batch, inputs: Inputs):
         inputs = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), inputs, is_leaf=is_array)
         options = dataclasses.replace(options, report=_progress.active())
         compiled = batch
-        rounded = batch.bucketed(plan.n_rows, plan.x.shape[1])
-        ahead = compiles_ahead(plan, key, inputs)  # traced calls gain nothing by rounding
-        if ahead and plan.small and rounded is not None and _may_round(options, batch, inputs):
+        # traced calls gain nothing by rounding: the caller's program is compiled anyway
+        ahead = compiles_ahead(plan, key, inputs)
+        rounded = _rounded(options, batch, plan, inputs) if ahead else None
+        if rounded is not None:
             rounded_plan, rounded = rounded.resolved(X, sample_weight, options.covariance, dtype)
             if rounded_plan.small:
                 plan, compiled = rounded_plan, rounded
@@ -355,28 +356,30 @@ def run(key, X, sample_weight, options: Options, batch: Batch, inputs: Inputs):
                 inputs = dataclasses.replace(inputs, n_components=counts)
         out, scores = compile_then_upload(fit_batch, (options, compiled), key, plan, inputs)
         if compiled != batch:
-            out, scores = _trimmed((out, scores), batch, compiled.n_init, options.model)
+            out, scores = _trimmed((out, scores), batch, options.model)
         if scores is not None:
             scores = jax.tree_util.tree_map(lambda a: a * scale, scores)
         return out, scores
 
 
-def _may_round(options: Options, batch: Batch, inputs: Inputs) -> bool:
-    """Whether the batch's K and restarts may be rounded up (:meth:`Batch.bucketed`):
-    one K, nothing given per component (starting parameters, shared centres), a model
-    that can cut its padding off again, and one device (the results of several stay
-    sharded over them; cutting them on the host would gather them)."""
+def _rounded(options: Options, batch: Batch, plan: RowPlan, inputs: Inputs) -> Batch | None:
+    """The batch rounded up (:meth:`Batch.bucketed`), where that is allowed: small
+    data, one K, nothing given per component (starting parameters, shared centres), a
+    model that can cut its padding off again, and one device (the results of several
+    stay sharded over them; cutting them on the host would gather them)."""
     given = (inputs.params0, inputs.centers, *jax.tree_util.tree_leaves(inputs.given))
     one = len(batch.ks) == 1 and batch.n_devices == 1
-    return one and options.model.rounds and all(a is None for a in given)
+    if not (plan.small and one and options.model.rounds and all(a is None for a in given)):
+        return None
+    return batch.bucketed(plan.n_rows, plan.x.shape[1])
 
 
-def _trimmed(outputs, batch: Batch, n_rounded: int, model):
+def _trimmed(outputs, batch: Batch, model):
     """The results of a rounded batch cut back to ``batch``: its first ``n_init``
     restarts and ``max(batch.ks)`` components (on the host: slicing here compiles
     nothing), as device arrays again."""
     out, scores = jax.tree_util.tree_map(np.asarray, outputs)
-    first = lambda a: a[: batch.n_init]  # one K: the first n_init fits of n_rounded
+    first = lambda a: a[: batch.n_init]  # one K: its first n_init fits
     out, scores = jax.tree_util.tree_map(first, (out, scores))
     out = dataclasses.replace(out, params=model.leading(out.params, max(batch.ks), batch_ndim=1))
     return jax.device_put((out, scores))  # jnp.asarray would compile a copy per shape

@@ -1,7 +1,8 @@
 """Where rows come from: host-side preparation and the blocks every pass runs over.
 
-:func:`prepare_rows` casts the data (and weights) to the fit's dtype, chooses the
-block size and pads the rows (zero weight) to a bucketed count, on the host; the
+:func:`plan_rows` chooses the fit's dtype, the block size and a bucketed padded row
+count on the host, from shapes alone; :meth:`RowPlan.upload` then casts and pads the
+rows (zero weight) on the device, after the program is compiled; the
 compiled program cuts them into :class:`Blocks` (:func:`make_blocks`) and every sum
 over rows goes through :func:`sum_rows`.
 """
@@ -32,14 +33,13 @@ __all__ = [
     "pad_rows",
     "padded_rows",
     "plan_rows",
-    "prepare_rows",
     "sum_rows",
 ]
 
 
 @pytree_dataclass
 class Rows:
-    """Prepared rows (:func:`prepare_rows`): padded data ``x``, weights ``w`` (0 on
+    """Prepared rows (:meth:`RowPlan.upload`): padded data ``x``, weights ``w`` (0 on
     padding; None for unit weights, which are then never stored: the first
     ``n_samples`` rows weigh 1, the padding 0) and ``n_samples``, the rows before
     padding."""
@@ -162,14 +162,6 @@ def plan_rows(X, sample_weight, covariance_class, dtype, block_rows=None, n_colu
         block_rows = block_rows_for(n_samples, width, np.dtype(dtype).itemsize)
     n_rows = padded_rows(n_samples, block_rows)
     return RowPlan(x, sample_weight, dtype, n_rows, block_rows, n_samples)
-
-
-def prepare_rows(
-    X, sample_weight, covariance_class, dtype, block_rows=None, n_columns=0
-) -> tuple[Rows, RowPlan]:
-    """:func:`plan_rows`, uploaded at once: the rows and their plan."""
-    plan = plan_rows(X, sample_weight, covariance_class, dtype, block_rows, n_columns)
-    return plan.upload(), plan
 
 
 #: Host arrays larger than this go to the device in chunks of about this size.
