@@ -77,6 +77,8 @@ def test_same_shapes_reuse_the_compiled_program(monkeypatch):
     jaxgmm.GaussianMixture(3, random_state=1, tol=1e-4).fit(x2)
     assert len(_programs._PROGRAMS) == n
     jaxgmm.GaussianMixture(3, covariance_type="diag", random_state=0).fit(x)
+    assert len(_programs._PROGRAMS) == n  # small data: one program for every type
+    jaxgmm.GaussianMixture(3, random_state=0).fit(x[:, :1])  # another shape
     assert len(_programs._PROGRAMS) == n + 1
 
 
@@ -88,17 +90,18 @@ def _fit_all(x, settings):
     return out
 
 
-def test_small_data_shares_one_program_across_k_and_n_init(monkeypatch):
+def test_small_data_shares_one_program_across_k_n_init_and_types(monkeypatch):
     """Small data rounds K up to 8 (masked components) and the restarts to a power
-    of two (dropped afterwards): a new K or a nearby n_init compiles nothing, for
-    fitting and for scoring, and every result equals the fit compiled for its own K
-    and n_init."""
+    of two (dropped afterwards), and fits every covariance type with one switched
+    program: a new K, a nearby n_init or another type compiles nothing, for fitting
+    and for scoring, and every result equals the fit compiled for its own K, n_init
+    and type."""
     from jaxgmm import _engine
 
     monkeypatch.setenv("JAXGMM_CACHE_DIR", "off")
     x, _ = jaxgmm.make_seed_blobs(0)
     settings = [(3, 1, "full"), (1, 1, "full"), (8, 1, "full"), (5, 3, "full"), (6, 4, "full")]
-    settings += [(2, 2, "tied")]
+    settings += [(2, 3, "tied"), (4, 1, "diag"), (3, 4, "spherical")]
     _programs.clear_programs()
     rounded = _fit_all(x, settings[:1])
     n = len(_programs._PROGRAMS)  # one fit program, one scoring program
@@ -107,7 +110,7 @@ def test_small_data_shares_one_program_across_k_and_n_init(monkeypatch):
     rounded += _fit_all(x, settings[3:5])
     assert len(_programs._PROGRAMS) == n + 1  # 4 restarts: one fit program for 3 and 4
     rounded += _fit_all(x, settings[5:])
-    assert len(_programs._PROGRAMS) == n + 3  # another type: its own two programs
+    assert len(_programs._PROGRAMS) == n + 1  # other types: the same programs
     monkeypatch.setattr(_engine, "ROUNDING_WORK", 0)  # each batch as asked
     plain = _fit_all(x, settings)
     for (a, pa, sa), (b, pb, sb), setting in zip(rounded, plain, settings, strict=True):
@@ -178,7 +181,7 @@ def test_progress_says_when_a_program_is_compiled(monkeypatch):
         first = list(recorder.events)
         jaxgmm.sweep(jax.random.key(1), x, range(1, 4), ("tied", "diag"), n_init=2)
     compiled = [what for event, what in first if event == "compiling"]
-    assert compiled == ["k-means starts", "tied", "diag"]
-    assert first.index(("compiling", "tied")) < first.index(("iteration", None))
+    assert compiled == ["k-means starts", "all types"]  # small data: one switched program
+    assert first.index(("compiling", "all types")) < first.index(("iteration", None))
     assert first[-1] == ("done", 3)
     assert all(event != "compiling" for event, _ in recorder.events[len(first) :])

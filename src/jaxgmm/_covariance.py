@@ -18,6 +18,7 @@ log-densities and one product ``resp.T @ phi`` gives every sufficient statistic.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 from typing import ClassVar
 
@@ -26,14 +27,16 @@ import numpy as np
 from jax.scipy.linalg import solve_triangular
 
 from ._pytree import pytree_dataclass
-from ._typing import Array, Float
+from ._typing import Array, Float, Int
 
 __all__ = [
     "COVARIANCE_TYPES",
+    "STRUCTURES",
     "Covariance",
     "DiagCovariance",
     "FullCovariance",
     "SphericalCovariance",
+    "SwitchedCovariance",
     "TiedCovariance",
     "covariance_class",
 ]
@@ -138,7 +141,6 @@ class Covariance(abc.ABC):
         """``(lin, quad, const)`` with ``log N(x | k) = const + lin.x + quad.q(x)``."""
 
     @classmethod
-    @abc.abstractmethod
     def from_stats(
         cls,
         sum_r: Float[Array, " k"],
@@ -148,10 +150,38 @@ class Covariance(abc.ABC):
         reg_covar: Float[Array, ""],
         active: Array,
     ) -> Covariance:
-        """scikit-learn's M-step covariance estimate (``nk`` includes its 10 eps).
+        """scikit-learn's M-step (``nk`` includes its 10 eps): :meth:`estimate`, and
+        the precisions' Cholesky factors."""
+        return cls.from_covariances(cls.estimate(sum_r, nk, means, sum_rxx, reg_covar, active))
 
-        Components with ``active`` False (padding of a model-selection sweep) get the
-        identity and count for nothing."""
+    @staticmethod
+    @abc.abstractmethod
+    def estimate(sum_r, nk, means, sum_rxx, reg_covar, active) -> Array:
+        """scikit-learn's M-step covariance estimate, in its shape (arguments as
+        :meth:`from_stats`). Components with ``active`` False (padding of a
+        model-selection sweep) get the identity and count for nothing."""
+
+    @classmethod
+    def chosen(cls, index: Array | None) -> type[Covariance] | Covariance:
+        """What a program's passes and M-steps call for this structure: the class
+        itself (``index`` is None), except for :class:`SwitchedCovariance`."""
+        return cls
+
+    def structure(self) -> type[Covariance] | Covariance:
+        """What this covariance's next M-step calls (:meth:`chosen`)."""
+        return type(self)
+
+    @staticmethod
+    @abc.abstractmethod
+    def moments_from_full(sum_rxx: Float[Array, "k n_pairs"], n_features: int) -> Array:
+        """This structure's second moments (``q``'s layout) from full ones (the upper
+        triangle of ``x x^T``)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_dense(cls, covariances: np.ndarray, precisions_cholesky: np.ndarray) -> Covariance:
+        """From (..., K, D, D) matrices of this structure (numpy, host; leading batch
+        axes allowed), the inverse of :meth:`dense`."""
 
     @classmethod
     @abc.abstractmethod
@@ -201,7 +231,7 @@ class Covariance(abc.ABC):
         xp = np if isinstance(self.covariances, np.ndarray) else jnp  # host: no compiling
         ident = self.identity(extra, self.covariances.shape[1:], self.covariances.dtype, xp)
         join = lambda a: xp.concatenate([a, ident])
-        return type(self)(join(self.covariances), join(self.precisions_cholesky))
+        return self.replace(join(self.covariances), join(self.precisions_cholesky))
 
     def leading(self, k: int, batch_ndim: int = 0) -> Covariance:
         """The first ``k`` components (numpy arrays in, numpy arrays out), whose axis
@@ -209,7 +239,21 @@ class Covariance(abc.ABC):
         if not self.per_component:
             return self
         cut = lambda a: a[(slice(None),) * batch_ndim + (slice(0, k),)]
-        return type(self)(cut(self.covariances), cut(self.precisions_cholesky))
+        return self.replace(cut(self.covariances), cut(self.precisions_cholesky))
+
+    def as_full(self, n_components: int, n_features: int) -> FullCovariance:
+        """The same covariances as a full one's (K, D, D) matrices (numpy in, numpy
+        out), which the full E-step reads as this structure's own: the extra entries
+        are zeros or copies."""
+        xp = np if isinstance(self.covariances, np.ndarray) else jnp
+        dense = lambda a: self.dense(a, n_components, n_features, xp)
+        return FullCovariance(dense(self.covariances), dense(self.precisions_cholesky))
+
+    def replace(self, covariances, precisions_cholesky) -> Covariance:
+        """The same structure with other arrays."""
+        return dataclasses.replace(
+            self, covariances=covariances, precisions_cholesky=precisions_cholesky
+        )
 
     @staticmethod
     def identity(k: int, tail: tuple[int, ...], dtype, xp=jnp) -> Array:
@@ -230,8 +274,9 @@ class Covariance(abc.ABC):
 
     @staticmethod
     @abc.abstractmethod
-    def dense(covariances, n_components: int, n_features: int):
-        """``covariances`` (numpy, scikit-learn's shape) as (K, D, D) matrices."""
+    def dense(covariances, n_components: int, n_features: int, xp=np):
+        """``covariances`` (scikit-learn's shape; ``xp``: numpy or jax.numpy) as
+        (K, D, D) matrices."""
 
     @staticmethod
     @abc.abstractmethod
@@ -305,6 +350,10 @@ class _Matrices(Covariance):
         i, j = _triu(diff.shape[-1])
         return jnp.einsum("bk,bkd,bke->kde", resp, diff, diff)[:, i, j]
 
+    @staticmethod
+    def moments_from_full(sum_rxx, n_features):
+        return sum_rxx
+
     @classmethod
     def from_covariances(cls, covariances):
         return cls(covariances, _chol_precision_from_cov(covariances))
@@ -343,6 +392,11 @@ class _Variances(Covariance):
     @staticmethod
     def centered_second_moments(resp, diff):
         return jnp.einsum("bk,bkd->kd", resp, diff * diff)
+
+    @staticmethod
+    def moments_from_full(sum_rxx, n_features):
+        i, j = _triu(n_features)
+        return sum_rxx[..., np.flatnonzero(i == j)]  # the squares x_i x_i
 
     @classmethod
     def from_covariances(cls, covariances):
@@ -390,14 +444,14 @@ class FullCovariance(_Matrices):
         const = self.log_prob_constant(means) - 0.5 * jnp.sum(lin * means, -1)
         return lin, _quad_coefficients(prec), const
 
-    @classmethod
-    def from_stats(cls, sum_r, nk, means, sum_rxx, reg_covar, active):
+    @staticmethod
+    def estimate(sum_r, nk, means, sum_rxx, reg_covar, active):
         d = means.shape[-1]
         outer = means[:, :, None] * means[:, None, :]
         # sum_b r (x - mu)(x - mu)^T / nk, expanded; sum_r/nk keeps scikit-learn's 10 eps.
         cov = _unvech(sum_rxx, d) / nk[:, None, None] - (2.0 - sum_r / nk)[:, None, None] * outer
         eye = jnp.eye(d, dtype=cov.dtype)
-        return cls.from_covariances(jnp.where(active[:, None, None], cov + reg_covar * eye, eye))
+        return jnp.where(active[:, None, None], cov + reg_covar * eye, eye)
 
     @staticmethod
     def n_parameters(n_components, n_features):
@@ -416,8 +470,12 @@ class FullCovariance(_Matrices):
         return dof, cov / dof[:, None, None]
 
     @staticmethod
-    def dense(covariances, n_components, n_features):
-        return np.asarray(covariances)
+    def dense(covariances, n_components, n_features, xp=np):
+        return xp.asarray(covariances)
+
+    @classmethod
+    def from_dense(cls, covariances, precisions_cholesky):
+        return cls(covariances, precisions_cholesky)
 
 
 @pytree_dataclass
@@ -451,14 +509,13 @@ class TiedCovariance(_Matrices):
         quad = _quad_coefficients(prec)
         return lin, jnp.broadcast_to(quad, means.shape[:1] + quad.shape), const
 
-    @classmethod
-    def from_stats(cls, sum_r, nk, means, sum_rxx, reg_covar, active):
+    @staticmethod
+    def estimate(sum_r, nk, means, sum_rxx, reg_covar, active):
         d = means.shape[-1]
         nk = jnp.where(active, nk, 0)
         # scikit-learn: (X^T X - sum_k nk mu_k mu_k^T) / sum(nk)
         cov = (_unvech(jnp.sum(sum_rxx, 0), d) - (nk * means.T) @ means) / jnp.sum(nk)
-        cov = cov + reg_covar * jnp.eye(d, dtype=cov.dtype)
-        return cls.from_covariances(cov)
+        return cov + reg_covar * jnp.eye(d, dtype=cov.dtype)
 
     @staticmethod
     def n_parameters(n_components, n_features):
@@ -480,8 +537,13 @@ class TiedCovariance(_Matrices):
         return dof, cov / dof
 
     @staticmethod
-    def dense(covariances, n_components, n_features):
-        return np.broadcast_to(covariances, (n_components, n_features, n_features)).copy()
+    def dense(covariances, n_components, n_features, xp=np):
+        return xp.broadcast_to(covariances, (n_components, n_features, n_features)).copy()
+
+    @classmethod
+    def from_dense(cls, covariances, precisions_cholesky):
+        first = lambda a: a[..., 0, :, :]  # every component holds the same matrix
+        return cls(first(covariances), first(precisions_cholesky))
 
 
 @pytree_dataclass
@@ -513,11 +575,11 @@ class DiagCovariance(_Variances):
         const = self.log_prob_constant(means) - 0.5 * jnp.sum(lin * means, -1)
         return lin, -0.5 * prec, const
 
-    @classmethod
-    def from_stats(cls, sum_r, nk, means, sum_rxx, reg_covar, active):
+    @staticmethod
+    def estimate(sum_r, nk, means, sum_rxx, reg_covar, active):
         # scikit-learn: avg_X2 - avg_means2 + reg_covar
         cov = sum_rxx / nk[:, None] - means**2 + reg_covar
-        return cls.from_covariances(jnp.where(active[:, None], cov, 1))
+        return jnp.where(active[:, None], cov, 1)
 
     @staticmethod
     def n_parameters(n_components, n_features):
@@ -535,8 +597,14 @@ class DiagCovariance(_Variances):
         return dof, cov / dof[:, None]
 
     @staticmethod
-    def dense(covariances, n_components, n_features):
-        return np.asarray(covariances)[:, :, None] * np.eye(n_features)
+    def dense(covariances, n_components, n_features, xp=np):
+        covariances = xp.asarray(covariances)
+        return covariances[:, :, None] * xp.eye(n_features, dtype=covariances.dtype)
+
+    @classmethod
+    def from_dense(cls, covariances, precisions_cholesky):
+        diagonal = lambda a: np.diagonal(a, axis1=-2, axis2=-1).copy()
+        return cls(diagonal(covariances), diagonal(precisions_cholesky))
 
 
 @pytree_dataclass
@@ -574,11 +642,11 @@ class SphericalCovariance(_Variances):
         const = self.log_prob_constant(means) - 0.5 * jnp.sum(lin * means, -1)
         return lin, jnp.broadcast_to(-0.5 * prec[:, None], means.shape), const
 
-    @classmethod
-    def from_stats(cls, sum_r, nk, means, sum_rxx, reg_covar, active):
+    @staticmethod
+    def estimate(sum_r, nk, means, sum_rxx, reg_covar, active):
         # scikit-learn: the mean over features of the diagonal estimate
         diag = sum_rxx / nk[:, None] - means**2 + reg_covar
-        return cls.from_covariances(jnp.where(active, jnp.mean(diag, -1), 1))
+        return jnp.where(active, jnp.mean(diag, -1), 1)
 
     @staticmethod
     def n_parameters(n_components, n_features):
@@ -596,13 +664,71 @@ class SphericalCovariance(_Variances):
         return dof, cov / dof
 
     @staticmethod
-    def dense(covariances, n_components, n_features):
-        return np.asarray(covariances)[:, None, None] * np.eye(n_features)
+    def dense(covariances, n_components, n_features, xp=np):
+        covariances = xp.asarray(covariances)
+        return covariances[:, None, None] * xp.eye(n_features, dtype=covariances.dtype)
+
+    @classmethod
+    def from_dense(cls, covariances, precisions_cholesky):
+        return cls(covariances[..., 0, 0], precisions_cholesky[..., 0, 0])
 
 
 COVARIANCE_TYPES: dict[str, type[Covariance]] = {
     c.name: c for c in (FullCovariance, TiedCovariance, DiagCovariance, SphericalCovariance)
 }
+#: The structures a :class:`SwitchedCovariance` chooses among, by index.
+STRUCTURES: tuple[type[Covariance], ...] = tuple(COVARIANCE_TYPES.values())
+
+
+@pytree_dataclass
+class SwitchedCovariance(FullCovariance):
+    """Any of the four structures, chosen by a traced ``index`` into
+    :data:`STRUCTURES`, so that one compiled program fits all four (small data, whose
+    programs take seconds to compile and microseconds to run).
+
+    It holds every structure's covariances as (K, D, D) matrices, so the E-step is
+    the full one. Its M-step is the chosen class's own :meth:`~Covariance.estimate`,
+    made dense, then the precisions' Cholesky factors of the dense matrices: for a
+    diagonal matrix those are ``1 / sqrt(variances)``, as the diag class computes
+    them. :meth:`as_structure` turns a fitted one back into the chosen class, on the
+    host.
+
+    As a *structure* (what passes and M-steps call, :meth:`chosen`) it is an instance
+    whose arrays are None: its M-step needs the index, a traced value.
+    """
+
+    name: ClassVar[str] = "all types"
+    covariances: Float[Array, "k d d"] | None
+    precisions_cholesky: Float[Array, "k d d"] | None
+    index: Int[Array, ""] | None = None
+
+    @classmethod
+    def chosen(cls, index):
+        return cls(None, None, index)
+
+    def structure(self):
+        return self
+
+    def from_stats(self, sum_r, nk, means, sum_rxx, reg_covar, active):
+        k, d = means.shape
+
+        def dense_estimate(c: type[Covariance]):
+            cov = c.estimate(sum_r, nk, means, c.moments_from_full(sum_rxx, d), reg_covar, active)
+            return c.dense(cov, k, d, jnp)
+
+        # All four are a few elementwise operations on (K, D, D) arrays, cheaper to
+        # compile than four branches with a Cholesky factorisation each.
+        cov = jnp.stack([dense_estimate(c) for c in STRUCTURES])[self.index]
+        return SwitchedCovariance(cov, _chol_precision_from_cov(cov), self.index)
+
+    @classmethod
+    def from_covariances(cls, covariances):
+        raise TypeError("a switched covariance is made by its M-step, which knows the index")
+
+    def as_structure(self, cls: type[Covariance]) -> Covariance:
+        """The fitted covariance as ``cls``'s (the structure it was fitted as; numpy,
+        host, leading batch axes kept)."""
+        return cls.from_dense(np.asarray(self.covariances), np.asarray(self.precisions_cholesky))
 
 
 def covariance_class(covariance_type: str | type[Covariance]) -> type[Covariance]:

@@ -32,7 +32,7 @@ import numpy as np
 from jax import lax
 
 from . import _progress
-from ._covariance import Covariance
+from ._covariance import Covariance, FullCovariance
 from ._params import GMMParams, all_finite
 from ._programs import compile_then_upload, compiles_ahead, rounded_components
 from ._pytree import pytree_dataclass
@@ -485,7 +485,7 @@ def run_em(
     EMResult
     """
     dtype = blocks.x.dtype
-    cov_cls = type(params.covariance)
+    cov_cls = params.covariance.structure()
     total_weight = blocks.total
     collapse_floor = 10 * jnp.finfo(dtype).eps * total_weight
     if active is None:
@@ -553,8 +553,9 @@ def score_rows_padded(params: GMMParams, X) -> tuple[Array, Array, int, int]:
     """:func:`score_rows` before the padding is cut off: ``(log_prob, log_resp,
     n_samples, n_components)``; slicing on the host avoids compiling a slice per
     size. Small data is scored with the components rounded up as a small fit rounds
-    them (:func:`~jaxgmm._programs.rounded_components`; the extra ones have weight 0),
-    so that models of nearby K share one program."""
+    them (:func:`~jaxgmm._programs.rounded_components`; the extra ones have weight 0)
+    and its covariances as full matrices, so that models of nearby K and of every
+    covariance type share one program."""
     dtype = float_dtype(params.means)
     k = params.n_components
     with x64_scope(dtype):
@@ -562,7 +563,11 @@ def score_rows_padded(params: GMMParams, X) -> tuple[Array, Array, int, int]:
         # a variational model's K is part of the model: its components are never padded
         maskable = isinstance(params, GMMParams)
         if plan.small and maskable and compiles_ahead(plan, params):
-            params = params.padded(rounded_components(k))
+            full_plan = plan_rows(X, None, FullCovariance, dtype)
+            if full_plan.small:  # one program for nearby K and every covariance type
+                plan, params = full_plan, params.padded(rounded_components(k))
+                covariance = params.covariance.as_full(params.n_components, params.n_features)
+                params = dataclasses.replace(params, covariance=covariance)
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
         log_prob, log_resp = compile_then_upload(_score_rows, (plan.block_rows,), params, plan)
         return log_prob, log_resp, plan.n_samples, k

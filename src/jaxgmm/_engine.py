@@ -34,7 +34,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from . import _progress
-from ._covariance import Covariance
+from ._covariance import STRUCTURES, Covariance, SwitchedCovariance
 from ._em import FITS, final_scores, run_em
 from ._init import initialize, kmeans_centers, params_from_centers
 from ._params import GMMParams
@@ -81,6 +81,9 @@ class Inputs:
     # the components each K of the batch uses, where the program holds more (small
     # data: K rounded up so that nearby K share a program); None: the batch's ks
     n_components: Array | None = None
+    # the structure a SwitchedCovariance program fits (small data: the four types
+    # share one program), an index into STRUCTURES; None: the options' class
+    structure: Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +94,7 @@ class MaximumLikelihood:
     scale_free: ClassVar[bool] = True
 
     def start(self, options: Options, key, blocks: Blocks, inputs: Inputs, active):
-        cov_cls, k = options.covariance, active.shape[0]
+        cov_cls, k = options.covariance.chosen(inputs.structure), active.shape[0]
         if inputs.centers is not None:  # the 'kmeans' centres, computed once for all types
             return params_from_centers(inputs.centers, blocks, cov_cls, inputs.reg_covar, active)
         if inputs.params0 is not None:
@@ -129,8 +132,9 @@ class MaximumLikelihood:
     def padded(self, params: GMMParams, k_max: int) -> GMMParams:
         return params.padded(k_max)
 
-    #: Whether small batches may be rounded up (:meth:`Batch.bucketed`); they are cut
-    #: back by :meth:`leading`.
+    #: Whether small batches may share programs: rounded up (:meth:`Batch.bucketed`,
+    #: cut back by :meth:`leading`), and fitted by a switched covariance
+    #: (:class:`~jaxgmm._covariance.SwitchedCovariance`).
     rounds: ClassVar[bool] = True
 
     def leading(self, params: GMMParams, k: int, batch_ndim: int = 0) -> GMMParams:
@@ -206,15 +210,19 @@ class Batch:
         rounded). Where the rounded batch would cost more than
         :data:`ROUNDING_WORK` per pass, the restarts are kept, then K too (None)."""
         k_top = rounded_components(max(self.ks))
-        work = lambda n_init: n_rows * k_top * n_init * len(self.ks) * n_features**2
         n_init = self.n_init
         if jax.config.jax_threefry_partitionable:
             n_init = 1 << (n_init - 1).bit_length()
-        if work(n_init) > ROUNDING_WORK:
-            n_init = self.n_init
-        if work(n_init) > ROUNDING_WORK:
-            return None
-        return dataclasses.replace(self, ks=(k_top,) * len(self.ks), n_init=n_init)
+        for n in (n_init, self.n_init):
+            rounded = dataclasses.replace(self, ks=(k_top,) * len(self.ks), n_init=n)
+            if rounded.work(n_rows, n_features) <= ROUNDING_WORK:
+                return rounded
+        return None
+
+    def work(self, n_rows: int, n_features: int) -> int:
+        """About the flops of one pass of the batch in the full form: rows x
+        components x fits x features^2."""
+        return n_rows * max(self.ks) * self.n_init * len(self.ks) * n_features**2
 
 
 def device_count(n_devices: int | None, n_fits: int) -> int:
@@ -344,44 +352,71 @@ def run(key, X, sample_weight, options: Options, batch: Batch, inputs: Inputs):
         is_array = lambda a: isinstance(a, (list, tuple))
         inputs = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), inputs, is_leaf=is_array)
         options = dataclasses.replace(options, report=_progress.active())
-        compiled = batch
-        # traced calls gain nothing by rounding: the caller's program is compiled anyway
-        ahead = compiles_ahead(plan, key, inputs)
-        rounded = _rounded(options, batch, plan, inputs) if ahead else None
-        if rounded is not None:
-            rounded_plan, rounded = rounded.resolved(X, sample_weight, options.covariance, dtype)
-            if rounded_plan.small:
-                plan, compiled = rounded_plan, rounded
-                counts = jnp.asarray(batch.ks, jnp.int32)
-                inputs = dataclasses.replace(inputs, n_components=counts)
-        out, scores = compile_then_upload(fit_batch, (options, compiled), key, plan, inputs)
-        if compiled != batch:
-            out, scores = _trimmed((out, scores), batch, options.model)
+        shared = None
+        # traced calls gain nothing by sharing: the caller's program is compiled anyway
+        if compiles_ahead(plan, key, inputs):
+            shared = _shared(options, batch, plan, inputs, X, sample_weight, dtype)
+        if shared is None:
+            out, scores = compile_then_upload(fit_batch, (options, batch), key, plan, inputs)
+        else:
+            shared_plan, shared_options, compiled, shared_inputs = shared
+            out, scores = compile_then_upload(
+                fit_batch, (shared_options, compiled), key, shared_plan, shared_inputs
+            )
+            out, scores = _restored((out, scores), batch, compiled, options)
         if scores is not None:
             scores = jax.tree_util.tree_map(lambda a: a * scale, scores)
         return out, scores
 
 
-def _rounded(options: Options, batch: Batch, plan: RowPlan, inputs: Inputs) -> Batch | None:
-    """The batch rounded up (:meth:`Batch.bucketed`), where that is allowed: small
-    data, one K, nothing given per component (starting parameters, shared centres), a
-    model that can cut its padding off again, and one device (the results of several
-    stay sharded over them; cutting them on the host would gather them)."""
-    given = (inputs.params0, inputs.centers, *jax.tree_util.tree_leaves(inputs.given))
-    one = len(batch.ks) == 1 and batch.n_devices == 1
-    if not (plan.small and one and options.model.rounds and all(a is None for a in given)):
+def _shared(options: Options, batch: Batch, plan: RowPlan, inputs: Inputs, X, weights, dtype):
+    """How small data runs in a program that nearby fits share: ``(plan, options,
+    batch, inputs)`` to compile and run, or None where that is not allowed.
+
+    The covariance class becomes :class:`SwitchedCovariance` (the four types share a
+    program; the type is a traced index) and a batch of one K is rounded up
+    (:meth:`Batch.bucketed`). Both need small data (whose run time is negligible
+    beside compiling), a model that can share (:attr:`MaximumLikelihood.rounds`),
+    one device (the results of several stay sharded over them; restoring them on the
+    host would gather them), no given starting parameters, and at most
+    :data:`ROUNDING_WORK` per pass. Rounding K also needs no shared centres (their
+    shape is the batch's).
+    """
+    given = (inputs.params0, *jax.tree_util.tree_leaves(inputs.given))
+    allowed = plan.small and batch.n_devices == 1 and options.model.rounds
+    if not allowed or any(a is not None for a in given):
         return None
-    return batch.bucketed(plan.n_rows, plan.x.shape[1])
+    n_rows, n_features = plan.n_rows, plan.x.shape[1]
+    rounded = None
+    if len(batch.ks) == 1 and inputs.centers is None:
+        rounded = batch.bucketed(n_rows, n_features)
+    compiled = batch if rounded is None else rounded
+    if compiled.work(n_rows, n_features) > ROUNDING_WORK:
+        return None
+    shared_options = dataclasses.replace(options, covariance=SwitchedCovariance)
+    shared_plan, compiled = compiled.resolved(X, weights, SwitchedCovariance, dtype)
+    if not shared_plan.small:
+        return None
+    index = jnp.asarray(STRUCTURES.index(options.covariance), jnp.int32)
+    inputs = dataclasses.replace(inputs, structure=index)
+    if rounded is not None:  # the real K, traced (also where it equals the rounded K)
+        inputs = dataclasses.replace(inputs, n_components=jnp.asarray(batch.ks, jnp.int32))
+    return shared_plan, shared_options, compiled, inputs
 
 
-def _trimmed(outputs, batch: Batch, model):
-    """The results of a rounded batch cut back to ``batch``: its first ``n_init``
-    restarts and ``max(batch.ks)`` components (on the host: slicing here compiles
-    nothing), as device arrays again."""
+def _restored(outputs, batch: Batch, compiled: Batch, options: Options):
+    """The results of a shared program (:func:`_shared`) as ``batch`` would have
+    given them: cut back to its first ``n_init`` restarts and ``max(batch.ks)``
+    components where it was rounded, and with the options' covariance class (on the
+    host: slicing and converting here compiles nothing), as device arrays again."""
     out, scores = jax.tree_util.tree_map(np.asarray, outputs)
-    first = lambda a: a[: batch.n_init]  # one K: its first n_init fits
-    out, scores = jax.tree_util.tree_map(first, (out, scores))
-    out = dataclasses.replace(out, params=model.leading(out.params, max(batch.ks), batch_ndim=1))
+    params = out.params
+    if (compiled.ks, compiled.n_init) != (batch.ks, batch.n_init):
+        first = lambda a: a[: batch.n_init]  # one K: its first n_init fits
+        out, scores = jax.tree_util.tree_map(first, (out, scores))
+        params = options.model.leading(out.params, max(batch.ks), batch_ndim=1)
+    covariance = params.covariance.as_structure(options.covariance)
+    out = dataclasses.replace(out, params=dataclasses.replace(params, covariance=covariance))
     return jax.device_put((out, scores))  # jnp.asarray would compile a copy per shape
 
 
