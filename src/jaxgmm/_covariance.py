@@ -22,6 +22,7 @@ import dataclasses
 import math
 from typing import ClassVar
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
@@ -47,11 +48,12 @@ def _triu(n_features: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _unvech(v: Float[Array, "... n_pairs"], n_features: int) -> Float[Array, "... d d"]:
-    """Symmetric matrices from their upper triangles (row-major ``triu_indices``)."""
+    """Symmetric matrices from their upper triangles (row-major ``triu_indices``):
+    one gather (two scatters compiled to more code)."""
     i, j = _triu(n_features)
-    out = jnp.zeros((*v.shape[:-1], n_features, n_features), v.dtype)
-    out = out.at[..., i, j].set(v)
-    return out.at[..., j, i].set(v)
+    position = np.zeros((n_features, n_features), np.int32)
+    position[i, j] = position[j, i] = np.arange(i.size)
+    return v[..., position]
 
 
 def _quad_coefficients(prec: Float[Array, "... d d"]) -> Float[Array, "... n_pairs"]:
@@ -710,16 +712,8 @@ class SwitchedCovariance(FullCovariance):
         return self
 
     def from_stats(self, sum_r, nk, means, sum_rxx, reg_covar, active):
-        k, d = means.shape
-
-        def dense_estimate(c: type[Covariance]):
-            cov = c.estimate(sum_r, nk, means, c.moments_from_full(sum_rxx, d), reg_covar, active)
-            return c.dense(cov, k, d, jnp)
-
-        # All four are a few elementwise operations on (K, D, D) arrays, cheaper to
-        # compile than four branches with a Cholesky factorisation each.
-        cov = jnp.stack([dense_estimate(c) for c in STRUCTURES])[self.index]
-        return SwitchedCovariance(cov, _chol_precision_from_cov(cov), self.index)
+        cov, chol = _switched_m_step(self.index, sum_r, nk, means, sum_rxx, reg_covar, active)
+        return SwitchedCovariance(cov, chol, self.index)
 
     @classmethod
     def from_covariances(cls, covariances):
@@ -729,6 +723,23 @@ class SwitchedCovariance(FullCovariance):
         """The fitted covariance as ``cls``'s (the structure it was fitted as; numpy,
         host, leading batch axes kept)."""
         return cls.from_dense(np.asarray(self.covariances), np.asarray(self.precisions_cholesky))
+
+
+@jax.jit
+def _switched_m_step(index, sum_r, nk, means, sum_rxx, reg_covar, active):
+    """:meth:`SwitchedCovariance.from_stats`'s arrays. A jitted function is traced
+    once for all the M-steps of a program that have the same shapes (tracing is a
+    third of a small program's compile)."""
+    k, d = means.shape
+
+    def dense_estimate(c: type[Covariance]):
+        cov = c.estimate(sum_r, nk, means, c.moments_from_full(sum_rxx, d), reg_covar, active)
+        return c.dense(cov, k, d, jnp)
+
+    # All four are a few elementwise operations on (K, D, D) arrays, cheaper to
+    # compile than four branches with a Cholesky factorisation each.
+    cov = jnp.stack([dense_estimate(c) for c in STRUCTURES])[index]
+    return cov, _chol_precision_from_cov(cov)
 
 
 def covariance_class(covariance_type: str | type[Covariance]) -> type[Covariance]:

@@ -199,11 +199,11 @@ def run_if(pred: Bool[Array, ""], fn: Callable[[], Any], otherwise: Any) -> Any:
 
 def either(pred: Bool[Array, ""], if_true: Callable[[], Any], if_false: Callable[[], Any]):
     """``if_true()`` if ``pred`` else ``if_false()``, each computed only when some
-    fit of the batch needs it (see :func:`run_if`). A Python ``True`` (wide data's
-    direct form, decided from shapes) takes ``if_true`` alone: ``if_false`` is never
-    traced."""
-    if pred is True:
-        return if_true()
+    fit of the batch needs it (see :func:`run_if`). A Python bool (wide data's
+    direct form, decided from shapes; an initialization's pass) takes its branch
+    alone: the other is never traced."""
+    if isinstance(pred, bool):
+        return if_true() if pred else if_false()
     pred = jnp.asarray(pred, bool)  # ~False is -1 for a Python bool
     shapes = jax.eval_shape(if_false)
     zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
@@ -242,7 +242,7 @@ def scan_forms(fn: Callable[..., Any], blocks: Blocks, exact: Bool[Array, ""]) -
 def map_forms(fn: Callable[..., Any], blocks: Blocks, exact: Bool[Array, ""]) -> Any:
     """``fn(x_b, centred)`` of every block, stacked as ``lax.map`` stacks them, in
     the form ``exact`` asks for (chosen once, as in :func:`scan_forms`)."""
-    in_form = lambda centred: lambda: lax.map(lambda x: fn(x, centred), blocks.x)
+    in_form = lambda centred: lambda: blocks.map(lambda x, _w, _b: fn(x, centred))
     return either(exact, in_form(True), in_form(False))
 
 

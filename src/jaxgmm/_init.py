@@ -75,22 +75,26 @@ def _sample_rows(
     cumulative sums; only rows with ``p > 0`` are ever drawn.
     """
     n_blocks, block = blocks.x.shape[:2]
-    sums = lax.map(lambda b: jnp.sum(p_of(b)), jnp.arange(n_blocks))
-    cum = jnp.cumsum(sums)
-    draw = lambda t: jax.random.uniform(jax.random.fold_in(key, t), (), cum.dtype)
-    u = jax.vmap(draw)(jnp.arange(n_draws)) * cum[-1]
-    b = jnp.clip(jnp.searchsorted(cum, u, side="right"), 0, n_blocks - 1)
+    uniform = lambda t: jax.random.uniform(jax.random.fold_in(key, t), (), blocks.x.dtype)
+    draws = jax.vmap(uniform)(jnp.arange(n_draws))
 
-    def within(u, b):
-        p = p_of(b)
-        u = jnp.maximum(u - jnp.where(b > 0, cum[jnp.maximum(b - 1, 0)], 0), 0)
-        i = jnp.searchsorted(jnp.cumsum(p), u, side="right")
+    def within(p, u):
+        # searches without loops (compare_all): one comparison per row
+        i = jnp.searchsorted(jnp.cumsum(p), u, side="right", method="compare_all")
         # rounding between the blocks' sums and the block's own cumulative sums can
         # carry u past the block's last row of positive p: take that row instead
         last = block - 1 - jnp.argmax((p > 0)[::-1])
-        return (b * block + jnp.minimum(i, last)).astype(jnp.int32)
+        return jnp.minimum(i, last).astype(jnp.int32)
 
-    return jax.vmap(within)(u, b)
+    if blocks.single:  # the same draws, with the block's p made once
+        p = p_of(jnp.zeros((), jnp.int32))
+        return within(p, draws * jnp.sum(p))
+    cum = jnp.cumsum(blocks.map(lambda _x, _w, b: jnp.sum(p_of(b))))
+    u = draws * cum[-1]
+    b = jnp.searchsorted(cum, u, side="right", method="compare_all")
+    b = jnp.clip(b, 0, n_blocks - 1)
+    u = jnp.maximum(u - jnp.where(b > 0, cum[jnp.maximum(b - 1, 0)], 0), 0)
+    return b * block + jax.vmap(lambda b, u: within(p_of(b), u))(b, u)
 
 
 def _sq_dist(x: Float[Array, "n d"], x_sq: Float[Array, " n"], c: Float[Array, "t d"]):
@@ -133,7 +137,7 @@ def kmeans_plusplus(
             new = jnp.where(live, new, closest[b])
             return lax.dynamic_update_index_in_dim(closest, new, b, 0)
 
-        return lax.fori_loop(0, blocks.n_used, update, closest)
+        return blocks.fold(update, closest)
 
     def potentials(c: Float[Array, "t d"], closest) -> Float[Array, " t"]:
         """``sum w min(closest, D(x, c_t)^2)`` of each candidate, block by block: the

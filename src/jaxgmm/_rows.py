@@ -297,9 +297,25 @@ class Blocks:
         x = self.x.reshape(-1, self.n_features)[idx]
         return x - self.center if centred else x
 
+    @property
+    def single(self) -> bool:
+        """One block (static): loops over blocks are then written out as one call.
+        A loop of one trip still costs its code and a while loop to compile (small
+        data's programs are most of their cost)."""
+        return self.x.shape[0] == 1
+
     def map(self, fn: Callable[..., Any]) -> Any:
         """``fn(x_b, w_b, b)`` of every block, stacked as ``lax.map`` stacks them."""
+        if self.single:
+            b = jnp.zeros((), jnp.int32)
+            return jax.tree_util.tree_map(lambda a: a[None], fn(*self.block(b), b))
         return lax.map(lambda b: fn(*self.block(b), b), jnp.arange(self.x.shape[0]))
+
+    def fold(self, fn: Callable[[Int[Array, ""], Any], Any], init: Any) -> Any:
+        """``fn(b, carry)`` over the blocks that hold data, in order (a ``fori_loop``)."""
+        if self.single:
+            return fn(jnp.zeros((), jnp.int32), init)
+        return lax.fori_loop(0, self.n_used, fn, init)
 
 
 def make_blocks(
@@ -350,10 +366,12 @@ def sum_rows(fn: Callable[..., Any], blocks: Blocks) -> Any:
     streamed chunks or across processes changes this function alone.
     """
     index = jnp.zeros((), jnp.int32)
+    if blocks.single:
+        return fn(*blocks.block(index), index)
     shapes = jax.eval_shape(lambda b: fn(*blocks.block(b), b), index)
     zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     def body(b, carry):
         return jax.tree_util.tree_map(jnp.add, carry, fn(*blocks.block(b), b))
 
-    return lax.fori_loop(0, blocks.n_used, body, zeros)
+    return blocks.fold(body, zeros)
