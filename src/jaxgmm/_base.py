@@ -32,7 +32,7 @@ from ._covariance import COVARIANCE_TYPES
 from ._em import score_rows_padded
 from ._io import save
 from ._multistart import best_index, select
-from ._params import GMMParams
+from ._params import GMMParams, sample_mixture
 from ._typing import Status, x64_scope
 
 __all__ = [
@@ -114,7 +114,12 @@ def key_from(random_state) -> jax.Array:
         random_state.dtype, jax.dtypes.prng_key
     ):
         return random_state
-    return jax.random.key(seed_from(random_state))
+    seed = seed_from(random_state)
+    if jax.config.jax_default_prng_impl == "threefry2x32" and 0 <= seed < 2**31:
+        # jax.random.key(seed)'s data, made on the host: jax.random.key compiles its
+        # seeding in each new process (0.12 s of a first fit)
+        return jax.random.wrap_key_data(np.asarray([0, seed], np.uint32))
+    return jax.random.key(seed)
 
 
 def check_shape(param, shape, name):
@@ -486,7 +491,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
             )
         key = key_from(self.random_state if random_state is None else random_state)
         with x64_scope(self.means_.dtype):
-            X, y = self._mixture().sample(key, int(n_samples))
+            X, y = sample_mixture(self._mixture(), key, int(n_samples))
             return np.asarray(X), np.asarray(y, dtype=np.int64)
 
     def save(self, path):

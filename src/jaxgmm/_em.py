@@ -38,7 +38,7 @@ from ._programs import compile_then_upload, compiles_ahead, rounded_components
 from ._pytree import pytree_dataclass
 from ._rows import Blocks, Rows, make_blocks, plan_rows, sum_rows
 from ._stats import SuffStats
-from ._typing import Array, Bool, Float, Int, Status, float_dtype, x64_scope
+from ._typing import Array, Bool, Float, Int, Status, as_dtype, float_dtype, x64_scope
 
 __all__ = [
     "EMResult",
@@ -568,7 +568,7 @@ def score_rows_padded(params: GMMParams, X) -> tuple[Array, Array, int, int]:
                 plan, params = full_plan, params.padded(rounded_components(k))
                 covariance = params.covariance.as_full(params.n_components, params.n_features)
                 params = dataclasses.replace(params, covariance=covariance)
-        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
+        params = jax.tree_util.tree_map(lambda a: as_dtype(a, dtype), params)
         log_prob, log_resp = compile_then_upload(_score_rows, (plan.block_rows,), params, plan)
         return log_prob, log_resp, plan.n_samples, k
 

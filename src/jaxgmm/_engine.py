@@ -41,7 +41,7 @@ from ._params import GMMParams
 from ._programs import compile_then_upload, compiles_ahead, rounded_components
 from ._pytree import pytree_dataclass
 from ._rows import Blocks, RowPlan, Rows, make_blocks, plan_rows
-from ._typing import Array, float_dtype, x64_scope
+from ._typing import Array, as_dtype, float_dtype, x64_scope
 
 __all__ = [
     "Batch",
@@ -350,7 +350,7 @@ def run(key, X, sample_weight, options: Options, batch: Batch, inputs: Inputs):
         plan, batch = batch.resolved(X, sample_weight, options.covariance, dtype)
         # lists and tuples (weights_init=[0.5, 0.5]) are arrays here, not pytrees
         is_array = lambda a: isinstance(a, (list, tuple))
-        inputs = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), inputs, is_leaf=is_array)
+        inputs = jax.tree_util.tree_map(lambda a: as_dtype(a, dtype), inputs, is_leaf=is_array)
         options = dataclasses.replace(options, report=_progress.active())
         shared = None
         # traced calls gain nothing by sharing: the caller's program is compiled anyway
@@ -397,10 +397,10 @@ def _shared(options: Options, batch: Batch, plan: RowPlan, inputs: Inputs, X, we
     shared_plan, compiled = compiled.resolved(X, weights, SwitchedCovariance, dtype)
     if not shared_plan.small:
         return None
-    index = jnp.asarray(STRUCTURES.index(options.covariance), jnp.int32)
+    index = np.asarray(STRUCTURES.index(options.covariance), np.int32)
     inputs = dataclasses.replace(inputs, structure=index)
     if rounded is not None:  # the real K, traced (also where it equals the rounded K)
-        inputs = dataclasses.replace(inputs, n_components=jnp.asarray(batch.ks, jnp.int32))
+        inputs = dataclasses.replace(inputs, n_components=np.asarray(batch.ks, np.int32))
     return shared_plan, shared_options, compiled, inputs
 
 

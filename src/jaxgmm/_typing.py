@@ -6,6 +6,7 @@ import contextlib
 import enum
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
@@ -16,6 +17,7 @@ __all__ = [
     "Int",
     "PRNGKeyArray",
     "Status",
+    "as_dtype",
     "float_dtype",
     "x64_scope",
 ]
@@ -54,3 +56,10 @@ def x64_scope(dtype) -> contextlib.AbstractContextManager:
     if np.dtype(dtype) == np.float64:
         return jax.enable_x64(True)
     return jax.default_matmul_precision("highest")
+
+
+def as_dtype(a, dtype):
+    """``a`` as an array of ``dtype``: a numpy array where it is on the host (a
+    program takes it as it is; ``jnp.asarray`` would compile a conversion per dtype
+    and shape, tens of milliseconds each in a new process), else a JAX array."""
+    return jnp.asarray(a, dtype) if isinstance(a, jax.Array) else np.asarray(a, dtype)
