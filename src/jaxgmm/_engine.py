@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
@@ -41,7 +42,7 @@ from ._params import GMMParams
 from ._programs import compile_then_upload, compiles_ahead, rounded_components
 from ._pytree import pytree_dataclass
 from ._rows import Blocks, RowPlan, Rows, make_blocks, plan_rows
-from ._typing import Array, as_dtype, float_dtype, x64_scope
+from ._typing import Array, Status, as_dtype, float_dtype, x64_scope
 
 __all__ = [
     "Batch",
@@ -84,6 +85,8 @@ class Inputs:
     # the structure a SwitchedCovariance program fits (small data: the four types
     # share one program), an index into STRUCTURES; None: the options' class
     structure: Array | None = None
+    # the restarts a sequential batch runs (Batch.sequential), at most its n_init
+    n_restarts: Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +162,11 @@ class Options:
 ROUNDING_WORK = 2**25
 
 
+#: The restarts a sequential small-data program has keys for (at least): any n_init
+#: up to it shares the program.
+SEQUENTIAL_SLOTS = 16
+
+
 @dataclasses.dataclass(frozen=True)
 class Batch:
     """The batch's shape (static): fits of each K in ``ks`` x ``n_init`` restarts
@@ -180,6 +188,13 @@ class Batch:
     n_devices: int | None = None  # None: every local device (resolved by run)
     block_rows: int | None = None  # None: sized for the data (resolved by run)
     split: bool = True  # K in two groups (groups); not for small data (resolved by run)
+    #: The caller keeps the best restart alone (:func:`~jaxgmm._multistart.best_index`),
+    #: so small data may run the restarts one after another (``sequential``).
+    best_only: bool = False
+    #: One K; its restarts run one after another (a loop to ``Inputs.n_restarts``,
+    #: keys of ``n_init`` slots) and the best is kept: one program serves every
+    #: ``n_init`` up to this one. The result has one restart.
+    sequential: bool = False
 
     def groups(self) -> list[tuple[int, ...]]:
         """The K split in two batches, each padded to its own largest K: K up to half
@@ -222,7 +237,8 @@ class Batch:
     def work(self, n_rows: int, n_features: int) -> int:
         """About the flops of one pass of the batch in the full form: rows x
         components x fits x features^2."""
-        return n_rows * max(self.ks) * self.n_init * len(self.ks) * n_features**2
+        fits = 1 if self.sequential else self.n_init * len(self.ks)
+        return n_rows * max(self.ks) * fits * n_features**2
 
 
 def device_count(n_devices: int | None, n_fits: int) -> int:
@@ -301,11 +317,36 @@ def fit_batch(options: Options, batch: Batch, key, rows: Rows, inputs: Inputs):
         if inputs.n_components is not None:
             counts = inputs.n_components[start // batch.n_init : stop // batch.n_init]
         fits = (*batch.fit_keys(key, group, counts), c)
-        out, scores = over_fits(one, fits, shared, batch.n_devices)
+        if batch.sequential:
+            out, scores = best_of(one, fits, shared, inputs.n_restarts)
+        else:
+            out, scores = over_fits(one, fits, shared, batch.n_devices)
         params = jax.vmap(lambda p: options.model.padded(p, k_top))(out.params)
         parts.append((dataclasses.replace(out, params=params), scores))
         start = stop
     return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *parts)
+
+
+def best_of(fn, batched, shared, n_restarts):
+    """``fn`` of the first ``n_restarts`` entries of ``batched`` (traced count), one
+    after another, keeping the best as :func:`~jaxgmm._multistart.best_index` chooses
+    it: the highest lower bound among the restarts that did not fail, the first on
+    ties, else the first restart. Returned with a leading axis of one."""
+    # jitted, so that the shapes' trace is the body's too: a fit is traced once
+    at = jax.jit(lambda i, b, s: fn(*(None if a is None else a[i] for a in b), *s))
+    one = lambda i: at(i, batched, shared)
+    shapes = jax.eval_shape(one, jnp.zeros((), jnp.int32))
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    sound = lambda r: (r.status != Status.NON_FINITE) & jnp.isfinite(r.lower_bound)
+
+    def body(i, best):
+        new = one(i)
+        better = sound(new[0]) & (~sound(best[0]) | (new[0].lower_bound > best[0].lower_bound))
+        take = (i == 0) | better
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new, best)
+
+    best = lax.fori_loop(0, n_restarts, body, zeros)
+    return jax.tree_util.tree_map(lambda a: a[None], best)
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
@@ -390,6 +431,11 @@ def _shared(options: Options, batch: Batch, plan: RowPlan, inputs: Inputs, X, we
     rounded = None
     if len(batch.ks) == 1 and inputs.centers is None:
         rounded = batch.bucketed(n_rows, n_features)
+    if rounded is not None and batch.best_only and jax.config.jax_threefry_partitionable:
+        # restart i keeps key i of any number of slots (see Batch.bucketed)
+        slots = max(SEQUENTIAL_SLOTS, rounded.n_init)
+        rounded = dataclasses.replace(rounded, n_init=slots, sequential=True)
+        inputs = dataclasses.replace(inputs, n_restarts=np.asarray(batch.n_init, np.int32))
     compiled = batch if rounded is None else rounded
     if compiled.work(n_rows, n_features) > ROUNDING_WORK:
         return None
@@ -412,7 +458,7 @@ def _restored(outputs, batch: Batch, compiled: Batch, options: Options):
     out, scores = jax.tree_util.tree_map(np.asarray, outputs)
     params = out.params
     if (compiled.ks, compiled.n_init) != (batch.ks, batch.n_init):
-        first = lambda a: a[: batch.n_init]  # one K: its first n_init fits
+        first = lambda a: a[: batch.n_init]  # one K: its first n_init fits (or the best)
         out, scores = jax.tree_util.tree_map(first, (out, scores))
         params = options.model.leading(out.params, max(batch.ks), batch_ndim=1)
     covariance = params.covariance.as_structure(options.covariance)

@@ -167,6 +167,8 @@ class GaussianMixture(BaseMixture):
 
     def _run(self, key, X, sample_weight, checked, do_init):
         kwargs = self._engine_kwargs(sample_weight, do_init)
+        # verbose output reports every restart
+        kwargs["best_only"] = not self.verbose
         return fit_restarts(key, X, self.n_components, **kwargs, **(checked if do_init else {}))
 
     def _set_result(self, result, dtype):

@@ -42,6 +42,7 @@ def fit_restarts(
     max_iter: int = 100,
     block_rows: int | None = None,
     n_devices: int | None = None,
+    best_only: bool = False,
 ) -> EMResult:
     """Fit ``n_init`` restarts in parallel; every field gets a leading restart axis.
 
@@ -78,16 +79,20 @@ def fit_restarts(
         Rows per block; chosen from the data's shape and dtype when None.
     n_devices : int, default=None
         Local devices to shard the restarts over; all of them when None.
+    best_only : bool, default=False
+        Only the best restart (:func:`best_index`) is wanted. Small data may then
+        run its restarts one after another in a program that every ``n_init`` up to
+        16 shares, and return that restart alone.
 
     Returns
     -------
     EMResult
-        With a leading axis of length ``n_init``.
+        With a leading axis of length ``n_init`` (or 1, with ``best_only``).
     """
     if init_params not in INIT_METHODS:
         raise ValueError(f"init_params must be one of {sorted(INIT_METHODS)}, got {init_params!r}")
     options = Options(covariance_class(covariance_type), init=init_params, max_iter=max_iter)
-    batch = Batch((int(n_components),), n_init, n_devices, block_rows)
+    batch = Batch((int(n_components),), n_init, n_devices, block_rows, best_only=best_only)
     inputs = Inputs(
         tol=tol,
         reg_covar=reg_covar,
@@ -134,6 +139,6 @@ def fit(key: PRNGKeyArray, X, n_components: int, **kwargs) -> EMResult:
     >>> result.params.means.shape
     (2, 2)
     """
-    results = fit_restarts(key, X, n_components, **kwargs)
+    results = fit_restarts(key, X, n_components, best_only=True, **kwargs)
     with x64_scope(results.lower_bound.dtype):
         return select(results, best_index(results))
