@@ -430,12 +430,14 @@ def _shared(options: Options, batch: Batch, plan: RowPlan, inputs: Inputs, X, we
     n_rows, n_features = plan.n_rows, plan.x.shape[1]
     rounded = None
     if len(batch.ks) == 1 and inputs.centers is None:
-        rounded = batch.bucketed(n_rows, n_features)
-    if rounded is not None and batch.best_only and jax.config.jax_threefry_partitionable:
-        # restart i keeps key i of any number of slots (see Batch.bucketed)
-        slots = max(SEQUENTIAL_SLOTS, rounded.n_init)
-        rounded = dataclasses.replace(rounded, n_init=slots, sequential=True)
-        inputs = dataclasses.replace(inputs, n_restarts=np.asarray(batch.n_init, np.int32))
+        if batch.best_only and jax.config.jax_threefry_partitionable:
+            # restart i keeps key i of any number of slots (see Batch.bucketed)
+            slots = max(SEQUENTIAL_SLOTS, 1 << (batch.n_init - 1).bit_length())
+            ks = (rounded_components(batch.ks[0]),)
+            rounded = dataclasses.replace(batch, ks=ks, n_init=slots, sequential=True)
+            inputs = dataclasses.replace(inputs, n_restarts=np.asarray(batch.n_init, np.int32))
+        else:
+            rounded = batch.bucketed(n_rows, n_features)
     compiled = batch if rounded is None else rounded
     if compiled.work(n_rows, n_features) > ROUNDING_WORK:
         return None
