@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import jaxgmm
@@ -185,3 +186,32 @@ def test_progress_says_when_a_program_is_compiled(monkeypatch):
     assert first.index(("compiling", "all types")) < first.index(("iteration", None))
     assert first[-1] == ("done", 3)
     assert all(event != "compiling" for event, _ in recorder.events[len(first) :])
+
+
+def test_sequential_restarts_keep_the_restart_best_index_picks():
+    """``best_of`` keeps what ``best_index`` picks from the same restarts: the highest
+    lower bound among those that did not fail, the first on ties, else restart 0."""
+    from jaxgmm import _engine
+    from jaxgmm._em import EMResult
+    from jaxgmm._typing import Status
+
+    def fake(lower, status):
+        def fit(i):
+            r = EMResult(None, i, jnp.asarray(lower)[i], None, None, jnp.asarray(status)[i])
+            return r, None
+
+        return fit
+
+    cases = [
+        ([-3.0, -1.0, -2.0, -1.0], [0, 0, 0, 0]),  # the first of the tied best
+        ([-3.0, -1.0, -2.0, -0.5], [0, 0, 0, Status.NON_FINITE]),  # a failed one never wins
+        ([-3.0, -np.inf, -2.0, -4.0], [0, 0, 0, 0]),  # nor a non-finite bound
+        ([-3.0, -1.0, -2.0, -0.5], [Status.NON_FINITE] * 4),  # all failed: restart 0
+    ]
+    for lower, status in cases:
+        fit = fake(lower, status)
+        run = jax.jit(lambda n, fit=fit: _engine.best_of(fit, (jnp.arange(4),), (), n))
+        for n in (1, 3, 4):
+            best, _ = run(n)
+            many = EMResult(None, None, np.asarray(lower[:n]), None, None, np.asarray(status[:n]))
+            assert int(best.n_iter[0]) == jaxgmm.best_index(many), (lower, status, n)
