@@ -215,3 +215,20 @@ def test_sequential_restarts_keep_the_restart_best_index_picks():
             best, _ = run(n)
             many = EMResult(None, None, np.asarray(lower[:n]), None, None, np.asarray(status[:n]))
             assert int(best.n_iter[0]) == jaxgmm.best_index(many), (lower, status, n)
+
+
+def test_best_only_compiles_nothing_of_its_own_where_nothing_is_shared(monkeypatch):
+    """Where small-data sharing is off (here by the work limit), asking for the best
+    restart alone runs the ordinary program: the estimator and ``fit_restarts`` share
+    it, and ``fit`` takes ``best_only`` like ``fit_restarts``."""
+    from jaxgmm import _engine
+
+    monkeypatch.setenv("JAXGMM_CACHE_DIR", "off")
+    monkeypatch.setattr(_engine, "ROUNDING_WORK", 0)
+    _programs.clear_programs()
+    x, _ = jaxgmm.make_seed_blobs(0)
+    many = jaxgmm.fit_restarts(jax.random.key(0), x, 3, n_init=2)
+    n = len(_programs._PROGRAMS)
+    best = jaxgmm.fit(jax.random.key(0), x, 3, n_init=2, best_only=False)
+    assert len(_programs._PROGRAMS) == n
+    assert float(best.lower_bound) == float(np.max(np.asarray(many.lower_bound)))

@@ -1,4 +1,5 @@
-"""The four covariance structures, one final pytree class each, behind one interface.
+"""The four covariance structures, one pytree class each, behind one interface (and
+:class:`SwitchedCovariance`, any of them in one small-data program).
 
 Every class stores the covariances and the Cholesky factors of the precisions in
 scikit-learn's shapes, and knows how to
@@ -84,7 +85,8 @@ def _gram(chol: Float[Array, "... d d"]) -> Float[Array, "... d d"]:
 
 
 class Covariance(abc.ABC):
-    """Interface of a covariance structure (abstract; the four subclasses are final).
+    """Interface of a covariance structure (abstract; the four subclasses are final,
+    but for :class:`SwitchedCovariance`, which extends the full one).
 
     Attributes
     ----------
@@ -245,8 +247,8 @@ class Covariance(abc.ABC):
 
     def as_full(self, n_components: int, n_features: int) -> FullCovariance:
         """The same covariances as a full one's (K, D, D) matrices (numpy in, numpy
-        out), which the full E-step reads as this structure's own: the extra entries
-        are zeros or copies."""
+        out; JAX arrays in, JAX arrays out), which the full E-step reads as this
+        structure's own: the extra entries are zeros or copies."""
         xp = np if isinstance(self.covariances, np.ndarray) else jnp
         dense = lambda a: self.dense(a, n_components, n_features, xp)
         return FullCovariance(dense(self.covariances), dense(self.precisions_cholesky))

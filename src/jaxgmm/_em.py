@@ -293,8 +293,8 @@ def em_pass(
     scikit-learn does, so the result stays exact and positive definite.
 
     Wide and small data (:func:`direct_form`) form no features: their statistics are taken
-    from differences to ``shift`` (per component: the previous means; the data's
-    centre when None), which cancel far less, and the same check follows.
+    from differences to ``shift`` (per component: the previous means), which cancel
+    far less, and the same check follows.
 
     Returns
     -------
@@ -314,8 +314,6 @@ def em_pass(
         return SuffStats.from_block_centered(resp, x, shift, moments), log_lik
 
     if direct_form(covariance_class, blocks):
-        if shift is None:  # an initialization: about the data's centre
-            shift = jnp.broadcast_to(blocks.center, (active.shape[0], d))
         stats, log_lik = scan_forms(direct, blocks, exact)
         params = GMMParams.from_stats(
             stats, covariance_class, reg_covar, total_weight, shift, active

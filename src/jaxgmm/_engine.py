@@ -9,8 +9,10 @@ Everything about a fit is in three objects, split by what a change costs:
 * :class:`Batch` (frozen, hashable, static): the batch's shape: which K, how many
   restarts, over how many devices, in blocks of how many rows.
 * :class:`Inputs` (a pytree, traced): ``tol``, ``reg_covar``, the starting lower
-  bound, given or warm-start parameters, shared k-means centres and priors.
-  Changing these never recompiles; nor do the key and the rows.
+  bound, given or warm-start parameters, shared k-means centres and priors, and what
+  a program shared by nearby small fits needs (the real K, the covariance type, the
+  number of restarts; see :func:`_shared`). Changing these never recompiles; nor do
+  the key and the rows.
 
 :func:`fit_batch` is the one jitted entry. The GMM restarts
 (:func:`jaxgmm._multistart.fit_restarts`), the sweep over K and types
@@ -157,8 +159,9 @@ class Options:
 
 
 #: The most work (rows x components x fits x features^2, about the flops of one pass)
-#: a small batch may be rounded up to (:meth:`Batch.bucketed`): a few milliseconds a
-#: pass on one core, against a second or more to compile another program.
+#: a small batch may be rounded up to (:meth:`Batch.bucketed`), or run in a shared
+#: program at all (:func:`_shared`): a few milliseconds a pass on one core, against a
+#: second or more to compile another program.
 ROUNDING_WORK = 2**25
 
 
@@ -397,8 +400,9 @@ def run(key, X, sample_weight, options: Options, batch: Batch, inputs: Inputs):
         # traced calls gain nothing by sharing: the caller's program is compiled anyway
         if compiles_ahead(plan, key, inputs):
             shared = _shared(options, batch, plan, inputs, X, sample_weight, dtype)
-        if shared is None:
-            out, scores = compile_then_upload(fit_batch, (options, batch), key, plan, inputs)
+        if shared is None:  # best_only changes nothing here: not part of the program
+            plain = dataclasses.replace(batch, best_only=False)
+            out, scores = compile_then_upload(fit_batch, (options, plain), key, plan, inputs)
         else:
             shared_plan, shared_options, compiled, shared_inputs = shared
             out, scores = compile_then_upload(
@@ -438,7 +442,7 @@ def _shared(options: Options, batch: Batch, plan: RowPlan, inputs: Inputs, X, we
             inputs = dataclasses.replace(inputs, n_restarts=np.asarray(batch.n_init, np.int32))
         else:
             rounded = batch.bucketed(n_rows, n_features)
-    compiled = batch if rounded is None else rounded
+    compiled = dataclasses.replace(batch if rounded is None else rounded, best_only=False)
     if compiled.work(n_rows, n_features) > ROUNDING_WORK:
         return None
     shared_options = dataclasses.replace(options, covariance=SwitchedCovariance)

@@ -44,7 +44,8 @@ def fit_restarts(
     n_devices: int | None = None,
     best_only: bool = False,
 ) -> EMResult:
-    """Fit ``n_init`` restarts in parallel; every field gets a leading restart axis.
+    """Fit ``n_init`` restarts, in parallel (``vmap``); every field gets a leading
+    restart axis (of one, for small data with ``best_only``).
 
     Parameters
     ----------
@@ -139,6 +140,6 @@ def fit(key: PRNGKeyArray, X, n_components: int, **kwargs) -> EMResult:
     >>> result.params.means.shape
     (2, 2)
     """
-    results = fit_restarts(key, X, n_components, best_only=True, **kwargs)
+    results = fit_restarts(key, X, n_components, **{"best_only": True, **kwargs})
     with x64_scope(results.lower_bound.dtype):
         return select(results, best_index(results))
