@@ -210,7 +210,7 @@ class Variational:
 
     #: K is part of the variational model (the truncation of the Dirichlet process,
     #: the Dirichlet prior's dimension), so its batches are never rounded up.
-    rounds: ClassVar[bool] = False
+    shares_programs: ClassVar[bool] = False
 
     def start(self, options: Options, key, blocks: Blocks, inputs: Inputs, active):
         if inputs.params0 is not None:

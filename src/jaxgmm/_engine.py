@@ -140,7 +140,7 @@ class MaximumLikelihood:
     #: Whether small batches may share programs: rounded up (:meth:`Batch.bucketed`,
     #: cut back by :meth:`leading`), and fitted by a switched covariance
     #: (:class:`~jaxgmm._covariance.SwitchedCovariance`).
-    rounds: ClassVar[bool] = True
+    shares_programs: ClassVar[bool] = True
 
     def leading(self, params: GMMParams, k: int, batch_ndim: int = 0) -> GMMParams:
         return params.leading(k, batch_ndim)
@@ -421,14 +421,14 @@ def _shared(options: Options, batch: Batch, plan: RowPlan, inputs: Inputs, X, we
     The covariance class becomes :class:`SwitchedCovariance` (the four types share a
     program; the type is a traced index) and a batch of one K is rounded up
     (:meth:`Batch.bucketed`). Both need small data (whose run time is negligible
-    beside compiling), a model that can share (:attr:`MaximumLikelihood.rounds`),
+    beside compiling), a model that can share (:attr:`MaximumLikelihood.shares_programs`),
     one device (the results of several stay sharded over them; restoring them on the
     host would gather them), no given starting parameters, and at most
     :data:`ROUNDING_WORK` per pass. Rounding K also needs no shared centres (their
     shape is the batch's).
     """
     given = (inputs.params0, *jax.tree_util.tree_leaves(inputs.given))
-    allowed = plan.small and batch.n_devices == 1 and options.model.rounds
+    allowed = plan.small and batch.n_devices == 1 and options.model.shares_programs
     if not allowed or any(a is not None for a in given):
         return None
     n_rows, n_features = plan.n_rows, plan.x.shape[1]

@@ -50,11 +50,7 @@ def _params_from_resp(resp_fn, blocks: Blocks, cov_cls, reg_covar, active) -> GM
     conditional second pass.
     """
 
-    def sums(x, w, b):
-        resp = resp_fn(x, w, b)
-        return jnp.sum(resp, 0), resp.T @ (x - blocks.center)
-
-    count, total_x = sum_rows(sums, blocks)
+    count, total_x = _resp_sums(resp_fn, blocks)
     # an empty component sits at the centre (its weight is 10 eps, as scikit-learn's)
     shift = jnp.where(count[:, None] > 0, total_x / jnp.maximum(count, 1e-300)[:, None], 0)
     shift = shift + blocks.center
@@ -62,6 +58,29 @@ def _params_from_resp(resp_fn, blocks: Blocks, cov_cls, reg_covar, active) -> GM
     block = lambda x, w, b: SuffStats.from_block_centered(resp_fn(x, w, b), x, shift, moments)
     stats = sum_rows(block, blocks)
     return GMMParams.from_stats(stats, cov_cls, reg_covar, blocks.total, shift, active)
+
+
+def _resp_sums(resp_fn, blocks: Blocks) -> tuple[Float[Array, " k"], Float[Array, "k d"]]:
+    """Each component's total responsibility and responsibility-weighted sum of the
+    rows about ``blocks.center``, from ``resp_fn(x_b, w_b, b)`` (already weighted)."""
+
+    def sums(x, w, b):
+        resp = resp_fn(x, w, b)
+        return jnp.sum(resp, 0), resp.T @ (x - blocks.center)
+
+    return sum_rows(sums, blocks)
+
+
+def _nearest(centers: Float[Array, "k d"], c_sq: Float[Array, " k"], blocks: Blocks):
+    """The responsibilities ``resp_fn(x_b, w_b, b)`` of hard assignment to the nearest
+    of ``centers`` (about ``blocks.center``; ``c_sq``: their squared norms, +inf for
+    clusters not in use), weighted."""
+
+    def labels(xb, wb, _):
+        lab = jnp.argmin(c_sq - 2 * (xb - blocks.center) @ centers.T, 1)
+        return jax.nn.one_hot(lab, centers.shape[0], dtype=xb.dtype) * wb[:, None]
+
+    return labels
 
 
 def _params_from_rows(
@@ -211,18 +230,9 @@ def kmeans(
     mean = sum_rows(lambda xb, wb, _: wb @ (xb - blocks.center), blocks) / blocks.total
     spread = sum_rows(lambda xb, wb, _: wb @ (xb - blocks.center - mean) ** 2, blocks)
     tol_scaled = tol * jnp.mean(spread / blocks.total)
-    k = centers.shape[0]
 
     def sums(c):
-        c_sq = jnp.sum(c * c, 1) + far
-
-        def block(xb, wb, _):
-            xb = xb - blocks.center
-            onehot = jax.nn.one_hot(jnp.argmin(c_sq - 2 * xb @ c.T, 1), k, dtype=xb.dtype)
-            onehot = onehot * wb[:, None]
-            return jnp.sum(onehot, 0), onehot.T @ xb
-
-        return sum_rows(block, blocks)
+        return _resp_sums(_nearest(c, jnp.sum(c * c, 1) + far, blocks), blocks)
 
     def cond(s):
         i, _, shift = s
@@ -255,10 +265,7 @@ def params_from_centers(centers, blocks: Blocks, cov_cls, reg_covar, active) -> 
     k = centers.shape[0]
     centers = centers - blocks.center  # distances about the data's centre: less cancellation
     c_sq = jnp.sum(centers * centers, 1) + _inactive_penalty(k, active, centers.dtype)
-
-    def labels(xb, wb, _):
-        lab = jnp.argmin(c_sq - 2 * (xb - blocks.center) @ centers.T, 1)
-        return jax.nn.one_hot(lab, k, dtype=xb.dtype) * wb[:, None]
+    labels = _nearest(centers, c_sq, blocks)
 
     return _params_from_resp(labels, blocks, cov_cls, reg_covar, active)
 
