@@ -269,6 +269,51 @@ def block_stats(
     return SuffStats.from_block(resp, phi, x.shape[-1]), log_lik
 
 
+def resp_sums(resp_fn, blocks: Blocks) -> tuple[Float[Array, " k"], Float[Array, "k d"]]:
+    """Each component's total responsibility and responsibility-weighted sum of the
+    rows about ``blocks.center``, from ``resp_fn(x_b, w_b, b)`` (already weighted)."""
+
+    def sums(x, w, b):
+        resp = resp_fn(x, w, b)
+        return jnp.sum(resp, 0), resp.T @ (x - blocks.center)
+
+    return sum_rows(sums, blocks)
+
+
+def centred_estimate(
+    resp_fn: Callable[..., Array],
+    blocks: Blocks,
+    covariance_class: type[Covariance],
+    reg_covar: Float[Array, ""],
+    total_weight: Float[Array, ""] | None = None,
+    active: Array | None = None,
+) -> tuple[GMMParams, SuffStats]:
+    """The M-step from responsibilities ``resp_fn(x_b, w_b, b)`` (already weighted),
+    as scikit-learn's ``_estimate_gaussian_parameters``: one pass for each
+    component's mean, then the statistics about those means from the differences
+    themselves. Exact, and smaller to compile than a pass of raw moments, a check for
+    cancellation and a conditional second pass; with several blocks ``resp_fn`` is
+    called twice per block, so it must give the same values each time. One block's
+    responsibilities are computed once.
+
+    Returns the parameters (see :meth:`GMMParams.from_stats` for ``total_weight``
+    and ``active``) and the statistics, about the new means. An empty component sits
+    at the rows' centre.
+    """
+    if blocks.single:
+        index = jnp.zeros((), jnp.int32)
+        resp = resp_fn(*blocks.block(index), index)
+        resp_fn = lambda *_: resp
+    count, total_x = resp_sums(resp_fn, blocks)
+    shift = jnp.where(count[:, None] > 0, total_x / jnp.maximum(count, 1e-300)[:, None], 0)
+    shift = shift + blocks.center
+    moments = covariance_class.centered_second_moments
+    block = lambda x, w, b: SuffStats.from_block_centered(resp_fn(x, w, b), x, shift, moments)
+    stats = sum_rows(block, blocks)
+    params = GMMParams.from_stats(stats, covariance_class, reg_covar, total_weight, shift, active)
+    return params, stats
+
+
 def em_pass(
     resp_fn: Callable[..., tuple[Array, Array]],
     blocks: Blocks,
@@ -294,12 +339,22 @@ def em_pass(
 
     Wide and small data (:func:`direct_form`) form no features: their statistics are taken
     from differences to ``shift`` (per component: the previous means), which cancel
-    far less, and the same check follows.
+    far less, and the same check follows. In one block they are
+    :func:`centred_estimate`'s, exact at once.
 
     Returns
     -------
     params, stats (of the first pass), summed log-likelihood (from ``resp_fn``)
     """
+    if blocks.single and direct_form(covariance_class, blocks):
+        # One block in the centred form (small data): its responsibilities once, then
+        # the exact centred M-step; nothing to check and no second pass to compile.
+        index = jnp.zeros((), jnp.int32)
+        resp, log_lik = resp_fn(*blocks.block(index), index, None, True)
+        params, stats = centred_estimate(
+            lambda *_: resp, blocks, covariance_class, reg_covar, total_weight, active
+        )
+        return params, stats, log_lik
     d = blocks.n_features
     features = jax.vmap(covariance_class.features)
 

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._covariance import Covariance
+from ._em import centred_estimate, resp_sums
 from ._params import GMMParams
 from ._rows import Blocks, sum_rows
 from ._stats import SuffStats
@@ -41,34 +42,10 @@ __all__ = [
 
 
 def _params_from_resp(resp_fn, blocks: Blocks, cov_cls, reg_covar, active) -> GMMParams:
-    """Parameters from responsibilities ``resp_fn(x_b, w_b, b)`` (already weighted;
-    called twice, so it must give the same values each time).
-
-    One pass for each component's mean, then the statistics about those means from
-    the differences themselves (scikit-learn's centred estimate): exact, and smaller
-    to compile than a pass of raw moments, an M-step, a check for cancellation and a
-    conditional second pass.
-    """
-
-    count, total_x = _resp_sums(resp_fn, blocks)
-    # an empty component sits at the centre (its weight is 10 eps, as scikit-learn's)
-    shift = jnp.where(count[:, None] > 0, total_x / jnp.maximum(count, 1e-300)[:, None], 0)
-    shift = shift + blocks.center
-    moments = cov_cls.centered_second_moments
-    block = lambda x, w, b: SuffStats.from_block_centered(resp_fn(x, w, b), x, shift, moments)
-    stats = sum_rows(block, blocks)
-    return GMMParams.from_stats(stats, cov_cls, reg_covar, blocks.total, shift, active)
-
-
-def _resp_sums(resp_fn, blocks: Blocks) -> tuple[Float[Array, " k"], Float[Array, "k d"]]:
-    """Each component's total responsibility and responsibility-weighted sum of the
-    rows about ``blocks.center``, from ``resp_fn(x_b, w_b, b)`` (already weighted)."""
-
-    def sums(x, w, b):
-        resp = resp_fn(x, w, b)
-        return jnp.sum(resp, 0), resp.T @ (x - blocks.center)
-
-    return sum_rows(sums, blocks)
+    """Parameters from responsibilities ``resp_fn(x_b, w_b, b)`` (already weighted),
+    by the exact centred M-step; the weights are ``nk / n_samples``, as scikit-learn's
+    initialization divides them."""
+    return centred_estimate(resp_fn, blocks, cov_cls, reg_covar, blocks.total, active)[0]
 
 
 def _nearest(centers: Float[Array, "k d"], c_sq: Float[Array, " k"], blocks: Blocks):
@@ -159,10 +136,6 @@ def kmeans_plusplus(
         xb = xb - blocks.center
         return _sq_dist(xb, jnp.sum(xb * xb, 1), c)
 
-    def dist_to(c: Float[Array, " d"]) -> Float[Array, "n_blocks block"]:
-        """Squared distances of every row to one centre, block by block."""
-        return blocks.map(lambda xb, _w, _b: block_dist(xb, c[None])[0])
-
     def nearer(closest, c: Float[Array, " d"], live):
         """``closest`` lowered to the distances to ``c`` where ``live``, block by
         block, in place."""
@@ -180,33 +153,35 @@ def kmeans_plusplus(
         block = lambda xb, wb, b: jnp.minimum(closest[b][None, :], block_dist(xb, c)) @ wb
         return sum_rows(block, blocks)
 
-    key, first_key = jax.random.split(key)
-    first = _sample_rows(first_key, lambda b: blocks.block(b)[1], blocks, 1)
-    closest = dist_to(blocks.rows_of(first)[0])
-    idx = jnp.zeros((n_clusters,), jnp.int32).at[0].set(first[0])
-
     def body(c, carry):
         idx, closest, key = carry
         key, sub = jax.random.split(key)
-        anywhere = sum_rows(lambda _, wb, b: jnp.sum(wb * closest[b]), blocks) > 0
+        first = c == 0
+        # not at the first centre, where every row is infinitely far
+        anywhere = ~first & (sum_rows(lambda _, wb, b: jnp.sum(wb * closest[b]), blocks) > 0)
 
         def p_of(b):
             wb = blocks.block(b)[1]
-            # All rows already coincide with a centre: draw among the rows by weight.
+            # The first centre, or all rows already coincide with a centre: draw
+            # among the rows by weight.
             return jnp.where(anywhere, wb * closest[b], wb)
 
         cand = _sample_rows(sub, p_of, blocks, max_trials)
         pots = potentials(blocks.rows_of(cand), closest)
-        pots = jnp.where(jnp.arange(max_trials) < n_trials, pots, jnp.inf)
+        pots = jnp.where(jnp.arange(max_trials) < jnp.where(first, 1, n_trials), pots, jnp.inf)
         best = cand[jnp.argmin(pots)]
         live = c < n_active
         closest = nearer(closest, blocks.rows_of(best[None])[0], live)
         return idx.at[c].set(jnp.where(live, best, 0)), closest, key
 
+    # The first centre is drawn by the loop too (one trial, by weight): the draws are
+    # those of a first draw written apart, with one copy of the sampling to compile.
+    closest = jnp.full(blocks.x.shape[:2], jnp.inf, blocks.x.dtype)
+    idx = jnp.zeros((n_clusters,), jnp.int32)
     # The loop runs to n_clusters, not to n_active: n_active differs between the fits
     # of a batch, and a loop whose trip count is batched (vmap) selects between old
     # and new carries, which holds a second copy of ``closest``.
-    return lax.fori_loop(1, n_clusters, body, (idx, closest, key))[0]
+    return lax.fori_loop(0, n_clusters, body, (idx, closest, key))[0]
 
 
 def kmeans(
@@ -232,7 +207,7 @@ def kmeans(
     tol_scaled = tol * jnp.mean(spread / blocks.total)
 
     def sums(c):
-        return _resp_sums(_nearest(c, jnp.sum(c * c, 1) + far, blocks), blocks)
+        return resp_sums(_nearest(c, jnp.sum(c * c, 1) + far, blocks), blocks)
 
     def cond(s):
         i, _, shift = s
