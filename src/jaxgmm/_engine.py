@@ -377,13 +377,15 @@ def check_key(key) -> None:
         )
 
 
-def run(key, X, sample_weight, options: Options, batch: Batch, inputs: Inputs):
+def run(key, X, sample_weight, options: Options, batch: Batch, inputs: Inputs, host=False):
     """The engine's host side, under every front door: prepare the rows, cast the
     inputs to the data's dtype (float32 data is fitted in float32, anything else in
     float64, with 64-bit types enabled for the call only) and run :func:`fit_batch`.
 
     Returns ``(results, scores)``; ``scores`` (with ``options.with_scores``) are
-    weighted sums in the caller's weights, else None.
+    weighted sums in the caller's weights, else None. With ``host`` they are NumPy
+    arrays (a shared program's results are on the host already; copying them back
+    to the device was a fifth of a small fit's time), else device arrays.
     """
     check_key(key)
     dtype = float_dtype(X)
@@ -409,6 +411,10 @@ def run(key, X, sample_weight, options: Options, batch: Batch, inputs: Inputs):
                 fit_batch, (shared_options, compiled), key, shared_plan, shared_inputs
             )
             out, scores = _restored((out, scores), batch, compiled, options)
+        if host:
+            out, scores = jax.device_get((out, scores))
+        elif shared is not None:  # jnp.asarray would compile a copy per shape
+            out, scores = jax.device_put((out, scores))
         if scores is not None:
             scores = jax.tree_util.tree_map(lambda a: a * scale, scores)
         return out, scores
@@ -460,16 +466,17 @@ def _restored(outputs, batch: Batch, compiled: Batch, options: Options):
     """The results of a shared program (:func:`_shared`) as ``batch`` would have
     given them: cut back to its first ``n_init`` restarts and ``max(batch.ks)``
     components where it was rounded, and with the options' covariance class (on the
-    host: slicing and converting here compiles nothing), as device arrays again."""
-    out, scores = jax.tree_util.tree_map(np.asarray, outputs)
+    host: slicing and converting here compiles nothing; NumPy arrays)."""
+    out, scores = jax.device_get(outputs)
     params = out.params
     if (compiled.ks, compiled.n_init) != (batch.ks, batch.n_init):
         first = lambda a: a[: batch.n_init]  # one K: its first n_init fits (or the best)
         out, scores = jax.tree_util.tree_map(first, (out, scores))
         params = options.model.leading(out.params, max(batch.ks), batch_ndim=1)
     covariance = params.covariance.as_structure(options.covariance)
-    out = dataclasses.replace(out, params=dataclasses.replace(params, covariance=covariance))
-    return jax.device_put((out, scores))  # jnp.asarray would compile a copy per shape
+    return dataclasses.replace(
+        out, params=dataclasses.replace(params, covariance=covariance)
+    ), scores
 
 
 def shared_centers(key, X, sample_weight, cov_cls: type[Covariance], batch: Batch):

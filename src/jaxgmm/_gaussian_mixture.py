@@ -169,6 +169,7 @@ class GaussianMixture(BaseMixture):
         kwargs = self._engine_kwargs(sample_weight, do_init)
         # verbose output reports every restart
         kwargs["best_only"] = not self.verbose
+        kwargs["host"] = True  # the attributes are NumPy arrays
         return fit_restarts(key, X, self.n_components, **kwargs, **(checked if do_init else {}))
 
     def _set_result(self, result, dtype):

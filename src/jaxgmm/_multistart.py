@@ -43,6 +43,7 @@ def fit_restarts(
     block_rows: int | None = None,
     n_devices: int | None = None,
     best_only: bool = False,
+    host: bool = False,
 ) -> EMResult:
     """Fit ``n_init`` restarts, in parallel (``vmap``); every field gets a leading
     restart axis (of one, for small data with ``best_only``).
@@ -84,6 +85,9 @@ def fit_restarts(
         Only the best restart (:func:`best_index`) is wanted. Small data may then
         run its restarts one after another in a program that every ``n_init`` up to
         16 shares, and return that restart alone.
+    host : bool, default=False
+        Return NumPy arrays instead of device arrays (what scikit-learn's estimators
+        keep): small data's results are then never copied back to the device.
 
     Returns
     -------
@@ -101,7 +105,7 @@ def fit_restarts(
         given=GivenInit(weights_init, means_init, precisions_init),
         params0=params0,
     )
-    return run(key, X, sample_weight, options, batch, inputs)[0]
+    return run(key, X, sample_weight, options, batch, inputs, host)[0]
 
 
 def best_index(results: EMResult, among: np.ndarray | None = None) -> int | Array:

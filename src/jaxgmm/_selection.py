@@ -154,7 +154,7 @@ def sweep(
     for name in types:
         cov_cls = COVARIANCE_TYPES[name]
         options = Options(cov_cls, init=init_params, max_iter=max_iter, with_scores=True)
-        results, (log_lik, entropy) = run(key, X, sample_weight, options, cells, inputs)
+        results, (log_lik, entropy) = run(key, X, sample_weight, options, cells, inputs, True)
         with x64_scope(results.lower_bound.dtype):
             results = jax.tree_util.tree_map(np.asarray, results)
         log_lik, entropy = np.asarray(log_lik, np.float64), np.asarray(entropy, np.float64)
