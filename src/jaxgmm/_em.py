@@ -183,6 +183,16 @@ def batch_any(pred: Bool[Array, ""]) -> Bool[Array, ""]:
         return pred
 
 
+def batch_max(value: Int[Array, ""]) -> Int[Array, ""]:
+    """The largest ``value`` of the batch of fits (``value`` itself outside one): a
+    trip count the whole batch shares, so that a loop is not batched."""
+    value = jnp.asarray(value)
+    try:
+        return lax.pmax(value, FITS)
+    except NameError:  # not inside a vmap over fits
+        return value
+
+
 def run_if(pred: Bool[Array, ""], fn: Callable[[], Any], otherwise: Any) -> Any:
     """``fn()`` if ``pred`` else ``otherwise``, computing ``fn`` only when needed.
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._covariance import Covariance
-from ._em import centred_estimate, resp_sums
+from ._em import batch_max, centred_estimate, resp_sums
 from ._params import GMMParams
 from ._rows import Blocks, sum_rows
 from ._stats import SuffStats
@@ -178,10 +178,12 @@ def kmeans_plusplus(
     # those of a first draw written apart, with one copy of the sampling to compile.
     closest = jnp.full(blocks.x.shape[:2], jnp.inf, blocks.x.dtype)
     idx = jnp.zeros((n_clusters,), jnp.int32)
-    # The loop runs to n_clusters, not to n_active: n_active differs between the fits
-    # of a batch, and a loop whose trip count is batched (vmap) selects between old
-    # and new carries, which holds a second copy of ``closest``.
-    return lax.fori_loop(0, n_clusters, body, (idx, closest, key))[0]
+    # The loop runs to the batch's largest n_active, not to each fit's: n_active
+    # differs between the fits of a batch, and a loop whose trip count is batched
+    # (vmap) selects between old and new carries, which holds a second copy of
+    # ``closest``. A model of K padded to more components runs K steps, not all.
+    n_steps = batch_max(n_active)
+    return lax.fori_loop(0, n_steps, body, (idx, closest, key))[0]
 
 
 def kmeans(
