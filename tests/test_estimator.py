@@ -448,6 +448,8 @@ def test_compilation_cache_opt_in_path_and_off(tmp_path):
         "jaxgmm.GaussianMixture(2, random_state=0).fit(x)\n"
         "print(jax.config.jax_compilation_cache_dir)\n"
         "jaxgmm.enable_compilation_cache()\n"
+        # JAX keeps only programs that took a second to compile, unless told
+        "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)\n"
         "jaxgmm.GaussianMixture(2, random_state=0).fit(x[:, :1])  # a new program\n"
         "print(jax.config.jax_compilation_cache_dir)\n"
     )

@@ -240,3 +240,48 @@ def test_small_data_uses_the_centred_form_alone():
         cls = jaxgmm.FullCovariance
         assert small.small and em.direct_form(cls, small) is True
         assert not large.small and em.direct_form(cls, large) is False
+
+
+def reference_estimate(x, w, resp, covariance_type, reg_covar):
+    """scikit-learn's ``_estimate_gaussian_parameters`` in long double, centred."""
+    x, r = np.asarray(x, np.longdouble), np.asarray(resp, np.longdouble) * w[:, None]
+    nk = r.sum(0) + 10 * np.finfo(np.float64).eps
+    means = r.T @ x / nk[:, None]
+    diff = x[None] - means[:, None]  # (k, n, d)
+    full = np.einsum("nk,knd,kne->kde", r, diff, diff) / nk[:, None, None]
+    d = x.shape[1]
+    cov = {
+        "full": lambda: full + reg_covar * np.eye(d),
+        "tied": lambda: np.einsum("k,kde->de", nk, full) / nk.sum() + reg_covar * np.eye(d),
+        "diag": lambda: np.diagonal(full, 0, 1, 2) + reg_covar,
+        "spherical": lambda: np.diagonal(full, 0, 1, 2).mean(1) + reg_covar,
+    }[covariance_type]()
+    return nk / nk.sum(), means, cov
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_one_block_m_step_is_the_exact_centred_estimate(covariance_type):
+    """Small data's M-step (one block: the means from the responsibilities, then the
+    moments about them) needs no cancellation check: it is exact on tight clusters
+    far from the origin, with weights."""
+    cov_cls = jaxgmm.COVARIANCE_TYPES[covariance_type]
+    for sep, std in ((1e4, 1e-3), (1e6, 1e-5)):
+        x, wts, m, c = two_clusters(covariance_type, sep, std)
+        x = x + 3e5  # both clusters far from the origin too
+        w = np.linspace(0.5, 2.0, x.shape[0])
+        with x64_scope(np.float64):
+            blocks = _rows.make_blocks(jnp.asarray(x), jnp.asarray(w), 512, center="mean")
+            assert blocks.single and em.direct_form(cov_cls, blocks)
+            prec = np.linalg.inv(c) if covariance_type in ("full", "tied") else 1 / c
+            params = jaxgmm.GMMParams(
+                jnp.asarray(wts), jnp.asarray(m + 3e5), cov_cls.from_precisions(jnp.asarray(prec))
+            )
+            model = em.Natural.of(params, blocks)
+            new, stats, _ = em.em_pass(em.e_step_resp(model), blocks, cov_cls, 1e-9)
+            resp = reference(x, wts, m + 3e5, c, covariance_type)[1]
+        ref_w, ref_m, ref_c = reference_estimate(x, w, resp, covariance_type, 1e-9)
+        np.testing.assert_allclose(new.weights, ref_w, rtol=1e-13)
+        np.testing.assert_allclose(new.means, ref_m, rtol=1e-15, atol=1e-16 * sep)
+        scale = float(np.abs(ref_c).max())  # off-diagonal terms are ~1e-4 of it
+        np.testing.assert_allclose(new.covariance.covariances, ref_c, rtol=1e-9, atol=1e-12 * scale)
+        np.testing.assert_allclose(stats.sum_r, (resp * w[:, None]).sum(0), rtol=1e-13)

@@ -32,6 +32,19 @@ def test_functional_fit_vmaps_over_data_sets():
         np.testing.assert_allclose(m, alone, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("n_rows", [150, 5000])  # a shared small-data program; one of its own
+def test_fit_restarts_host_returns_the_same_results_as_numpy(n_rows):
+    x = np.random.default_rng(3).normal(size=(n_rows, 3))
+    kw = dict(n_init=2, covariance_type="diag", max_iter=20)
+    on_device = jaxgmm.fit_restarts(jax.random.key(4), x, 3, **kw)
+    on_host = jaxgmm.fit_restarts(jax.random.key(4), x, 3, host=True, **kw)
+    assert all(isinstance(a, jax.Array) for a in jax.tree_util.tree_leaves(on_device))
+    assert all(isinstance(a, np.ndarray) for a in jax.tree_util.tree_leaves(on_host))
+    leaves = jax.tree_util.tree_leaves
+    for a, b in zip(leaves(on_host), leaves(on_device), strict=True):
+        np.testing.assert_array_equal(a, np.asarray(b))
+
+
 def test_fit_leaves_jax_configuration_alone(monkeypatch, tmp_path):
     monkeypatch.delenv("JAXGMM_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
