@@ -324,6 +324,55 @@ def centred_estimate(
     return params, stats
 
 
+def pass_stats(
+    resp_fn: Callable[..., tuple[Array, Array]],
+    blocks: Blocks,
+    covariance_class: type[Covariance],
+    exact: Bool[Array, ""] | bool,
+    shift: Float[Array, "k d"] | None,
+) -> tuple[SuffStats, Float[Array, ""], Float[Array, "..."]]:
+    """The statistics of one pass (see :func:`em_pass`) and the centre they are taken
+    about: raw moments about ``blocks.center``, or, for the direct form, moments of
+    the differences to ``shift`` (per component). Returns ``(stats, log_lik,
+    center)``; summing the first two over parts of the rows (chunks, processes)
+    gives the pass over all of them."""
+    if direct_form(covariance_class, blocks):
+
+        def direct(x, w, b, centred):
+            resp, log_lik = resp_fn(x, w, b, None, centred)
+            moments = covariance_class.centered_second_moments
+            return SuffStats.from_block_centered(resp, x, shift, moments), log_lik
+
+        return (*scan_forms(direct, blocks, exact), shift)
+    features = jax.vmap(covariance_class.features)
+
+    def fast(x, w, b, centred):
+        phi = features(x - blocks.center)
+        resp, log_lik = resp_fn(x, w, b, phi, centred)
+        return SuffStats.from_block(resp, phi, blocks.n_features), log_lik
+
+    return (*scan_forms(fast, blocks, exact), blocks.center)
+
+
+def centred_stats(
+    resp_fn: Callable[..., tuple[Array, Array]],
+    blocks: Blocks,
+    covariance_class: type[Covariance],
+    exact: Bool[Array, ""] | bool,
+    shift: Float[Array, "k d"],
+) -> SuffStats:
+    """The exact second pass's statistics: the same responsibilities, moments of the
+    differences to ``shift`` (the first pass's new means)."""
+
+    def block(x, w, b, centred):
+        resp = resp_fn(x, w, b, None, centred)[0]
+        return SuffStats.from_block_centered(
+            resp, x, shift, covariance_class.centered_second_moments
+        )
+
+    return scan_forms(block, blocks, exact)
+
+
 def em_pass(
     resp_fn: Callable[..., tuple[Array, Array]],
     blocks: Blocks,
@@ -365,47 +414,15 @@ def em_pass(
             lambda *_: resp, blocks, covariance_class, reg_covar, total_weight, active
         )
         return params, stats, log_lik
-    d = blocks.n_features
-    features = jax.vmap(covariance_class.features)
-
-    def fast(x, w, b, centred):
-        phi = features(x - blocks.center)
-        resp, log_lik = resp_fn(x, w, b, phi, centred)
-        return SuffStats.from_block(resp, phi, d), log_lik
-
-    def direct(x, w, b, centred):
-        resp, log_lik = resp_fn(x, w, b, None, centred)
-        moments = covariance_class.centered_second_moments
-        return SuffStats.from_block_centered(resp, x, shift, moments), log_lik
-
-    if direct_form(covariance_class, blocks):
-        stats, log_lik = scan_forms(direct, blocks, exact)
-        params = GMMParams.from_stats(
-            stats, covariance_class, reg_covar, total_weight, shift, active
-        )
-        center = shift
-    else:
-        # raw moments about the data's centre, then the means moved back
-        stats, log_lik = scan_forms(fast, blocks, exact)
-        params = GMMParams.from_stats(
-            stats, covariance_class, reg_covar, total_weight, blocks.center, active
-        )
-        center = blocks.center
+    stats, log_lik, center = pass_stats(resp_fn, blocks, covariance_class, exact, shift)
+    params = GMMParams.from_stats(stats, covariance_class, reg_covar, total_weight, center, active)
 
     def centred_pass(fast_params):
         shift = fast_params.means
-
-        def block(x, w, b, centred):
-            resp = resp_fn(x, w, b, None, centred)[0]
-            return SuffStats.from_block_centered(
-                resp, x, shift, covariance_class.centered_second_moments
-            )
-
-        centered = scan_forms(block, blocks, exact)
-        new = GMMParams.from_stats(
+        centered = centred_stats(resp_fn, blocks, covariance_class, exact, shift)
+        return GMMParams.from_stats(
             centered, covariance_class, reg_covar, total_weight, shift, active
         )
-        return new
 
     risky = params.cancellation_risk(reg_covar, center)
     params = run_if(risky, lambda: centred_pass(params), params)

@@ -15,10 +15,11 @@ import numpy as np
 
 from ._covariance import covariance_class
 from ._em import EMResult
-from ._engine import Batch, GivenInit, Inputs, Options, run
+from ._engine import Batch, GivenInit, Inputs, Options, check_key, run
 from ._init import INIT_METHODS
 from ._params import GMMParams
 from ._typing import Array, Float, PRNGKeyArray, Status, x64_scope
+from .data import as_source, is_source
 
 __all__ = ["best_index", "fit", "fit_restarts", "select"]
 
@@ -52,9 +53,12 @@ def fit_restarts(
     ----------
     key : jax.random key
         Restart i is initialized from ``jax.random.split(key, n_init)[i]``.
-    X : array-like of shape (n_samples, n_features)
+    X : array-like of shape (n_samples, n_features), data source or path
         float32 data gives float32 results, anything else float64 (64-bit JAX types
-        are enabled for the call only).
+        are enabled for the call only). A data source (:mod:`jaxgmm.data`), or the
+        path of a ``.npy`` file, a Parquet file or a directory of them, is read in
+        chunks, one pass per iteration, never whole (see :mod:`jaxgmm._stream` for
+        how its initialization differs).
     n_components : int
         The number of mixture components.
     covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
@@ -96,6 +100,24 @@ def fit_restarts(
     """
     if init_params not in INIT_METHODS:
         raise ValueError(f"init_params must be one of {sorted(INIT_METHODS)}, got {init_params!r}")
+    if is_source(X):
+        result = _fit_source(
+            key,
+            X,
+            n_components,
+            covariance_type=covariance_type,
+            n_init=n_init,
+            init_params=init_params,
+            sample_weight=sample_weight,
+            weights_init=weights_init,
+            means_init=means_init,
+            precisions_init=precisions_init,
+            params0=params0,
+            tol=tol,
+            reg_covar=reg_covar,
+            max_iter=max_iter,
+        )
+        return jax.device_get(result) if host else result
     options = Options(covariance_class(covariance_type), init=init_params, max_iter=max_iter)
     batch = Batch((int(n_components),), n_init, n_devices, block_rows, best_only=best_only)
     inputs = Inputs(
@@ -106,6 +128,23 @@ def fit_restarts(
         params0=params0,
     )
     return run(key, X, sample_weight, options, batch, inputs, host)[0]
+
+
+def _fit_source(key, source, n_components, *, covariance_type, sample_weight, params0, **kw):
+    """:func:`fit_restarts` over a data source (:mod:`jaxgmm.data`), streamed."""
+    from ._stream import fit_source
+
+    if sample_weight is not None:
+        raise ValueError(
+            "sample_weight goes with an array; a source carries its own weights "
+            "(ParquetSource(..., weight='column'), ArraySource(x, sample_weight))"
+        )
+    if params0 is not None:
+        raise ValueError("a warm start (params0) is not supported on a data source yet")
+    check_key(key)
+    source = as_source(source)
+    cov_cls = covariance_class(covariance_type)
+    return fit_source(key, source, n_components, covariance_class=cov_cls, **kw)
 
 
 def best_index(results: EMResult, among: np.ndarray | None = None) -> int | Array:

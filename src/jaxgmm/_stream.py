@@ -1,0 +1,350 @@
+"""Exact EM over a data source (:mod:`jaxgmm.data`): rows that are never all in memory.
+
+Each EM iteration is one pass over the source in chunks of whole blocks. A chunk's
+program (:func:`_chunk_stats`) is the in-memory pass itself (:func:`_em.pass_stats`,
+the same E-step and statistics) for every restart at once, and adds its sums to the
+running ones, so one pass serves all restarts. The M-step, the cancellation check
+and, where it asks for it, the exact centred second pass (:func:`_em.centred_stats`)
+follow on the summed statistics, as :func:`_em.em_pass` does them in memory; the loop
+and its stopping rules are :func:`_em.iterate`'s, run on the host.
+
+Everything a decision depends on (the rows' centre and radius, the total weight) is
+computed from the whole source first, so the passes take the forms the in-memory fit
+takes. Results equal the in-memory fit's to rounding (the sums are added in another
+order), not bit for bit.
+
+Initialization differs from the in-memory one: it runs on a sample of at most
+:data:`SAMPLE_ROWS` rows, each row kept or not by a hash of the key and its index
+(so the sample does not depend on the chunking), weighted by the inverse of the rate.
+Given starting parameters (``weights_init``, ``means_init``, ``precisions_init``)
+are used as they are.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import queue
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._em import LoopState, Natural, centred_stats, e_step_resp, pass_stats
+from ._engine import GivenInit, Inputs, MaximumLikelihood, Options
+from ._params import GMMParams, all_finite
+from ._rows import Blocks, block_rows_for, make_blocks
+from ._stats import SuffStats
+from ._typing import x64_scope
+from .data import Source, chunks
+
+__all__ = ["SAMPLE_ROWS", "fit_source"]
+
+#: The initialization's sample holds about this many rows at most.
+SAMPLE_ROWS = 65536
+#: Blocks per chunk (at least 2, so that a chunk is never "small data", whose passes
+#: take another form).
+CHUNK_BLOCKS = 16
+#: Chunks read ahead of the one being computed, and chunks dispatched at once.
+_IN_FLIGHT = 2
+
+
+def fit_source(
+    key,
+    source: Source,
+    n_components: int,
+    *,
+    covariance_class,
+    n_init: int = 1,
+    init_params: str = "kmeans",
+    weights_init=None,
+    means_init=None,
+    precisions_init=None,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    max_iter: int = 100,
+    chunk_rows: int | None = None,
+):
+    """EM with ``n_init`` restarts over ``source``; returns an :class:`EMResult` with a
+    leading restart axis, as :func:`jaxgmm.fit_restarts`."""
+    dtype = source.dtype
+    d, k = source.n_features, int(n_components)
+    width = max(1 + d + covariance_class.n_second(d), n_init * k)
+    block = block_rows_for(source.n_rows, width, dtype.itemsize)
+    block = min(block, max(64, 1 << (max(source.n_rows, 2) - 1).bit_length()) // 2)
+    if chunk_rows is None:
+        chunk_rows = block * CHUNK_BLOCKS
+    chunk_rows = max(2, -(-chunk_rows // block)) * block
+    with x64_scope(dtype):
+        frame = _frame(source, chunk_rows, dtype)
+        keys = jax.random.split(key, n_init)
+        params = _initial(
+            keys,
+            key,
+            source,
+            k,
+            covariance_class,
+            init_params,
+            reg_covar,
+            block,
+            dtype,
+            (weights_init, means_init, precisions_init),
+        )
+        step = functools.partial(
+            _step, source, covariance_class, frame, block, chunk_rows, reg_covar
+        )
+        return _iterate(step, params, tol=tol, max_iter=max_iter, dtype=dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Frame:
+    """What every pass shares, from the whole source: the rows' centre and radius
+    (about which the fast forms are taken, and whose size decides the exact form),
+    and the total weight."""
+
+    center: np.ndarray
+    radius: np.ndarray
+    total: np.ndarray
+
+
+def _frame(source: Source, rows: int, dtype) -> _Frame:
+    total, weighted = 0.0, np.zeros(source.n_features)
+    for _, x, w in chunks(source, rows):
+        w = np.ones(len(x)) if w is None else _check_weights(w)
+        _check_rows(x)
+        total += w.sum()
+        weighted += w @ x
+    if not total > 0:
+        raise ValueError("The source's rows have no weight (no rows, or all weights zero)")
+    center = (weighted / total).astype(dtype)
+    far = 0.0
+    for _, x, w in chunks(source, rows):
+        kept = x if w is None else x[w > 0]
+        if len(kept):
+            far = max(far, float(np.max(np.sum((kept - center) ** 2, axis=1))))
+    return _Frame(center, np.asarray(np.sqrt(far), dtype), np.asarray(total, dtype))
+
+
+def _check_rows(x) -> None:
+    if not np.all(np.isfinite(x)):
+        raise ValueError("Input X contains NaN or infinity; remove or impute those rows first")
+
+
+def _check_weights(w) -> np.ndarray:
+    w = np.asarray(w, np.float64)
+    if np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise ValueError("Sample weights must be finite and non-negative")
+    return w
+
+
+# --- the initialization, on a sample -------------------------------------------
+
+
+def _sample(key, source: Source, rows: int, dtype):
+    """Rows kept with probability ``rate`` by a hash of the key and the row's index,
+    and their weights divided by ``rate``."""
+    rate = min(1.0, SAMPLE_ROWS / max(source.n_rows, 1))
+    seed = np.uint64(int.from_bytes(np.asarray(jax.random.key_data(key)).tobytes()[:8], "little"))
+    xs, ws = [], []
+    for start, x, w in chunks(source, rows):
+        index = np.arange(start, start + len(x), dtype=np.uint64)
+        keep = _uniform(seed, index) < rate
+        xs.append(x[keep])
+        ws.append((np.ones(len(x)) if w is None else np.asarray(w))[keep] / rate)
+    x, w = np.concatenate(xs).astype(dtype), np.concatenate(ws).astype(dtype)
+    if not np.any(w > 0):  # a tiny source may keep nothing: take it whole
+        return _sample(key, source, rows, dtype) if rate < 1 else (x, w)
+    return x, w
+
+
+def _uniform(seed: np.uint64, index: np.ndarray) -> np.ndarray:
+    """A uniform number in [0, 1) per index (splitmix64 of ``seed + index``)."""
+    with np.errstate(over="ignore"):
+        z = index * np.uint64(0x9E3779B97F4A7C15) + seed
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / 2.0**53
+
+
+def _initial(keys, key, source, k, cov_cls, init_params, reg_covar, block, dtype, given):
+    """Every restart's starting parameters, from the sample (or as given)."""
+    x, w = _sample(key, source, block * CHUNK_BLOCKS, dtype)
+    options = Options(cov_cls, init=init_params)
+    as_array = lambda a: None if a is None else jnp.asarray(a, dtype)
+    inputs = Inputs(
+        tol=jnp.zeros((), dtype),
+        reg_covar=jnp.asarray(reg_covar, dtype),
+        lower_bound0=jnp.zeros((), dtype),
+        given=GivenInit(*map(as_array, given)),
+    )
+    blocks = make_blocks(jnp.asarray(x), jnp.asarray(w), max(16, len(x)), center="mean")
+    active = jnp.ones((k,), bool)
+    start = lambda key: MaximumLikelihood().start(options, key, blocks, inputs, active)
+    return jax.jit(jax.vmap(start))(keys)
+
+
+# --- one iteration: passes of chunks --------------------------------------------
+
+
+def _step(source, cov_cls, frame: _Frame, block, chunk_rows, reg_covar, params):
+    """One EM iteration of every restart: ``(new params, lower bound, collapsed)``."""
+    dtype = frame.center.dtype
+    direct = cov_cls.prefers_direct(source.n_features)
+    stats, log_lik = _pass(
+        functools.partial(_chunk_stats, cov_cls, block), source, chunk_rows, frame, params
+    )
+    center = params.means if direct else jnp.broadcast_to(frame.center, params.means.shape)
+    reg = jnp.asarray(reg_covar, dtype)
+    new, risky = _m_step(cov_cls, stats, center, reg)
+    if bool(np.any(risky)):  # the exact second pass, for the restarts that need it
+        shift = new.means
+        centred, _ = _pass(
+            functools.partial(_chunk_centred, cov_cls, block, shift),
+            source,
+            chunk_rows,
+            frame,
+            params,
+        )
+        exact, _ = _m_step(cov_cls, centred, shift, reg)
+        new = _where(np.asarray(risky), exact, new)
+    floor = 10 * np.finfo(dtype).eps * frame.total
+    collapsed = np.min(np.asarray(stats.sum_r), axis=1) < floor
+    return new, np.asarray(log_lik) / frame.total, collapsed
+
+
+def _pass(chunk_fn, source, chunk_rows, frame: _Frame, params):
+    """The sums of ``chunk_fn`` over the source's chunks: read ahead in a thread, at
+    most :data:`_IN_FLIGHT` chunks dispatched and not yet summed."""
+    acc, pending = None, collections.deque()
+    for _, x, w in _read_ahead(source, chunk_rows):
+        n = len(x)
+        xp = np.zeros((chunk_rows, source.n_features), frame.center.dtype)
+        xp[:n] = x
+        wp = np.zeros(chunk_rows, frame.center.dtype)
+        wp[:n] = 1.0 if w is None else w
+        out = chunk_fn(params, xp, wp, frame.center, frame.radius, frame.total)
+        acc = out if acc is None else _add(acc, out)
+        pending.append(acc)
+        if len(pending) > _IN_FLIGHT:
+            jax.block_until_ready(pending.popleft())
+    return acc
+
+
+def _where(pick: np.ndarray, a, b):
+    """Restart by restart, ``a`` where ``pick``, else ``b``."""
+    pick = jnp.asarray(pick)
+    return jax.tree_util.tree_map(
+        lambda u, v: jnp.where(pick.reshape((-1,) + (1,) * (u.ndim - 1)), u, v), a, b
+    )
+
+
+@jax.jit
+def _add(a, b):
+    return jax.tree_util.tree_map(jnp.add, a, b)
+
+
+def _read_ahead(source, rows):
+    """:func:`jaxgmm.data.chunks`, read by a background thread at most
+    :data:`_IN_FLIGHT` chunks ahead."""
+    q: queue.Queue = queue.Queue(maxsize=_IN_FLIGHT)
+    done = object()
+
+    def reader():
+        try:
+            for item in chunks(source, rows):
+                q.put(item)
+            q.put(done)
+        except BaseException as e:  # handed to the consumer
+            q.put(e)
+
+    threading.Thread(target=reader, daemon=True).start()
+    while (item := q.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _chunk_blocks(x, w, block, center, radius, total) -> Blocks:
+    """A chunk's rows as blocks, with the whole source's centre, radius and total."""
+    n_blocks = x.shape[0] // block
+    n_used = jnp.asarray(n_blocks, jnp.int32)
+    return Blocks(
+        x.reshape(n_blocks, block, -1),
+        w.reshape(n_blocks, block),
+        jnp.asarray(x.shape[0], jnp.int32),
+        n_used,
+        center,
+        radius,
+        total,
+    )
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _chunk_stats(cov_cls, block, params, x, w, center, radius, total):
+    """Every restart's statistics and log-likelihood over one chunk (the in-memory
+    pass's own: the same forms, decided from the whole source)."""
+    blocks = _chunk_blocks(x, w, block, center, radius, total)
+
+    def one(p):
+        model = Natural.of(p, blocks)
+        stats, log_lik, _ = pass_stats(e_step_resp(model), blocks, cov_cls, model.form, p.means)
+        return stats, log_lik
+
+    return jax.vmap(one)(params)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _chunk_centred(cov_cls, block, shift, params, x, w, center, radius, total):
+    """The exact second pass over one chunk: moments about ``shift`` (per restart)."""
+    blocks = _chunk_blocks(x, w, block, center, radius, total)
+
+    def one(p, s):
+        model = Natural.of(p, blocks)
+        return centred_stats(e_step_resp(model), blocks, cov_cls, model.form, s)
+
+    return jax.vmap(one)(params, shift), jnp.zeros((shift.shape[0],), x.dtype)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _m_step(cov_cls, stats: SuffStats, center, reg_covar):
+    """Every restart's M-step from summed statistics taken about ``center``, and
+    whether it may have cancelled (:meth:`GMMParams.cancellation_risk`)."""
+
+    def one(s, c):
+        new = GMMParams.from_stats(s, cov_cls, reg_covar, None, c)
+        return new, new.cancellation_risk(reg_covar, c)
+
+    return jax.vmap(one)(stats, center)
+
+
+def _iterate(step, params, *, tol, max_iter: int, dtype):
+    """:func:`jaxgmm._em.iterate`'s loop on the host, for a batch of restarts: each
+    stops on its own (converged, failed, max_iter) and keeps its last finite
+    parameters."""
+    n = params.weights.shape[0]
+    finite = jax.vmap(all_finite)
+    lower_bound = np.full(n, -np.inf, dtype)
+    n_iter = np.zeros(n, np.int32)
+    trace = np.full((n, max(max_iter, 1)), np.nan, dtype)
+    converged = np.zeros(n, bool)
+    failed = ~np.asarray(finite(params))
+    flag = np.zeros(n, bool)
+    while True:
+        running = (n_iter < max_iter) & ~converged & ~failed
+        if not running.any():
+            break
+        new, lb, collapsed = step(params)
+        ok = np.asarray(finite(new)) & np.isfinite(lb) & running
+        params = _where(ok, new, params)
+        rows = np.flatnonzero(running)
+        trace[rows, n_iter[rows]] = lb[rows]
+        converged = np.where(running, ok & (np.abs(lb - lower_bound) < tol), converged)
+        failed = np.where(running, ~ok, failed)
+        flag = np.where(running, collapsed, flag)
+        lower_bound = np.where(running, lb, lower_bound).astype(dtype)
+        n_iter = n_iter + running
+    state = LoopState(params, lower_bound, n_iter, trace[:, :max_iter], converged, failed, flag)
+    return jax.device_put(jax.vmap(LoopState.result)(state))

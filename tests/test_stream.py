@@ -1,0 +1,162 @@
+"""Streamed EM over data sources (jaxgmm.data): the in-memory fit's answers, read in
+chunks that need not align with anything."""
+
+import jax
+import numpy as np
+import pytest
+from conftest import COV_TYPES
+from sklearn.datasets import make_blobs
+from sklearn.mixture import GaussianMixture as SkGM
+
+import jaxgmm
+from jaxgmm import _stream, data
+
+
+def rows(n=3000, d=3, seed=0):
+    return make_blobs(n, d, centers=4, cluster_std=[1.0, 2.0, 0.5, 1.5], random_state=seed)[0]
+
+
+def start(x, covariance_type, k=4):
+    """Starting parameters a little off scikit-learn's one-step fit."""
+    sk = SkGM(k, covariance_type=covariance_type, max_iter=1, random_state=0)
+    with pytest.warns(Warning):
+        sk.fit(x)
+    return dict(
+        weights_init=sk.weights_, means_init=sk.means_ + 0.3, precisions_init=sk.precisions_
+    )
+
+
+def assert_same_fit(streamed, in_memory, rtol=1e-10):
+    """Same iterations and status; parameters equal to rounding."""
+    assert int(streamed.n_iter) == int(in_memory.n_iter)
+    assert int(streamed.status) == int(in_memory.status)
+    a, b = streamed.params, in_memory.params
+    np.testing.assert_allclose(a.weights, b.weights, rtol=rtol)
+    np.testing.assert_allclose(a.means, b.means, rtol=rtol, atol=rtol * np.abs(b.means).max())
+    cov, ref = np.asarray(a.covariance.covariances), np.asarray(b.covariance.covariances)
+    np.testing.assert_allclose(cov, ref, rtol=rtol, atol=rtol * np.abs(ref).max())
+    np.testing.assert_allclose(float(streamed.lower_bound), float(in_memory.lower_bound), rtol=rtol)
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_npy_source_equals_the_in_memory_fit(covariance_type, tmp_path, monkeypatch):
+    x = rows()
+    np.save(tmp_path / "x.npy", x)
+    kw = dict(covariance_type=covariance_type, tol=1e-8, **start(x, covariance_type))
+    in_memory = jaxgmm.fit(jax.random.key(0), x, 4, **kw)
+    # 700-row chunks of 64-row blocks: ragged within and at the end
+    monkeypatch.setattr(_stream, "CHUNK_BLOCKS", 11)
+    streamed = jaxgmm.fit(jax.random.key(0), tmp_path / "x.npy", 4, **kw)
+    assert_same_fit(streamed, in_memory)
+
+
+def test_parquet_files_with_a_weight_column_equal_weighted_rows(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    x = rows(n=2000, d=2, seed=3)
+    w = np.random.default_rng(0).integers(0, 4, len(x)).astype(float)
+    (tmp_path / "parts").mkdir()
+    for i, part in enumerate(np.array_split(np.arange(len(x)), 3)):  # 667, 667, 666 rows
+        table = pa.table(
+            {"label": [f"r{j}" for j in part], "a": x[part, 0], "b": x[part, 1], "w": w[part]}
+        )
+        pq.write_table(table, tmp_path / "parts" / f"{i}.parquet", row_group_size=123)
+    source = data.ParquetSource(tmp_path / "parts", columns=["a", "b"], weight="w")
+    assert (source.n_rows, source.n_features) == (2000, 2)
+    kw = dict(covariance_type="full", tol=1e-8, **start(x, "full"))
+    in_memory = jaxgmm.fit(jax.random.key(0), x, 4, sample_weight=w, **kw)
+    assert_same_fit(jaxgmm.fit(jax.random.key(0), source, 4, **kw), in_memory)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_far_and_tight_data_takes_the_exact_pass_and_stays_exact(covariance_type, monkeypatch):
+    rng = np.random.default_rng(1)
+    # a component of std 1e-7 three units from the rows' centre: its raw moments
+    # would cancel to noise
+    x = 1e6 + np.concatenate([rng.normal(size=(600, 2)) * 1e-7, 5 + rng.normal(size=(400, 2))])
+    kw = dict(covariance_type=covariance_type, tol=1e-10, max_iter=20, reg_covar=1e-20)
+    kw |= dict(means_init=[[1e6, 1e6], [1e6 + 5, 1e6 + 5]], weights_init=[0.5, 0.5])
+    in_memory = jaxgmm.fit(jax.random.key(0), x, 2, **kw)
+    calls = []
+    centred = _stream._chunk_centred
+    monkeypatch.setattr(
+        _stream, "_chunk_centred", lambda *a: calls.append(1) or centred(*a), raising=True
+    )
+    streamed = jaxgmm.fit(jax.random.key(0), data.ArraySource(x), 2, **kw)
+    assert calls, "the exact second pass was never taken"
+    assert_same_fit(streamed, in_memory, rtol=1e-9)
+    np.testing.assert_allclose(
+        np.asarray(streamed.params.covariance.covariances)[0].ravel()[0], 1e-14, rtol=0.2
+    )
+
+
+def test_the_initial_sample_does_not_depend_on_the_chunking(monkeypatch):
+    x = rows(n=3000, d=2, seed=4)
+    monkeypatch.setattr(_stream, "SAMPLE_ROWS", 500)  # a sample of about a sixth
+    fits = []
+    for blocks in (2, 7):
+        monkeypatch.setattr(_stream, "CHUNK_BLOCKS", blocks)
+        fits.append(jaxgmm.fit_restarts(jax.random.key(2), data.ArraySource(x), 4, n_init=2))
+    assert_same_fit(
+        jax.tree_util.tree_map(lambda a: a[1], fits[0]),
+        jax.tree_util.tree_map(lambda a: a[1], fits[1]),
+    )
+    # and the sample is not the data: another key starts elsewhere
+    other = jaxgmm.fit_restarts(jax.random.key(3), data.ArraySource(x), 4, n_init=2)
+    assert not np.allclose(other.params.means, fits[0].params.means)
+
+
+def test_every_restart_is_fitted_in_one_pass_each_iteration(monkeypatch):
+    x = rows(n=1000, d=2, seed=5)
+    passes = []
+    original = _stream._pass
+    monkeypatch.setattr(_stream, "_pass", lambda *a: passes.append(1) or original(*a))
+    res = jaxgmm.fit_restarts(jax.random.key(0), data.ArraySource(x), 3, n_init=4, max_iter=5)
+    assert res.lower_bound.shape == (4,)
+    assert len(passes) == int(np.max(res.n_iter))  # no risky step on these data
+
+
+def test_share_splits_rows_evenly_and_reads_them():
+    source = data.ArraySource(np.arange(20.0).reshape(10, 2))
+    shares = [data.share(source, i, 3) for i in range(3)]
+    assert [s.n_rows for s in shares] == [4, 3, 3]
+    np.testing.assert_array_equal(
+        np.concatenate([s.read(0, s.n_rows)[0] for s in shares]), source.x
+    )
+    np.testing.assert_array_equal(shares[1].read(1, 9)[0], source.x[5:7])
+    with pytest.raises(ValueError, match="process_index"):
+        data.share(source, 3, 3)
+
+
+def test_npy_source_reads_ranges_without_loading_the_file(tmp_path):
+    x = np.arange(60, dtype=np.float32).reshape(20, 3)
+    np.save(tmp_path / "x.npy", x)
+    source = data.NpySource(tmp_path / "x.npy")
+    assert (source.n_rows, source.n_features, source.dtype) == (20, 3, np.float32)
+    np.testing.assert_array_equal(source.read(7, 11)[0], x[7:11])
+    np.save(tmp_path / "f.npy", np.asfortranarray(x.astype(float)))
+    with pytest.raises(ValueError, match="C order"):
+        data.NpySource(tmp_path / "f.npy")
+
+
+def test_bad_sources_get_one_line_errors(tmp_path):
+    key = jax.random.key(0)
+    x = rows(n=200, d=2)
+    with pytest.raises(ValueError, match="a source carries its own weights"):
+        jaxgmm.fit(key, data.ArraySource(x), 2, sample_weight=np.ones(200))
+    bad = x.copy()
+    bad[5, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        jaxgmm.fit(key, data.ArraySource(bad), 2)
+    with pytest.raises(ValueError, match="no weight"):
+        jaxgmm.fit(key, data.ArraySource(x, np.zeros(200)), 2)
+    with pytest.raises(ValueError, match=r"\.npy or Parquet"):
+        jaxgmm.fit(key, tmp_path / "x.csv", 2)
+    if pytest.importorskip("pyarrow"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"a": [1.0, 2.0]}), tmp_path / "t.parquet")
+        with pytest.raises(ValueError, match="no weight column 'w'"):
+            data.ParquetSource(tmp_path / "t.parquet", weight="w")
