@@ -45,7 +45,13 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
+#: Public submodules, also loaded on first use (``jaxgmm.data``).
+_SUBMODULES = ("data",)
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'jaxgmm' has no attribute {name!r}")
@@ -55,7 +61,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+    return sorted(set(globals()) | set(_HOMES) | set(_SUBMODULES))
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
