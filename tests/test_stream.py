@@ -107,6 +107,15 @@ def test_the_initial_sample_does_not_depend_on_the_chunking(monkeypatch):
     assert not np.allclose(other.params.means, fits[0].params.means)
 
 
+def test_a_sample_that_misses_every_weighted_row_takes_the_weighted_ones(monkeypatch):
+    x = rows(n=2000, d=2, seed=6)
+    w = np.zeros(2000)
+    w[[10, 900, 1999]] = [1.0, 2.0, 1.0]
+    monkeypatch.setattr(_stream, "SAMPLE_ROWS", 20)  # keeps ~1% of rows: none weighted
+    res = jaxgmm.fit(jax.random.key(0), data.ArraySource(x, w), 1, max_iter=3)
+    np.testing.assert_allclose(res.params.means[0], (w @ x) / w.sum(), rtol=1e-12)
+
+
 def test_every_restart_is_fitted_in_one_pass_each_iteration(monkeypatch):
     x = rows(n=1000, d=2, seed=5)
     passes = []

@@ -16,8 +16,9 @@ order), not bit for bit.
 Initialization differs from the in-memory one: it runs on a sample of at most
 :data:`SAMPLE_ROWS` rows, each row kept or not by a hash of the key and its index
 (so the sample does not depend on the chunking), weighted by the inverse of the rate.
-Given starting parameters (``weights_init``, ``means_init``, ``precisions_init``)
-are used as they are.
+Where so few rows carry weight that the draw keeps none of them, the sample is the
+first rows that do. Given starting parameters (``weights_init``, ``means_init``,
+``precisions_init``) are used as they are.
 """
 
 from __future__ import annotations
@@ -154,9 +155,23 @@ def _sample(key, source: Source, rows: int, dtype):
         xs.append(x[keep])
         ws.append((np.ones(len(x)) if w is None else np.asarray(w))[keep] / rate)
     x, w = np.concatenate(xs).astype(dtype), np.concatenate(ws).astype(dtype)
-    if not np.any(w > 0):  # a tiny source may keep nothing: take it whole
-        return _sample(key, source, rows, dtype) if rate < 1 else (x, w)
+    if not np.any(w > 0):  # so few rows carry weight that the draw missed them all
+        return _weighted_head(source, rows, dtype)
     return x, w
+
+
+def _weighted_head(source: Source, rows: int, dtype):
+    """The first :data:`SAMPLE_ROWS` rows that carry weight, with their weights."""
+    xs, ws, kept = [], [], 0
+    for _, x, w in chunks(source, rows):
+        w = np.ones(len(x)) if w is None else np.asarray(w)
+        xs.append(x[w > 0])
+        ws.append(w[w > 0])
+        kept += len(ws[-1])
+        if kept >= SAMPLE_ROWS:
+            break
+    x, w = np.concatenate(xs)[:SAMPLE_ROWS], np.concatenate(ws)[:SAMPLE_ROWS]
+    return x.astype(dtype), w.astype(dtype)
 
 
 def _uniform(seed: np.uint64, index: np.ndarray) -> np.ndarray:
