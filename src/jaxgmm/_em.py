@@ -310,9 +310,8 @@ def centred_estimate(
     and ``active``) and the statistics, about the new means. An empty component sits
     at the rows' centre.
     """
-    if blocks.single:
-        index = jnp.zeros((), jnp.int32)
-        resp = resp_fn(*blocks.block(index), index)
+    if blocks.single:  # sum_rows of one block is that block's value
+        resp = sum_rows(resp_fn, blocks)
         resp_fn = lambda *_: resp
     count, total_x = resp_sums(resp_fn, blocks)
     shift = jnp.where(count[:, None] > 0, total_x / jnp.maximum(count, 1e-300)[:, None], 0)
@@ -408,8 +407,7 @@ def em_pass(
     if blocks.single and direct_form(covariance_class, blocks):
         # One block in the centred form (small data): its responsibilities once, then
         # the exact centred M-step; nothing to check and no second pass to compile.
-        index = jnp.zeros((), jnp.int32)
-        resp, log_lik = resp_fn(*blocks.block(index), index, None, True)
+        resp, log_lik = sum_rows(lambda x, w, b: resp_fn(x, w, b, None, True), blocks)
         params, stats = centred_estimate(
             lambda *_: resp, blocks, covariance_class, reg_covar, total_weight, active
         )

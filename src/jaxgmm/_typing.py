@@ -42,8 +42,9 @@ class Status(enum.IntEnum):
 
 
 def float_dtype(x) -> np.dtype:
-    """The floating dtype results keep: float32 stays float32, all else is float64."""
-    dtype = getattr(x, "dtype", None)
+    """The floating dtype results keep: float32 stays float32, all else is float64
+    (``x`` an array, or a dtype)."""
+    dtype = x if isinstance(x, np.dtype) else getattr(x, "dtype", None)
     dtype = np.asarray(x).dtype if dtype is None else np.dtype(dtype)
     return np.dtype(np.float32) if dtype in (np.float32, np.float16) else np.dtype(np.float64)
 

@@ -31,6 +31,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ._typing import float_dtype
+
 __all__ = [
     "ArraySource",
     "NpySource",
@@ -53,11 +55,6 @@ class Source(Protocol):
     dtype: Any
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]: ...
-
-
-def _float_dtype(dtype) -> np.dtype:
-    """float32 stays float32; anything else is read as float64 (as a fit would)."""
-    return np.dtype(np.float32) if np.dtype(dtype) == np.float32 else np.dtype(np.float64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +88,7 @@ class ArraySource:
 
     @property
     def dtype(self) -> np.dtype:
-        return _float_dtype(self.x.dtype)
+        return float_dtype(self.x)
 
     def read(self, start: int, stop: int):
         w = None if self.sample_weight is None else self.sample_weight[start:stop]
@@ -124,7 +121,7 @@ class NpySource:
             )
         self.n_rows, self.n_features = shape
         self._file_dtype = dtype
-        self.dtype = _float_dtype(dtype)
+        self.dtype = float_dtype(dtype)
 
     def read(self, start: int, stop: int):
         n = max(stop - start, 0)
@@ -195,13 +192,15 @@ class ParquetSource:
         self.dtype = np.dtype(np.float32 if all32 else np.float64)
 
     def read(self, start: int, stop: int):
-        xs, ws = [], []
+        xs, ws, opened = [], [], {}
         wanted = self.columns + ([self.weight] if self.weight else [])
         for file, g, first, rows in self._groups:
             lo, hi = max(start, first), min(stop, first + rows)
             if lo >= hi:
                 continue
-            table = self._pq.ParquetFile(file).read_row_group(g, columns=wanted)
+            if file not in opened:  # each file's footer is read once per call
+                opened[file] = self._pq.ParquetFile(file)
+            table = opened[file].read_row_group(g, columns=wanted)
             table = table.slice(lo - first, hi - lo)
             cols = [_column(table, c, file) for c in wanted]
             xs.append(np.stack(cols[: self.n_features], axis=1).astype(self.dtype, copy=False))
