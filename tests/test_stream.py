@@ -45,7 +45,7 @@ def test_npy_source_equals_the_in_memory_fit(covariance_type, tmp_path, monkeypa
     kw = dict(covariance_type=covariance_type, tol=1e-8, **start(x, covariance_type))
     in_memory = jaxgmm.fit(jax.random.key(0), x, 4, **kw)
     # 700-row chunks of 64-row blocks: ragged within and at the end
-    monkeypatch.setattr(_stream, "CHUNK_BLOCKS", 11)
+    monkeypatch.setattr(_stream, "CHUNK_BYTES", 11 * 64 * x.shape[1] * 8)
     streamed = jaxgmm.fit(jax.random.key(0), tmp_path / "x.npy", 4, **kw)
     assert_same_fit(streamed, in_memory)
 
@@ -95,8 +95,8 @@ def test_the_initial_sample_does_not_depend_on_the_chunking(monkeypatch):
     x = rows(n=3000, d=2, seed=4)
     monkeypatch.setattr(_stream, "SAMPLE_ROWS", 500)  # a sample of about a sixth
     fits = []
-    for blocks in (2, 7):
-        monkeypatch.setattr(_stream, "CHUNK_BLOCKS", blocks)
+    for chunk_bytes in (2048, 7 * 2048):  # chunks of 128 and 896 rows
+        monkeypatch.setattr(_stream, "CHUNK_BYTES", chunk_bytes)
         fits.append(jaxgmm.fit_restarts(jax.random.key(2), data.ArraySource(x), 4, n_init=2))
     assert_same_fit(
         jax.tree_util.tree_map(lambda a: a[1], fits[0]),

@@ -33,10 +33,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._em import LoopState, Natural, centred_stats, e_step_resp, pass_stats
+from ._em import FITS, LoopState, Natural, centred_stats, e_step_resp, pass_stats
 from ._engine import GivenInit, Inputs, MaximumLikelihood, Options
 from ._params import GMMParams, all_finite
-from ._rows import Blocks, block_rows_for, make_blocks
+from ._rows import Blocks, block_rows_for, make_blocks, padded_rows
 from ._stats import SuffStats
 from ._typing import x64_scope
 from .data import Source, chunks
@@ -45,9 +45,12 @@ __all__ = ["SAMPLE_ROWS", "fit_source"]
 
 #: The initialization's sample holds about this many rows at most.
 SAMPLE_ROWS = 65536
-#: Blocks per chunk (at least 2, so that a chunk is never "small data", whose passes
-#: take another form).
-CHUNK_BLOCKS = 16
+#: Bytes of rows per chunk: a chunk is a whole number of blocks, at least 2 (so that it
+#: is never "small data", whose passes take another form). About 9 chunks are alive
+#: at once (read ahead, dispatched, being copied), so this bounds the memory a
+#: streamed fit adds; 4 MiB kept peak RSS within a few percent from 250k to 4M rows
+#: at a per-chunk overhead of about 1 ms.
+CHUNK_BYTES = 4 * 2**20
 #: Chunks read ahead of the one being computed, and chunks dispatched at once.
 _IN_FLIGHT = 2
 
@@ -76,23 +79,14 @@ def fit_source(
     block = block_rows_for(source.n_rows, width, dtype.itemsize)
     block = min(block, max(64, 1 << (max(source.n_rows, 2) - 1).bit_length()) // 2)
     if chunk_rows is None:
-        chunk_rows = block * CHUNK_BLOCKS
+        chunk_rows = CHUNK_BYTES // (d * dtype.itemsize)
     chunk_rows = max(2, -(-chunk_rows // block)) * block
     with x64_scope(dtype):
-        frame = _frame(source, chunk_rows, dtype)
+        frame, x, w = _survey(key, source, chunk_rows, dtype)
+        frame = _with_radius(frame, source, chunk_rows)
+        given = (weights_init, means_init, precisions_init)
         keys = jax.random.split(key, n_init)
-        params = _initial(
-            keys,
-            key,
-            source,
-            k,
-            covariance_class,
-            init_params,
-            reg_covar,
-            block,
-            dtype,
-            (weights_init, means_init, precisions_init),
-        )
+        params = _initial(keys, x, w, k, covariance_class, init_params, reg_covar, given)
         step = functools.partial(
             _step, source, covariance_class, frame, block, chunk_rows, reg_covar
         )
@@ -110,22 +104,39 @@ class _Frame:
     total: np.ndarray
 
 
-def _frame(source: Source, rows: int, dtype) -> _Frame:
-    total, weighted = 0.0, np.zeros(source.n_features)
-    for _, x, w in chunks(source, rows):
+def _survey(key, source: Source, rows: int, dtype):
+    """The first pass: the rows checked, the frame's centre and total weight, and the
+    initialization's sample (rows kept with probability ``rate`` by a hash of the key
+    and the row's index, their weights divided by ``rate``). Returns ``(frame without
+    its radius, sample rows, their weights)``."""
+    rate = min(1.0, SAMPLE_ROWS / max(source.n_rows, 1))
+    seed = np.uint64(int.from_bytes(np.asarray(jax.random.key_data(key)).tobytes()[:8], "little"))
+    total, weighted, xs, ws = 0.0, np.zeros(source.n_features), [], []
+    for start, x, w in chunks(source, rows):
         w = np.ones(len(x)) if w is None else _check_weights(w)
         _check_rows(x)
         total += w.sum()
         weighted += w @ x
+        keep = _uniform(seed, np.arange(start, start + len(x), dtype=np.uint64)) < rate
+        xs.append(x[keep])
+        ws.append(w[keep] / rate)
     if not total > 0:
         raise ValueError("The source's rows have no weight (no rows, or all weights zero)")
+    x, w = np.concatenate(xs).astype(dtype), np.concatenate(ws).astype(dtype)
+    if not np.any(w > 0):  # so few rows carry weight that the draw missed them all
+        x, w = _weighted_head(source, rows, dtype)
     center = (weighted / total).astype(dtype)
+    return _Frame(center, None, np.asarray(total, dtype)), x, w
+
+
+def _with_radius(frame: _Frame, source: Source, rows: int) -> _Frame:
+    """The second pass: the largest distance of a weighted row from the centre."""
     far = 0.0
     for _, x, w in chunks(source, rows):
         kept = x if w is None else x[w > 0]
         if len(kept):
-            far = max(far, float(np.max(np.sum((kept - center) ** 2, axis=1))))
-    return _Frame(center, np.asarray(np.sqrt(far), dtype), np.asarray(total, dtype))
+            far = max(far, float(np.max(np.sum((kept - frame.center) ** 2, axis=1))))
+    return dataclasses.replace(frame, radius=np.asarray(np.sqrt(far), frame.center.dtype))
 
 
 def _check_rows(x) -> None:
@@ -141,23 +152,6 @@ def _check_weights(w) -> np.ndarray:
 
 
 # --- the initialization, on a sample -------------------------------------------
-
-
-def _sample(key, source: Source, rows: int, dtype):
-    """Rows kept with probability ``rate`` by a hash of the key and the row's index,
-    and their weights divided by ``rate``."""
-    rate = min(1.0, SAMPLE_ROWS / max(source.n_rows, 1))
-    seed = np.uint64(int.from_bytes(np.asarray(jax.random.key_data(key)).tobytes()[:8], "little"))
-    xs, ws = [], []
-    for start, x, w in chunks(source, rows):
-        index = np.arange(start, start + len(x), dtype=np.uint64)
-        keep = _uniform(seed, index) < rate
-        xs.append(x[keep])
-        ws.append((np.ones(len(x)) if w is None else np.asarray(w))[keep] / rate)
-    x, w = np.concatenate(xs).astype(dtype), np.concatenate(ws).astype(dtype)
-    if not np.any(w > 0):  # so few rows carry weight that the draw missed them all
-        return _weighted_head(source, rows, dtype)
-    return x, w
 
 
 def _weighted_head(source: Source, rows: int, dtype):
@@ -184,9 +178,13 @@ def _uniform(seed: np.uint64, index: np.ndarray) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / 2.0**53
 
 
-def _initial(keys, key, source, k, cov_cls, init_params, reg_covar, block, dtype, given):
-    """Every restart's starting parameters, from the sample (or as given)."""
-    x, w = _sample(key, source, block * CHUNK_BLOCKS, dtype)
+def _initial(keys, x, w, k, cov_cls, init_params, reg_covar, given):
+    """Every restart's starting parameters, from the sample ``x``, ``w`` (or as given).
+    The sample is padded with rows of weight 0 to a rounded size, so that samples of
+    about the same size share one compiled program."""
+    dtype = x.dtype
+    pad = padded_rows(len(x), 1024) - len(x)
+    x, w = np.pad(x, ((0, pad), (0, 0))), np.pad(w, (0, pad))
     options = Options(cov_cls, init=init_params)
     as_array = lambda a: None if a is None else jnp.asarray(a, dtype)
     inputs = Inputs(
@@ -195,10 +193,15 @@ def _initial(keys, key, source, k, cov_cls, init_params, reg_covar, block, dtype
         lower_bound0=jnp.zeros((), dtype),
         given=GivenInit(*map(as_array, given)),
     )
-    blocks = make_blocks(jnp.asarray(x), jnp.asarray(w), max(16, len(x)), center="mean")
-    active = jnp.ones((k,), bool)
+    return _start(options, keys, jnp.asarray(x), jnp.asarray(w), inputs, jnp.ones((k,), bool))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _start(options: Options, keys, x, w, inputs: Inputs, active):
+    """Every restart's initialization on the sample ``x`` (weights ``w``)."""
+    blocks = make_blocks(x, w, max(16, x.shape[0]), center="mean")
     start = lambda key: MaximumLikelihood().start(options, key, blocks, inputs, active)
-    return jax.jit(jax.vmap(start))(keys)
+    return jax.vmap(start, axis_name=FITS)(keys)
 
 
 # --- one iteration: passes of chunks --------------------------------------------
@@ -234,18 +237,26 @@ def _pass(chunk_fn, source, chunk_rows, frame: _Frame, params):
     """The sums of ``chunk_fn`` over the source's chunks: read ahead in a thread, at
     most :data:`_IN_FLIGHT` chunks dispatched and not yet summed."""
     acc, pending = None, collections.deque()
+    dtype = frame.center.dtype
+    ones = np.ones(chunk_rows, dtype)
     for _, x, w in _read_ahead(source, chunk_rows):
-        n = len(x)
-        xp = np.zeros((chunk_rows, source.n_features), frame.center.dtype)
-        xp[:n] = x
-        wp = np.zeros(chunk_rows, frame.center.dtype)
-        wp[:n] = 1.0 if w is None else w
-        out = chunk_fn(params, xp, wp, frame.center, frame.radius, frame.total)
+        x, w = _padded(x, ones if w is None else w, chunk_rows, dtype)
+        out = chunk_fn(params, x, w, frame.center, frame.radius, frame.total)
         acc = out if acc is None else _add(acc, out)
         pending.append(acc)
         if len(pending) > _IN_FLIGHT:
             jax.block_until_ready(pending.popleft())
     return acc
+
+
+def _padded(x, w, rows: int, dtype):
+    """A chunk as ``rows`` rows of ``dtype``: the last chunk padded with rows of weight
+    0; a full chunk as it is (no copy)."""
+    n = len(x)
+    x, w = np.asarray(x, dtype), np.asarray(w[:n], dtype)
+    if n == rows:
+        return x, w
+    return np.pad(x, ((0, rows - n), (0, 0))), np.pad(w, (0, rows - n))
 
 
 def _where(pick: np.ndarray, a, b):
@@ -308,7 +319,7 @@ def _chunk_stats(cov_cls, block, params, x, w, center, radius, total):
         stats, log_lik, _ = pass_stats(e_step_resp(model), blocks, cov_cls, model.form, p.means)
         return stats, log_lik
 
-    return jax.vmap(one)(params)
+    return jax.vmap(one, axis_name=FITS)(params)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -320,7 +331,7 @@ def _chunk_centred(cov_cls, block, shift, params, x, w, center, radius, total):
         model = Natural.of(p, blocks)
         return centred_stats(e_step_resp(model), blocks, cov_cls, model.form, s)
 
-    return jax.vmap(one)(params, shift), jnp.zeros((shift.shape[0],), x.dtype)
+    return jax.vmap(one, axis_name=FITS)(params, shift), jnp.zeros((shift.shape[0],), x.dtype)
 
 
 @functools.partial(jax.jit, static_argnums=0)
