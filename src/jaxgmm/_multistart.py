@@ -13,13 +13,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import distributed
 from ._covariance import covariance_class
 from ._em import EMResult
 from ._engine import Batch, GivenInit, Inputs, Options, check_key, run
 from ._init import INIT_METHODS
 from ._params import GMMParams
 from ._typing import Array, Float, PRNGKeyArray, Status, x64_scope
-from .data import as_source, is_source
+from .data import ArraySource, as_source, is_source, share
 
 __all__ = ["best_index", "fit", "fit_restarts", "select"]
 
@@ -100,7 +101,7 @@ def fit_restarts(
     """
     if init_params not in INIT_METHODS:
         raise ValueError(f"init_params must be one of {sorted(INIT_METHODS)}, got {init_params!r}")
-    if is_source(X):
+    if is_source(X) or distributed.process_count() > 1:
         result = _fit_source(
             key,
             X,
@@ -130,19 +131,21 @@ def fit_restarts(
     return run(key, X, sample_weight, options, batch, inputs, host)[0]
 
 
-def _fit_source(key, source, n_components, *, covariance_type, sample_weight, params0, **kw):
-    """:func:`fit_restarts` over a data source (:mod:`jaxgmm.data`), streamed."""
+def _fit_source(key, X, n_components, *, covariance_type, sample_weight, params0, **kw):
+    """:func:`fit_restarts` over a data source (:mod:`jaxgmm.data`), streamed. In a
+    multi-process run (:mod:`jaxgmm.distributed`) a source or path is the whole data,
+    of which this process reads its share, and an array is this process's rows."""
     from ._stream import fit_source
 
-    if sample_weight is not None:
-        raise ValueError(
-            "sample_weight goes with an array; a source carries its own weights "
-            "(ParquetSource(..., weight='column'), ArraySource(x, sample_weight))"
-        )
     if params0 is not None:
         raise ValueError("a warm start (params0) is not supported on a data source yet")
     check_key(key)
-    source = as_source(source)
+    if is_source(X):
+        source = as_source(X, sample_weight)
+        if distributed.process_count() > 1:
+            source = share(source, distributed.process_index(), distributed.process_count())
+    else:
+        source = ArraySource(X, sample_weight)
     cov_cls = covariance_class(covariance_type)
     return fit_source(key, source, n_components, covariance_class=cov_cls, **kw)
 

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import distributed
 from ._em import FITS, LoopState, Natural, centred_stats, e_step_resp, pass_stats
 from ._engine import GivenInit, Inputs, MaximumLikelihood, Options
 from ._params import GMMParams, all_finite
@@ -107,24 +108,36 @@ class _Frame:
 def _survey(key, source: Source, rows: int, dtype):
     """The first pass: the rows checked, the frame's centre and total weight, and the
     initialization's sample (rows kept with probability ``rate`` by a hash of the key
-    and the row's index, their weights divided by ``rate``). Returns ``(frame without
-    its radius, sample rows, their weights)``."""
-    rate = min(1.0, SAMPLE_ROWS / max(source.n_rows, 1))
+    and the row's index in the whole data, their weights divided by ``rate``), over
+    every process's rows. Returns ``(frame without its radius, sample rows, their
+    weights)``."""
+    counts = distributed.all_counts(source.n_rows)
+    offset = int(counts[: distributed.process_index()].sum())
+    rate = min(1.0, SAMPLE_ROWS / max(int(counts.sum()), 1))
     seed = np.uint64(int.from_bytes(np.asarray(jax.random.key_data(key)).tobytes()[:8], "little"))
     total, weighted, xs, ws = 0.0, np.zeros(source.n_features), [], []
-    for start, x, w in chunks(source, rows):
-        w = np.ones(len(x)) if w is None else _check_weights(w)
-        _check_rows(x)
-        total += w.sum()
-        weighted += w @ x
-        keep = _uniform(seed, np.arange(start, start + len(x), dtype=np.uint64)) < rate
-        xs.append(x[keep])
-        ws.append(w[keep] / rate)
+    error = None
+    try:
+        for start, x, w in chunks(source, rows):
+            w = np.ones(len(x)) if w is None else _check_weights(w)
+            _check_rows(x)
+            total += w.sum()
+            weighted += w @ x
+            index = np.arange(offset + start, offset + start + len(x), dtype=np.uint64)
+            keep = _uniform(seed, index) < rate
+            xs.append(x[keep].astype(dtype))
+            ws.append((w[keep] / rate).astype(dtype))
+    except (OSError, ValueError) as e:
+        error = e
+    distributed.agree(error)
+    total, weighted = distributed.all_sum((np.asarray(total), weighted))
     if not total > 0:
         raise ValueError("The source's rows have no weight (no rows, or all weights zero)")
-    x, w = np.concatenate(xs).astype(dtype), np.concatenate(ws).astype(dtype)
+    x = distributed.all_rows(np.concatenate(xs) if xs else np.empty((0, source.n_features), dtype))
+    w = distributed.all_rows(np.concatenate(ws) if ws else np.empty(0, dtype))
     if not np.any(w > 0):  # so few rows carry weight that the draw missed them all
-        x, w = _weighted_head(source, rows, dtype)
+        x, w = map(distributed.all_rows, _weighted_head(source, rows, dtype))
+        x, w = x[:SAMPLE_ROWS], w[:SAMPLE_ROWS]
     center = (weighted / total).astype(dtype)
     return _Frame(center, None, np.asarray(total, dtype)), x, w
 
@@ -136,6 +149,7 @@ def _with_radius(frame: _Frame, source: Source, rows: int) -> _Frame:
         kept = x if w is None else x[w > 0]
         if len(kept):
             far = max(far, float(np.max(np.sum((kept - frame.center) ** 2, axis=1))))
+    far = distributed.all_max(far)
     return dataclasses.replace(frame, radius=np.asarray(np.sqrt(far), frame.center.dtype))
 
 
@@ -246,7 +260,10 @@ def _pass(chunk_fn, source, chunk_rows, frame: _Frame, params):
         pending.append(acc)
         if len(pending) > _IN_FLIGHT:
             jax.block_until_ready(pending.popleft())
-    return acc
+    if acc is None:  # a process without rows adds zeros
+        x, w = _padded(np.zeros((0, source.n_features)), ones[:0], chunk_rows, dtype)
+        acc = chunk_fn(params, x, w, frame.center, frame.radius, frame.total)
+    return distributed.all_sum(jax.device_get(acc))
 
 
 def _padded(x, w, rows: int, dtype):

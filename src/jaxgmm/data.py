@@ -161,7 +161,6 @@ class ParquetSource:
                 "Parquet needs pyarrow: pip install 'jaxgmm[parquet]' (or pip install pyarrow)"
             ) from None
         self.files = _parquet_files(path)
-        self._pq = pq
         schema = pq.read_schema(self.files[0])
         numeric = [f.name for f in schema if _is_numeric(f.type)]
         if weight is not None and weight not in schema.names:
@@ -192,6 +191,8 @@ class ParquetSource:
         self.dtype = np.dtype(np.float32 if all32 else np.float64)
 
     def read(self, start: int, stop: int):
+        import pyarrow.parquet as pq  # not kept on the source, which stays picklable
+
         xs, ws, opened = [], [], {}
         wanted = self.columns + ([self.weight] if self.weight else [])
         for file, g, first, rows in self._groups:
@@ -199,7 +200,7 @@ class ParquetSource:
             if lo >= hi:
                 continue
             if file not in opened:  # each file's footer is read once per call
-                opened[file] = self._pq.ParquetFile(file)
+                opened[file] = pq.ParquetFile(file)
             table = opened[file].read_row_group(g, columns=wanted)
             table = table.slice(lo - first, hi - lo)
             cols = [_column(table, c, file) for c in wanted]
