@@ -169,3 +169,84 @@ def test_bad_sources_get_one_line_errors(tmp_path):
         pq.write_table(pa.table({"a": [1.0, 2.0]}), tmp_path / "t.parquet")
         with pytest.raises(ValueError, match="no weight column 'w'"):
             data.ParquetSource(tmp_path / "t.parquet", weight="w")
+
+
+# --- the estimators, the sweep and predictions on a source ----------------------
+
+
+@pytest.fixture
+def iris_parquet(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame
+    pq.write_table(pa.Table.from_pandas(frame), tmp_path / "iris.parquet", row_group_size=40)
+    X = frame.drop(columns="target")
+    return data.ParquetSource(tmp_path / "iris.parquet", columns=list(X.columns)), X
+
+
+def test_an_estimator_fits_and_predicts_a_source_as_it_does_its_rows(iris_parquet, tmp_path):
+    source, X = iris_parquet
+    in_memory = jaxgmm.GaussianMixture(3, random_state=0).fit(X)
+    streamed = jaxgmm.GaussianMixture(3, random_state=0).fit(source)
+    assert list(streamed.feature_names_in_) == list(X.columns)
+    assert streamed.n_iter_ == in_memory.n_iter_
+    np.testing.assert_allclose(streamed.means_, in_memory.means_, rtol=1e-10)
+    np.testing.assert_array_equal(streamed.predict(source), in_memory.predict(X))
+    np.testing.assert_allclose(streamed.score(source), in_memory.score(X), rtol=1e-12)
+    np.testing.assert_allclose(streamed.bic(source), in_memory.bic(X), rtol=1e-12)
+    np.testing.assert_allclose(streamed.aic(source), in_memory.aic(X), rtol=1e-12)
+    # outputs streamed to files, chunk by chunk, in row order
+    assert streamed.predict(source, out=tmp_path / "labels.npy") == tmp_path / "labels.npy"
+    np.testing.assert_array_equal(np.load(tmp_path / "labels.npy"), in_memory.predict(X))
+    streamed.score_samples(source, out=tmp_path / "ll.npy")
+    np.testing.assert_allclose(np.load(tmp_path / "ll.npy"), in_memory.score_samples(X), rtol=1e-12)
+    import pyarrow.parquet as pq
+
+    streamed.predict_proba(source, out=tmp_path / "p.parquet")
+    table = pq.read_table(tmp_path / "p.parquet").to_pandas()
+    assert list(table.columns) == ["probability_0", "probability_1", "probability_2"]
+    np.testing.assert_allclose(table.to_numpy(), in_memory.predict_proba(X), atol=1e-12)
+    # an array can be written out too
+    in_memory.predict(X, out=tmp_path / "labels2.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "labels2.npy"), in_memory.predict(X))
+    with pytest.raises(ValueError, match=r"\.npy or a \.parquet"):
+        streamed.predict(source, out=tmp_path / "labels.csv")
+    with pytest.raises(ValueError, match="X has 2 features"):
+        streamed.predict(data.ArraySource(np.zeros((5, 2))))
+
+
+def test_a_warm_start_continues_on_a_source(iris_parquet):
+    source, X = iris_parquet
+    kw = dict(random_state=0, warm_start=True, max_iter=3)
+    with pytest.warns(Warning):
+        a = jaxgmm.GaussianMixture(3, **kw).fit(X)
+    with pytest.warns(Warning):
+        b = jaxgmm.GaussianMixture(3, **kw).fit(source)
+    with pytest.warns(Warning):
+        a.fit(X)
+    with pytest.warns(Warning):
+        b.fit(source)
+    assert a.n_iter_ == b.n_iter_
+    np.testing.assert_allclose(b.means_, a.means_, rtol=1e-9)
+
+
+def test_selection_on_a_source_equals_selection_in_memory(iris_parquet):
+    source, X = iris_parquet
+    a = jaxgmm.sweep(jax.random.key(0), X.to_numpy(), range(1, 5), n_init=2)
+    b = jaxgmm.sweep(jax.random.key(0), source, range(1, 5), n_init=2)
+    np.testing.assert_array_equal(a.table["n_iter"], b.table["n_iter"])
+    np.testing.assert_allclose(a.table["bic"], b.table["bic"], rtol=1e-9)
+    np.testing.assert_allclose(a.table["icl"], b.table["icl"], rtol=1e-9)
+    assert a.best == b.best
+    ic = jaxgmm.GaussianMixtureIC(4, random_state=0).fit(source)
+    assert (ic.n_components_, ic.covariance_type_) == tuple(
+        b.table[c][b.best] for c in ("n_components", "covariance_type")
+    )
+    np.testing.assert_array_equal(ic.predict(source), ic.predict(X))
+
+
+def test_the_variational_mixture_names_what_takes_a_source(iris_parquet):
+    with pytest.raises(ValueError, match="fit a data source with GaussianMixture"):
+        jaxgmm.BayesianGaussianMixture(n_components=2).fit(iris_parquet[0])

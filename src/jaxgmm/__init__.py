@@ -46,7 +46,7 @@ __all__ = sorted(_HOMES)
 
 
 #: Public submodules, also loaded on first use (``jaxgmm.data``).
-_SUBMODULES = ("data",)
+_SUBMODULES = ("data", "distributed")
 
 
 def __getattr__(name: str):

@@ -33,7 +33,9 @@ from ._em import score_rows_padded
 from ._io import save
 from ._multistart import best_index, select
 from ._params import GMMParams, sample_mixture
+from ._stream import CHUNK_BYTES
 from ._typing import Status, x64_scope
+from .data import as_source, chunks, is_source, write_rows
 
 __all__ = [
     "BaseMixture",
@@ -45,6 +47,8 @@ __all__ = [
     "enable_compilation_cache",
     "key_from",
     "mixture_attributes",
+    "n_rows",
+    "validate_source",
     "warn_not_converged",
 ]
 
@@ -210,6 +214,29 @@ def mixture_attributes(result, dtype, max_iter: int) -> dict:
     }
 
 
+def n_rows(X) -> int:
+    """The number of rows of an array or a data source."""
+    return as_source(X).n_rows if is_source(X) else np.shape(X)[0]
+
+
+def validate_source(estimator, X, sample_weight, min_rows: int):
+    """A data source's checks before a fit (its values are checked as it is read):
+    sets ``n_features_in_``, and ``feature_names_in_`` from a source's ``columns``."""
+    source = as_source(X, sample_weight)
+    if source.n_rows < max(min_rows, 2):
+        raise ValueError(
+            f"Expected n_samples >= {max(min_rows, 2)} (n_components and at least 2), "
+            f"but the source has {source.n_rows} rows"
+        )
+    estimator.n_features_in_ = source.n_features
+    columns = getattr(source, "columns", None)
+    if columns is not None:
+        estimator.feature_names_in_ = np.asarray(columns, dtype=object)
+    elif hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_
+    return source
+
+
 class BaseMixture(DensityMixin, BaseEstimator):
     """The fit template and the methods of a fitted Gaussian mixture (abstract).
 
@@ -273,7 +300,10 @@ class BaseMixture(DensityMixin, BaseEstimator):
         return self._log_prob_resp(X)[1].argmax(axis=1)
 
     def _validate_fit_input(self, X, sample_weight):
-        """scikit-learn's checks of X and of the sample weights, for every fit."""
+        """scikit-learn's checks of X and of the sample weights, for every fit (a data
+        source's are made as it is read)."""
+        if is_source(X):
+            return validate_source(self, X, sample_weight, self.n_components), None
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         if X.shape[0] < self.n_components:
             raise ValueError(
@@ -392,6 +422,12 @@ class BaseMixture(DensityMixin, BaseEstimator):
 
     # -- using the model ---------------------------------------------------------
     def _log_prob_resp(self, X):
+        if is_source(X):  # in memory: (n_samples,) and (n_samples, n_components)
+            parts = list(self._source_outputs(X))
+            return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+        return self._log_prob_resp_rows(X)
+
+    def _log_prob_resp_rows(self, X):
         dtype = (
             np.float32 if X.dtype == np.float32 and self.means_.dtype == np.float32 else np.float64
         )
@@ -401,22 +437,51 @@ class BaseMixture(DensityMixin, BaseEstimator):
 
     def _validate(self, X):
         check_is_fitted(self)
+        if is_source(X):
+            source = as_source(X)
+            if source.n_features != self.n_features_in_:
+                raise ValueError(
+                    f"X has {source.n_features} features, but {type(self).__name__} is "
+                    f"expecting {self.n_features_in_} features as input."
+                )
+            return source
         return validate_data(self, X, reset=False)
 
-    def score_samples(self, X):
+    def _source_outputs(self, source):
+        """``(log_prob, log_resp)`` of each chunk of a source, in order."""
+        rows = max(1024, CHUNK_BYTES // (8 * source.n_features))
+        for _, x, _ in chunks(source, rows):
+            yield self._log_prob_resp_rows(np.asarray(x))
+
+    def _outputs(self, X, out, column: str, fn):
+        """``fn(log_prob, log_resp)`` of the rows of X: in memory, or, with ``out`` (a
+        ``.npy`` or Parquet path), written there chunk by chunk (a source's rows are
+        never all in memory) and ``out`` returned."""
+        X = self._validate(X)
+        if out is None:
+            return fn(*self._log_prob_resp(X))
+        n_rows = X.n_rows if is_source(X) else X.shape[0]
+        parts = self._source_outputs(X) if is_source(X) else [self._log_prob_resp_rows(X)]
+        write_rows(out, column, n_rows, (fn(*p) for p in parts))
+        return out
+
+    def score_samples(self, X, out=None):
         """Compute the log-likelihood of each sample.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             List of n_features-dimensional data points.
+        out : str or path, default=None
+            Write the result to this ``.npy`` or Parquet file, chunk by chunk, and
+            return the path (for a data source larger than memory).
 
         Returns
         -------
         log_prob : array, shape (n_samples,)
             Log-likelihood of each sample in `X` under the current model.
         """
-        return self._log_prob_resp(self._validate(X))[0]
+        return self._outputs(X, out, "log_likelihood", lambda log_prob, _: log_prob)
 
     def score(self, X, y=None):
         """Compute the per-sample average log-likelihood of the given data X.
@@ -433,37 +498,47 @@ class BaseMixture(DensityMixin, BaseEstimator):
         log_likelihood : float
             Log-likelihood of `X` under the Gaussian mixture model.
         """
-        return float(np.mean(self.score_samples(X)))
+        X = self._validate(X)
+        if not is_source(X):
+            return float(np.mean(self._log_prob_resp(X)[0]))
+        parts = self._source_outputs(X)
+        return float(sum(np.sum(log_prob, dtype=np.float64) for log_prob, _ in parts) / X.n_rows)
 
-    def predict(self, X):
+    def predict(self, X, out=None):
         """Predict the labels for the data samples in X using trained model.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             List of n_features-dimensional data points.
+        out : str or path, default=None
+            Write the result to this ``.npy`` or Parquet file, chunk by chunk, and
+            return the path (for a data source larger than memory).
 
         Returns
         -------
         labels : array, shape (n_samples,)
             Component labels.
         """
-        return self._log_prob_resp(self._validate(X))[1].argmax(axis=1)
+        return self._outputs(X, out, "label", lambda _, log_resp: log_resp.argmax(axis=1))
 
-    def predict_proba(self, X):
+    def predict_proba(self, X, out=None):
         """Evaluate the components' density for each sample.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             List of n_features-dimensional data points.
+        out : str or path, default=None
+            Write the result to this ``.npy`` or Parquet file, chunk by chunk, and
+            return the path (for a data source larger than memory).
 
         Returns
         -------
         resp : array, shape (n_samples, n_components)
             Density of each Gaussian component for each sample in X.
         """
-        return np.exp(self._log_prob_resp(self._validate(X))[1])
+        return self._outputs(X, out, "probability", lambda _, log_resp: np.exp(log_resp))
 
     def sample(self, n_samples=1, random_state=None):
         """Generate random samples from the fitted Gaussian distribution.

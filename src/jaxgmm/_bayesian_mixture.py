@@ -15,6 +15,7 @@ from ._covariance import COVARIANCE_TYPES
 from ._gaussian_mixture import GaussianMixture
 from ._io import register
 from ._typing import x64_scope
+from .data import is_source
 
 __all__ = ["BayesianGaussianMixture"]
 
@@ -111,6 +112,14 @@ class BayesianGaussianMixture(BaseMixture):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+
+    def _validate_fit_input(self, X, sample_weight):
+        if is_source(X):
+            raise ValueError(
+                "BayesianGaussianMixture fits an array in memory; fit a data source with "
+                "GaussianMixture or GaussianMixtureIC, or load its rows first"
+            )
+        return super()._validate_fit_input(X, sample_weight)
 
     def _check_parameters(self, X):
         """The priors, as scikit-learn's ``*_prior_`` attributes."""

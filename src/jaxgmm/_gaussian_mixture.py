@@ -20,6 +20,7 @@ from ._base import (
     check_precisions,
     check_weights,
     mixture_attributes,
+    n_rows,
 )
 from ._covariance import COVARIANCE_TYPES
 from ._io import register
@@ -153,7 +154,7 @@ class GaussianMixture(BaseMixture):
     # -- fitting -------------------------------------------------------------------
     def _check_parameters(self, X) -> dict:
         """The user's initial parameters, checked (the engine's ``*_init``)."""
-        n_features = X.shape[1]
+        n_features = self.n_features_in_
         init = {}
         if self.weights_init is not None:
             init["weights_init"] = check_weights(self.weights_init, self.n_components)
@@ -199,7 +200,8 @@ class GaussianMixture(BaseMixture):
         bic : float
             The lower the better.
         """
-        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
+        n = n_rows(X)
+        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
 
     def aic(self, X):
         """Akaike information criterion for the current model on the input X.
@@ -214,4 +216,4 @@ class GaussianMixture(BaseMixture):
         aic : float
             The lower the better.
         """
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        return -2 * self.score(X) * n_rows(X) + 2 * self._n_parameters()

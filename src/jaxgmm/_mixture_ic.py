@@ -17,12 +17,14 @@ from ._base import (
     check_sample_weight,
     key_from,
     mixture_attributes,
+    validate_source,
     warn_not_converged,
 )
 from ._covariance import COVARIANCE_TYPES
 from ._gaussian_mixture import GaussianMixture
 from ._io import register, save
 from ._selection import sweep
+from .data import is_source
 
 __all__ = ["GaussianMixtureIC"]
 
@@ -174,13 +176,18 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         -------
         self : object
         """
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         ks, types = self._candidates()
-        if X.shape[0] < max(ks):
-            raise ValueError(
-                "Expected n_samples >= n_components "
-                f"but got n_components = {max(ks)}, n_samples = {X.shape[0]}"
-            )
+        if is_source(X):
+            X = validate_source(self, X, sample_weight, max(ks))
+            sample_weight = None
+        else:
+            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+            if X.shape[0] < max(ks):
+                raise ValueError(
+                    "Expected n_samples >= n_components "
+                    f"but got n_components = {max(ks)}, n_samples = {X.shape[0]}"
+                )
+            sample_weight = check_sample_weight(sample_weight, X, 1)
         best = GaussianMixture(
             1,
             tol=self.tol,
@@ -190,7 +197,6 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             init_params=self.init_params,
             random_state=self.random_state,
         )
-        sample_weight = check_sample_weight(sample_weight, X, 1)
         result = sweep(
             key_from(self.random_state),
             X,
@@ -227,20 +233,21 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
 
     def _best(self, X):
         check_is_fitted(self)
-        validate_data(self, X, reset=False)
+        if not is_source(X):
+            validate_data(self, X, reset=False)
         return self.best_estimator_
 
-    def predict(self, X):
+    def predict(self, X, out=None):
         """Component labels of X under the chosen model."""
-        return self._best(X).predict(X)
+        return self._best(X).predict(X, out)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X, out=None):
         """Responsibilities of X under the chosen model."""
-        return self._best(X).predict_proba(X)
+        return self._best(X).predict_proba(X, out)
 
-    def score_samples(self, X):
+    def score_samples(self, X, out=None):
         """Log-likelihood of each sample under the chosen model."""
-        return self._best(X).score_samples(X)
+        return self._best(X).score_samples(X, out)
 
     def score(self, X, y=None):
         """Mean log-likelihood of X under the chosen model."""

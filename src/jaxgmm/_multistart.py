@@ -101,7 +101,7 @@ def fit_restarts(
     """
     if init_params not in INIT_METHODS:
         raise ValueError(f"init_params must be one of {sorted(INIT_METHODS)}, got {init_params!r}")
-    if is_source(X) or distributed.process_count() > 1:
+    if streams(X):
         result = _fit_source(
             key,
             X,
@@ -114,6 +114,7 @@ def fit_restarts(
             means_init=means_init,
             precisions_init=precisions_init,
             params0=params0,
+            lower_bound0=lower_bound0,
             tol=tol,
             reg_covar=reg_covar,
             max_iter=max_iter,
@@ -131,23 +132,32 @@ def fit_restarts(
     return run(key, X, sample_weight, options, batch, inputs, host)[0]
 
 
-def _fit_source(key, X, n_components, *, covariance_type, sample_weight, params0, **kw):
-    """:func:`fit_restarts` over a data source (:mod:`jaxgmm.data`), streamed. In a
-    multi-process run (:mod:`jaxgmm.distributed`) a source or path is the whole data,
-    of which this process reads its share, and an array is this process's rows."""
+def _fit_source(key, X, n_components, *, covariance_type, sample_weight, **kw):
+    """:func:`fit_restarts` over a data source (:mod:`jaxgmm.data`), streamed."""
     from ._stream import fit_source
 
-    if params0 is not None:
-        raise ValueError("a warm start (params0) is not supported on a data source yet")
     check_key(key)
-    if is_source(X):
-        source = as_source(X, sample_weight)
-        if distributed.process_count() > 1:
-            source = share(source, distributed.process_index(), distributed.process_count())
-    else:
-        source = ArraySource(X, sample_weight)
+    source = local_source(X, sample_weight)
     cov_cls = covariance_class(covariance_type)
     return fit_source(key, source, n_components, covariance_class=cov_cls, **kw)
+
+
+def streams(X) -> bool:
+    """Whether a fit on ``X`` is streamed: a data source or path, or any data in a
+    multi-process run."""
+    return is_source(X) or distributed.process_count() > 1
+
+
+def local_source(X, sample_weight=None):
+    """The source this process reads. In a multi-process run
+    (:mod:`jaxgmm.distributed`) a source or path is the whole data, of which this
+    process reads its share, and an array is this process's rows."""
+    if not is_source(X):
+        return ArraySource(X, sample_weight)
+    source = as_source(X, sample_weight)
+    if distributed.process_count() > 1:
+        source = share(source, distributed.process_index(), distributed.process_count())
+    return source
 
 
 def best_index(results: EMResult, among: np.ndarray | None = None) -> int | Array:

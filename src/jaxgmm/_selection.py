@@ -20,8 +20,9 @@ from . import _progress
 from ._covariance import COVARIANCE_TYPES, covariance_class
 from ._engine import Batch, Inputs, Options, run, shared_centers
 from ._init import INIT_METHODS
-from ._multistart import best_index, select
+from ._multistart import best_index, local_source, select, streams
 from ._params import GMMParams
+from ._stream import fit_source
 from ._typing import Array, Float, PRNGKeyArray, Status, x64_scope
 
 __all__ = ["CRITERIA", "SweepResult", "sweep"]
@@ -99,7 +100,9 @@ def sweep(
     ----------
     key : jax.random key
         Restart i of every model uses ``jax.random.split(key, n_init)[i]``.
-    X : array-like of shape (n_samples, n_features)
+    X : array-like of shape (n_samples, n_features), data source or path
+        A source (:mod:`jaxgmm.data`) is streamed: each iteration is one pass over
+        its rows for every K and restart of a covariance type at once.
     n_components : iterable of int, default=range(1, 9)
     covariance_types : sequence of str, default=all four
     n_init : int, default=5
@@ -128,9 +131,13 @@ def sweep(
     if not ks or ks[0] < 1:
         raise ValueError(f"n_components must be positive integers, got {ks}")
     types = [covariance_class(c).name for c in covariance_types]
-    x = np.asarray(X) if not isinstance(X, jax.Array) else X
-    n, d = x.shape
-    total = float(n if sample_weight is None else np.sum(sample_weight))
+    if streams(X):
+        source = local_source(X, sample_weight)
+        d = source.n_features
+    else:
+        x = np.asarray(X) if not isinstance(X, jax.Array) else X
+        d = x.shape[1]
+        total = float(x.shape[0] if sample_weight is None else np.sum(sample_weight))
     if min_component_samples == "auto":
         min_component_samples = d + 1
     elif not (isinstance(min_component_samples, int | float) and min_component_samples >= 0):
@@ -147,14 +154,27 @@ def sweep(
         raise ValueError(f"init_params must be one of {sorted(INIT_METHODS)}, got {init_params!r}")
     cells = Batch(ks, n_init, n_devices)
     inputs = Inputs(tol=tol, reg_covar=reg_covar, lower_bound0=-np.inf)
-    if init_params == "kmeans" and len(types) > 1:  # type-independent: computed once
+    if init_params == "kmeans" and len(types) > 1 and not streams(X):  # computed once
         cov_cls = COVARIANCE_TYPES[types[0]]
         centers = shared_centers(key, X, sample_weight, cov_cls, cells)
         inputs = dataclasses.replace(inputs, centers=centers)
     for name in types:
         cov_cls = COVARIANCE_TYPES[name]
-        options = Options(cov_cls, init=init_params, max_iter=max_iter, with_scores=True)
-        results, (log_lik, entropy) = run(key, X, sample_weight, options, cells, inputs, True)
+        if streams(X):  # every (K, restart) in the same passes over the rows
+            kw = dict(n_init=n_init, init_params=init_params, max_iter=max_iter)
+            results, (log_lik, entropy), total = fit_source(
+                key,
+                source,
+                ks,
+                covariance_class=cov_cls,
+                tol=tol,
+                reg_covar=reg_covar,
+                with_scores=True,
+                **kw,
+            )
+        else:
+            options = Options(cov_cls, init=init_params, max_iter=max_iter, with_scores=True)
+            results, (log_lik, entropy) = run(key, X, sample_weight, options, cells, inputs, True)
         with x64_scope(results.lower_bound.dtype):
             results = jax.tree_util.tree_map(np.asarray, results)
         log_lik, entropy = np.asarray(log_lik, np.float64), np.asarray(entropy, np.float64)

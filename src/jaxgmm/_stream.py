@@ -34,7 +34,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import distributed
-from ._em import FITS, LoopState, Natural, centred_stats, e_step_resp, pass_stats
+from ._em import (
+    FITS,
+    LoopState,
+    Natural,
+    centred_stats,
+    e_step_resp,
+    final_scores,
+    pass_stats,
+)
 from ._engine import GivenInit, Inputs, MaximumLikelihood, Options
 from ._params import GMMParams, all_finite
 from ._rows import Blocks, block_rows_for, make_blocks, padded_rows
@@ -59,7 +67,7 @@ _IN_FLIGHT = 2
 def fit_source(
     key,
     source: Source,
-    n_components: int,
+    n_components: int | tuple[int, ...],
     *,
     covariance_class,
     n_init: int = 1,
@@ -67,31 +75,52 @@ def fit_source(
     weights_init=None,
     means_init=None,
     precisions_init=None,
+    params0=None,
+    lower_bound0=-np.inf,
     tol: float = 1e-3,
     reg_covar: float = 1e-6,
     max_iter: int = 100,
     chunk_rows: int | None = None,
+    with_scores: bool = False,
 ):
-    """EM with ``n_init`` restarts over ``source``; returns an :class:`EMResult` with a
-    leading restart axis, as :func:`jaxgmm.fit_restarts`."""
+    """EM over ``source`` for every K of ``n_components`` (an int or a tuple) with
+    ``n_init`` restarts each, all in the same passes; returns an :class:`EMResult`
+    with a leading (K, restart) axis, K-major, its components padded to the largest K,
+    as the in-memory batch does. Fit (K, i) starts from restart key i.
+
+    ``params0`` (one model, one K) is a warm start of every restart from
+    ``lower_bound0``. With ``with_scores``, also returns ``(log_lik, entropy)`` of
+    every fit's final model (one more pass) and the rows' total weight."""
+    ks = (int(n_components),) if np.ndim(n_components) == 0 else tuple(n_components)
     dtype = source.dtype
-    d, k = source.n_features, int(n_components)
-    width = max(1 + d + covariance_class.n_second(d), n_init * k)
+    d, k_top, n_fits = source.n_features, max(ks), len(ks) * n_init
+    width = max(1 + d + covariance_class.n_second(d), n_fits * k_top)
     block = block_rows_for(source.n_rows, width, dtype.itemsize)
     block = min(block, max(64, 1 << (max(source.n_rows, 2) - 1).bit_length()) // 2)
-    if chunk_rows is None:
-        chunk_rows = CHUNK_BYTES // (d * dtype.itemsize)
+    if chunk_rows is None:  # no larger than the rows
+        chunk_rows = min(CHUNK_BYTES // (d * dtype.itemsize), source.n_rows)
     chunk_rows = max(2, -(-chunk_rows // block)) * block
+    active = np.repeat(np.arange(k_top)[None] < np.asarray(ks)[:, None], n_init, axis=0)
     with x64_scope(dtype):
         frame, x, w = _survey(key, source, chunk_rows, dtype)
         frame = _with_radius(frame, source, chunk_rows)
-        given = (weights_init, means_init, precisions_init)
-        keys = jax.random.split(key, n_init)
-        params = _initial(keys, x, w, k, covariance_class, init_params, reg_covar, given)
+        if params0 is not None:
+            tile = lambda a: jnp.broadcast_to(jnp.asarray(a, dtype), (n_fits, *np.shape(a)))
+            params = jax.tree_util.tree_map(tile, params0)
+        else:
+            keys = jnp.tile(jax.random.split(key, n_init), len(ks))
+            given = (weights_init, means_init, precisions_init)
+            params = _initial(keys, x, w, active, covariance_class, init_params, reg_covar, given)
         step = functools.partial(
-            _step, source, covariance_class, frame, block, chunk_rows, reg_covar
+            _step, source, covariance_class, frame, block, chunk_rows, reg_covar, active
         )
-        return _iterate(step, params, tol=tol, max_iter=max_iter, dtype=dtype)
+        lb0 = np.full(n_fits, lower_bound0, dtype)
+        result = _iterate(step, params, lb0, tol=tol, max_iter=max_iter, dtype=dtype)
+        if not with_scores:
+            return result
+        chunk_fn = functools.partial(_chunk_scores, covariance_class, block)
+        scores = _pass(chunk_fn, source, chunk_rows, frame, result.params)
+        return result, scores, float(frame.total)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,10 +221,10 @@ def _uniform(seed: np.uint64, index: np.ndarray) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / 2.0**53
 
 
-def _initial(keys, x, w, k, cov_cls, init_params, reg_covar, given):
-    """Every restart's starting parameters, from the sample ``x``, ``w`` (or as given).
-    The sample is padded with rows of weight 0 to a rounded size, so that samples of
-    about the same size share one compiled program."""
+def _initial(keys, x, w, active, cov_cls, init_params, reg_covar, given):
+    """Every fit's starting parameters (its components past ``active`` padding), from
+    the sample ``x``, ``w`` (or as given). The sample is padded with rows of weight 0
+    to a rounded size, so that samples of about the same size share one program."""
     dtype = x.dtype
     pad = padded_rows(len(x), 1024) - len(x)
     x, w = np.pad(x, ((0, pad), (0, 0))), np.pad(w, (0, pad))
@@ -207,22 +236,22 @@ def _initial(keys, x, w, k, cov_cls, init_params, reg_covar, given):
         lower_bound0=jnp.zeros((), dtype),
         given=GivenInit(*map(as_array, given)),
     )
-    return _start(options, keys, jnp.asarray(x), jnp.asarray(w), inputs, jnp.ones((k,), bool))
+    return _start(options, keys, jnp.asarray(x), jnp.asarray(w), inputs, jnp.asarray(active))
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _start(options: Options, keys, x, w, inputs: Inputs, active):
     """Every restart's initialization on the sample ``x`` (weights ``w``)."""
     blocks = make_blocks(x, w, max(16, x.shape[0]), center="mean")
-    start = lambda key: MaximumLikelihood().start(options, key, blocks, inputs, active)
-    return jax.vmap(start, axis_name=FITS)(keys)
+    start = lambda key, a: MaximumLikelihood().start(options, key, blocks, inputs, a)
+    return jax.vmap(start, axis_name=FITS)(keys, active)
 
 
 # --- one iteration: passes of chunks --------------------------------------------
 
 
-def _step(source, cov_cls, frame: _Frame, block, chunk_rows, reg_covar, params):
-    """One EM iteration of every restart: ``(new params, lower bound, collapsed)``."""
+def _step(source, cov_cls, frame: _Frame, block, chunk_rows, reg_covar, active, params):
+    """One EM iteration of every fit: ``(new params, lower bound, collapsed)``."""
     dtype = frame.center.dtype
     direct = cov_cls.prefers_direct(source.n_features)
     stats, log_lik = _pass(
@@ -230,20 +259,15 @@ def _step(source, cov_cls, frame: _Frame, block, chunk_rows, reg_covar, params):
     )
     center = params.means if direct else jnp.broadcast_to(frame.center, params.means.shape)
     reg = jnp.asarray(reg_covar, dtype)
-    new, risky = _m_step(cov_cls, stats, center, reg)
-    if bool(np.any(risky)):  # the exact second pass, for the restarts that need it
+    new, risky = _m_step(cov_cls, stats, center, reg, active)
+    if bool(np.any(risky)):  # the exact second pass, for the fits that need it
         shift = new.means
-        centred, _ = _pass(
-            functools.partial(_chunk_centred, cov_cls, block, shift),
-            source,
-            chunk_rows,
-            frame,
-            params,
-        )
-        exact, _ = _m_step(cov_cls, centred, shift, reg)
+        chunk_fn = functools.partial(_chunk_centred, cov_cls, block, shift)
+        centred, _ = _pass(chunk_fn, source, chunk_rows, frame, params)
+        exact, _ = _m_step(cov_cls, centred, shift, reg, active)
         new = _where(np.asarray(risky), exact, new)
     floor = 10 * np.finfo(dtype).eps * frame.total
-    collapsed = np.min(np.asarray(stats.sum_r), axis=1) < floor
+    collapsed = np.min(np.where(active, np.asarray(stats.sum_r), np.inf), axis=1) < floor
     return new, np.asarray(log_lik) / frame.total, collapsed
 
 
@@ -351,25 +375,32 @@ def _chunk_centred(cov_cls, block, shift, params, x, w, center, radius, total):
     return jax.vmap(one, axis_name=FITS)(params, shift), jnp.zeros((shift.shape[0],), x.dtype)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _m_step(cov_cls, stats: SuffStats, center, reg_covar):
-    """Every restart's M-step from summed statistics taken about ``center``, and
-    whether it may have cancelled (:meth:`GMMParams.cancellation_risk`)."""
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _chunk_scores(cov_cls, block, params, x, w, center, radius, total):
+    """Every fit's summed log-likelihood and entropy over one chunk
+    (:func:`_em.final_scores`)."""
+    blocks = _chunk_blocks(x, w, block, center, radius, total)
+    return jax.vmap(lambda p: final_scores(p, blocks), axis_name=FITS)(params)
 
-    def one(s, c):
-        new = GMMParams.from_stats(s, cov_cls, reg_covar, None, c)
+
+@functools.partial(jax.jit, static_argnums=0)
+def _m_step(cov_cls, stats: SuffStats, center, reg_covar, active):
+    """Every fit's M-step from summed statistics taken about ``center``, and whether
+    it may have cancelled (:meth:`GMMParams.cancellation_risk`)."""
+
+    def one(s, c, a):
+        new = GMMParams.from_stats(s, cov_cls, reg_covar, None, c, a)
         return new, new.cancellation_risk(reg_covar, c)
 
-    return jax.vmap(one)(stats, center)
+    return jax.vmap(one)(stats, center, active)
 
 
-def _iterate(step, params, *, tol, max_iter: int, dtype):
-    """:func:`jaxgmm._em.iterate`'s loop on the host, for a batch of restarts: each
-    stops on its own (converged, failed, max_iter) and keeps its last finite
-    parameters."""
+def _iterate(step, params, lower_bound, *, tol, max_iter: int, dtype):
+    """:func:`jaxgmm._em.iterate`'s loop on the host, for a batch of fits (from
+    ``lower_bound``, one each): each stops on its own (converged, failed, max_iter)
+    and keeps its last finite parameters."""
     n = params.weights.shape[0]
     finite = jax.vmap(all_finite)
-    lower_bound = np.full(n, -np.inf, dtype)
     n_iter = np.zeros(n, np.int32)
     trace = np.full((n, max(max_iter, 1)), np.nan, dtype)
     converged = np.zeros(n, bool)

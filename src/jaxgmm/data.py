@@ -24,6 +24,7 @@ rows of one process of several (contiguous, as even as possible), and
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -43,6 +44,7 @@ __all__ = [
     "chunks",
     "is_source",
     "share",
+    "write_rows",
 ]
 
 
@@ -306,3 +308,62 @@ def chunks(source: Source, rows: int) -> Iterator[tuple[int, np.ndarray, np.ndar
     for start in range(0, source.n_rows, rows):
         x, w = source.read(start, min(start + rows, source.n_rows))
         yield start, x, w
+
+
+def write_rows(path, column: str, n_rows: int, parts) -> None:
+    """Write ``parts`` (arrays of rows, in order, ``n_rows`` in all) to a ``.npy`` or
+    Parquet file as they come, so that they are never all in memory. A 2-D part's
+    columns are named ``column_0``, ``column_1``... in Parquet. Written to a temporary
+    file that replaces ``path`` only when complete."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".parquet", ".pq"):
+        raise ValueError(f"{path}: rows are written to a .npy or a .parquet file")
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        if suffix == ".npy":
+            _write_npy(tmp, n_rows, parts)
+        else:
+            _write_parquet(tmp, column, parts)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_npy(path: Path, n_rows: int, parts) -> None:
+    parts = iter(parts)
+    first = np.asarray(next(parts))
+    header = {
+        "descr": np.lib.format.dtype_to_descr(first.dtype),
+        "fortran_order": False,
+        "shape": (n_rows, *first.shape[1:]),
+    }
+    written = 0
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_2_0(f, header)
+        for part in itertools.chain([first], parts):
+            part = np.ascontiguousarray(part, first.dtype)
+            f.write(part.tobytes())
+            written += len(part)
+    if written != n_rows:
+        raise RuntimeError(f"{path}: wrote {written} rows, expected {n_rows}")
+
+
+def _write_parquet(path: Path, column: str, parts) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for part in parts:
+            part = np.asarray(part)
+            if part.ndim == 1:
+                table = pa.table({column: part})
+            else:
+                table = pa.table({f"{column}_{j}": part[:, j] for j in range(part.shape[1])})
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
