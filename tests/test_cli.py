@@ -455,3 +455,32 @@ def test_standardised_fit_reports_the_data_units(env, data, tmp_path):
     )
     info = json.loads(run(env, "info", model, "--json").stdout)
     assert info["lower_bound"] == pytest.approx(summary["log_likelihood_per_row"], abs=0.01)
+
+
+def test_fit_streams_a_file_over_the_memory_budget(env, data, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    d, x, _ = data
+    table = pa.table({"a": x[:, 0], "b": x[:, 1], "note": ["r"] * len(x)})
+    pq.write_table(table, tmp_path / "blobs.parquet", row_group_size=17)
+    common = ["-k", "4", "--standardize", "--json", "-q"]
+    streamed = run(
+        env, "fit", tmp_path / "blobs.parquet", *common, "--memory-budget", "1KB",
+        "-o", tmp_path / "s.jgmm",
+    )  # fmt: skip
+    assert streamed.returncode == 0, streamed.stderr
+    in_memory = run(env, "fit", d / "blobs.npy", *common, "-o", tmp_path / "m.jgmm")
+    a, b = json.loads(streamed.stdout), json.loads(in_memory.stdout)
+    assert a["columns"] == ["a", "b"] and a["rows"] == len(x)  # the text column is not read
+    assert a["n_iter"] == b["n_iter"]
+    np.testing.assert_allclose(a["means"], b["means"], rtol=1e-9)
+    np.testing.assert_allclose(a["log_likelihood_per_row"], b["log_likelihood_per_row"], rtol=1e-9)
+    model = jaxgmm.load(tmp_path / "s.jgmm")
+    assert list(model.feature_names_in_) == ["a", "b"]
+    bad(
+        env, "fit", d / "blobs.csv", "-k", "2", "--memory-budget", "1KB",
+        expect="only .npy and Parquet files",
+    )  # fmt: skip
+    bad(env, "fit", d / "blobs.npy", "-k", "2", "--memory-budget", "a lot", expect="4GB, 512MB")
+    bad(env, "fit", d / "blobs.npy", "-k", "2", "--process-id", "1", expect="go with --distributed")

@@ -154,3 +154,33 @@ def jaxgmm_key():
     import jax
 
     return jax.random.key(0)
+
+
+def test_the_command_fits_with_two_processes(tmp_path):
+    x = rows(n=1201, d=2, seed=9)
+    np.save(tmp_path / "x.npy", x)
+    script = Path(sys.executable).parent / "jaxgmm"
+    port = free_port()
+    common = ["fit", str(tmp_path / "x.npy"), "-k", "3", "--json", "-q", "--distributed"]
+    common += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+    procs = [
+        subprocess.Popen(
+            [str(script), *common, "--process-id", str(i), "-o", str(tmp_path / f"m{i}.jgmm")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert outs[1][0] == "" and not (tmp_path / "m1.jgmm").exists()  # process 0 reports
+    summary = __import__("json").loads(outs[0][0])
+    one = subprocess.run(
+        [str(script), "fit", str(tmp_path / "x.npy"), "-k", "3", "--json", "-q",
+         "--memory-budget", "1KB", "-o", str(tmp_path / "one.jgmm")],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    alone = __import__("json").loads(one.stdout)
+    assert summary["n_iter"] == alone["n_iter"]
+    np.testing.assert_allclose(summary["means"], alone["means"], rtol=1e-10)

@@ -250,3 +250,38 @@ def test_selection_on_a_source_equals_selection_in_memory(iris_parquet):
 def test_the_variational_mixture_names_what_takes_a_source(iris_parquet):
     with pytest.raises(ValueError, match="fit a data source with GaussianMixture"):
         jaxgmm.BayesianGaussianMixture(n_components=2).fit(iris_parquet[0])
+
+
+MEMORY_PROBE = """
+import resource, sys, numpy as np, jax, jaxgmm
+d = 8
+kw = dict(covariance_type="full", tol=0.0, max_iter=2, weights_init=np.full(4, 0.25),
+          means_init=np.arange(4)[:, None] * 3.0 + np.zeros(d),
+          precisions_init=np.tile(np.eye(d), (4, 1, 1)))
+jaxgmm.fit(jax.random.key(0), sys.argv[1], 4, **kw)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_a_streamed_fits_peak_memory_does_not_grow_with_the_data(tmp_path):
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    peaks = []
+    # 16 MB and 256 MB of rows: 16x (from 16 MB on, the chunks alive at once, about
+    # 9 x 4 MiB, are all there, so the peak stops growing)
+    for n in (250_000, 4_000_000):
+        path = tmp_path / f"x{n}.npy"
+        with open(path, "wb") as f:  # written in pieces, not held here
+            header = {"descr": "<f8", "fortran_order": False, "shape": (n, 8)}
+            np.lib.format.write_array_header_2_0(f, header)
+            for start in range(0, n, 500_000):
+                m = min(500_000, n - start)
+                f.write((rng.normal(size=(m, 8)) + rng.integers(0, 4, (m, 1)) * 3).tobytes())
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_PROBE, str(path)],
+            capture_output=True, text=True, check=True, timeout=300,
+        )  # fmt: skip
+        peaks.append(int(out.stdout.split()[-1]))
+    assert peaks[1] < 1.1 * peaks[0], f"peak RSS {peaks[0] / 1024:.0f} -> {peaks[1] / 1024:.0f} MB"

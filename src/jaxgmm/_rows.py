@@ -49,15 +49,24 @@ class Rows:
     n_samples: Array
 
 
-#: Target size of one block's feature matrix: 5 MiB gave the fastest iterations on
-#: N=100k, D=16, K=16 on a 2-core EPYC (8192 rows in float32, 4096 in float64);
-#: smaller blocks pay the loop's overhead, larger ones fall out of the caches.
-_BLOCK_BYTES = 5 * 2**20
+#: Target size of one block's feature matrix, and the most rows a block holds, per
+#: backend. On a CPU 5 MiB gave the fastest iterations on N=100k, D=16, K=16 on a
+#: 2-core EPYC (8192 rows in float32, 4096 in float64): smaller blocks pay the
+#: loop's overhead, larger ones fall out of the caches. A GPU has no such caches to
+#: fit and thousands of cores to fill, so its blocks are larger (not yet measured
+#: here: benchmarks/gpu_check.py times several sizes on a machine with a GPU).
+_BLOCK_BYTES = {"cpu": 5 * 2**20, "gpu": 128 * 2**20}
+_BLOCK_MAX_ROWS = {"cpu": 65536, "gpu": 2**20}
+
+
+def _backend() -> str:
+    platform = jax.default_backend()
+    return "cpu" if platform == "cpu" else "gpu"  # TPUs and GPUs alike
 
 
 def block_rows_for(n_samples: int, n_phi: int, itemsize: int) -> int:
     """Rows per block: a power of two near ``_BLOCK_BYTES`` of features (of ``n_phi``
-    values per row).
+    values per row) for the default backend.
 
     Small data gets one block of the next power of two, so that data sets of similar
     size share one compiled program; up to :data:`SMALL_ROWS`, of the next power of
@@ -65,8 +74,9 @@ def block_rows_for(n_samples: int, n_phi: int, itemsize: int) -> int:
     rows of iris) share one too: a small program takes seconds to compile and
     microseconds a pass to run.
     """
-    rows = 2 ** round(math.log2(max(_BLOCK_BYTES / (n_phi * itemsize), 1)))
-    rows = min(max(rows, 64), 65536)
+    backend = _backend()
+    rows = 2 ** round(math.log2(max(_BLOCK_BYTES[backend] / (n_phi * itemsize), 1)))
+    rows = min(max(rows, 64), _BLOCK_MAX_ROWS[backend])
     one_block = 2 ** math.ceil(math.log2(max(n_samples, 16)))
     coarse = 4 ** math.ceil(math.log(max(n_samples, 16), 4) - 1e-9)
     return min(rows, coarse if coarse <= SMALL_ROWS else one_block)

@@ -3,11 +3,13 @@ the covariance type) and save the model with the record of the fit."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
+from . import _streaming
 from ._common import (
     Usage,
     add_command,
@@ -30,12 +32,14 @@ EXAMPLES = """
 jaxgmm fit data.csv -k 3 -o model.jgmm
 jaxgmm fit data.csv -k auto --covariance all --criterion bic
 jaxgmm fit data.parquet -k 1:6 --columns height,weight --standardize --seed 1
+jaxgmm fit parts/ -k 8 --memory-budget 4GB        # a directory of Parquet files, streamed
+srun -n 4 jaxgmm fit parts/ -k 8 --distributed    # four processes, each reads a share
 """
 
 
 def register(sub) -> None:
     p = add_command(sub, "fit", "fit a mixture to a data file and save the model", EXAMPLES, run)
-    p.add_argument("data", help="CSV, TSV, .npy, .npz or Parquet file")
+    p.add_argument("data", help="CSV, TSV, .npy, .npz or Parquet file (or directory of them)")
     p.add_argument(
         "-k",
         default="auto",
@@ -55,6 +59,7 @@ def register(sub) -> None:
     p.add_argument("--standardize", action="store_true", help="scale columns to unit variance")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_read_options(p)
+    _streaming.add_options(p)
     p.add_argument("-o", "--output", help="model file to write (default: DATA's name + .jgmm)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -139,7 +144,11 @@ def run(args) -> int:
     from .._io import save
 
     ks, auto = parse_k(args.k)
+    writes = _streaming.join_run(args)
     out = _output_path(args)
+    source = _streaming.source_for(args, _columns(args.columns))
+    if source is not None:
+        return _run_streamed(args, source, (ks, auto), out, writes)
     table, x, keep, names = _read_data(args)
     n = x.shape[0]
     ks = _components(ks, auto, table, n)
@@ -162,6 +171,43 @@ def run(args) -> int:
     )
     save(model, out, extra=record.to_json())
     _report(args, (model, record, log_lik), table, keep, out)
+    return 0
+
+
+def _run_streamed(args, source, k, out, writes: bool) -> int:
+    """The fit of a data source read in chunks (the same record and report)."""
+    from .._io import save
+
+    place = argparse.Namespace(path=Path(args.data))
+    names = _streaming.names_of(source)
+    ks = _components(*k, place, source.n_rows)
+    scaling = Standardization()
+    if args.standardize:
+        moments = _streaming.column_moments(source)
+        scaling = Standardization.from_moments(*moments, names, place.path)
+        source = _streaming.Standardized(source, scaling.mean, scaling.scale)
+    est, (total, unit) = _estimator(args, ks, k[1])
+    with _streaming.quiet_stdout(args.distributed):
+        with_progress(args, (total, unit, "fitting", scaling.log_det), lambda: est.fit(source))
+    if not writes:  # another process reports and writes the model
+        return 0
+    sweep = hasattr(est, "best_estimator_")
+    model = est.best_estimator_ if sweep else est
+    log_lik = model.score_samples(_streaming.spread_rows(source)) - scaling.log_det
+    record = FitRecord(
+        columns=names,
+        standardization=scaling,
+        data=str(place.path),
+        n_rows=int(source.n_rows),
+        dropped_rows=0,
+        train_log_lik_quantiles=np.quantile(log_lik, QUANTILES).tolist(),
+        criterion=args.criterion if sweep else None,
+        table=scaling.criterion_table(table_lists(est.criterion_), source.n_rows)
+        if sweep
+        else None,
+    )
+    save(model, out, extra=record.to_json())
+    _report(args, (model, record, log_lik), place, np.ones(0, bool), out)
     return 0
 
 

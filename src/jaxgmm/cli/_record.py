@@ -27,7 +27,11 @@ class Standardization:
     @classmethod
     def of(cls, x: np.ndarray, names: list[str], path) -> Standardization:
         """Unit variance and zero mean for every column of ``x``."""
-        mean, scale = x.mean(0), x.std(0)
+        return cls.from_moments(x.mean(0), x.std(0), names, path)
+
+    @classmethod
+    def from_moments(cls, mean, scale, names: list[str], path) -> Standardization:
+        """From the columns' means and standard deviations."""
         constant = [names[j] for j in np.flatnonzero(scale == 0)]
         if constant:
             raise DataError(
