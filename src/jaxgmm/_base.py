@@ -460,9 +460,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
         X = self._validate(X)
         if out is None:
             return fn(*self._log_prob_resp(X))
-        n_rows = X.n_rows if is_source(X) else X.shape[0]
         parts = self._source_outputs(X) if is_source(X) else [self._log_prob_resp_rows(X)]
-        write_rows(out, column, n_rows, (fn(*p) for p in parts))
+        write_rows(out, column, n_rows(X), (fn(*p) for p in parts))
         return out
 
     def score_samples(self, X, out=None):

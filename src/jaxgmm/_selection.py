@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _progress
 from ._covariance import COVARIANCE_TYPES, covariance_class
-from ._engine import Batch, Inputs, Options, run, shared_centers
+from ._engine import Batch, Inputs, Options, check_key, run, shared_centers
 from ._init import INIT_METHODS
 from ._multistart import best_index, local_source, select, streams
 from ._params import GMMParams
@@ -132,6 +132,7 @@ def sweep(
         raise ValueError(f"n_components must be positive integers, got {ks}")
     types = [covariance_class(c).name for c in covariance_types]
     if streams(X):
+        check_key(key)
         source = local_source(X, sample_weight)
         d = source.n_features
     else:

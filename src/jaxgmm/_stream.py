@@ -2,23 +2,28 @@
 
 Each EM iteration is one pass over the source in chunks of whole blocks. A chunk's
 program (:func:`_chunk_stats`) is the in-memory pass itself (:func:`_em.pass_stats`,
-the same E-step and statistics) for every restart at once, and adds its sums to the
-running ones, so one pass serves all restarts. The M-step, the cancellation check
-and, where it asks for it, the exact centred second pass (:func:`_em.centred_stats`)
+the same E-step and statistics) for every fit of the batch at once (every restart,
+and every K of a sweep, padded to the largest as in memory), and adds its sums to the
+running ones, so one pass serves all fits. The M-step, the cancellation check and,
+where it asks for it, the exact centred second pass (:func:`_em.centred_stats`)
 follow on the summed statistics, as :func:`_em.em_pass` does them in memory; the loop
 and its stopping rules are :func:`_em.iterate`'s, run on the host.
 
 Everything a decision depends on (the rows' centre and radius, the total weight) is
 computed from the whole source first, so the passes take the forms the in-memory fit
 takes. Results equal the in-memory fit's to rounding (the sums are added in another
-order), not bit for bit.
+order), not bit for bit. In a multi-process run (:mod:`jaxgmm.distributed`) the source
+is this process's share, and every sum (the survey's, each pass's) is gathered from all
+processes and added in process order, so every process holds the same bits.
 
 Initialization differs from the in-memory one: it runs on a sample of at most
-:data:`SAMPLE_ROWS` rows, each row kept or not by a hash of the key and its index
-(so the sample does not depend on the chunking), weighted by the inverse of the rate.
-Where so few rows carry weight that the draw keeps none of them, the sample is the
-first rows that do. Given starting parameters (``weights_init``, ``means_init``,
-``precisions_init``) are used as they are.
+:data:`SAMPLE_ROWS` rows, each row kept or not by a hash of the key and its index in
+the whole data (so the sample depends neither on the chunking nor on the processes),
+weighted by the inverse of the rate: the in-memory initialization (k-means++ and Lloyd
+steps) on the sample, not Lloyd passes over all rows. Where the data has no more rows
+than the sample, the sample is all of them. Where so few rows carry weight that the
+draw keeps none of them, the sample is the first rows that do. Given starting
+parameters (``weights_init``, ``means_init``, ``precisions_init``) are used as they are.
 """
 
 from __future__ import annotations
@@ -272,8 +277,9 @@ def _step(source, cov_cls, frame: _Frame, block, chunk_rows, reg_covar, active, 
 
 
 def _pass(chunk_fn, source, chunk_rows, frame: _Frame, params):
-    """The sums of ``chunk_fn`` over the source's chunks: read ahead in a thread, at
-    most :data:`_IN_FLIGHT` chunks dispatched and not yet summed."""
+    """The sums of ``chunk_fn`` over the source's chunks (read ahead in a thread, at
+    most :data:`_IN_FLIGHT` chunks dispatched and not yet summed), and over every
+    process's: NumPy arrays, the same on every process."""
     acc, pending = None, collections.deque()
     dtype = frame.center.dtype
     ones = np.ones(chunk_rows, dtype)

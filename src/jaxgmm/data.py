@@ -36,6 +36,7 @@ from ._typing import float_dtype
 
 __all__ = [
     "ArraySource",
+    "Derived",
     "NpySource",
     "ParquetSource",
     "RowRange",
@@ -245,16 +246,11 @@ def _column(table, name: str, file) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class RowRange:
-    """Rows ``start`` to ``stop`` of ``source``: itself a source (one process's share)."""
+class Derived:
+    """A source made from another, ``source``: the same features, dtype and column
+    names (a subclass gives ``n_rows`` and ``read``)."""
 
     source: Any
-    start: int
-    stop: int
-
-    @property
-    def n_rows(self) -> int:
-        return self.stop - self.start
 
     @property
     def n_features(self) -> int:
@@ -263,6 +259,22 @@ class RowRange:
     @property
     def dtype(self):
         return self.source.dtype
+
+    @property
+    def columns(self) -> list[str] | None:
+        return getattr(self.source, "columns", None)
+
+
+@dataclasses.dataclass(frozen=True)
+class RowRange(Derived):
+    """Rows ``start`` to ``stop`` of ``source``: itself a source (one process's share)."""
+
+    start: int
+    stop: int
+
+    @property
+    def n_rows(self) -> int:
+        return self.stop - self.start
 
     def read(self, start: int, stop: int):
         return self.source.read(self.start + start, self.start + min(stop, self.n_rows))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import Derived
 from ._common import Usage
 from ._datafiles import DataError
 
@@ -119,28 +120,15 @@ def column_moments(source) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Standardized:
+class Standardized(Derived):
     """A source's rows as ``(x - mean) / scale``: itself a source."""
 
-    source: object
     mean: np.ndarray
     scale: np.ndarray
 
     @property
     def n_rows(self) -> int:
         return self.source.n_rows
-
-    @property
-    def n_features(self) -> int:
-        return self.source.n_features
-
-    @property
-    def dtype(self):
-        return self.source.dtype
-
-    @property
-    def columns(self):
-        return getattr(self.source, "columns", None)
 
     def read(self, start: int, stop: int):
         x, w = self.source.read(start, stop)
