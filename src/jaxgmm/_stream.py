@@ -306,6 +306,7 @@ def _padded(x, w, rows: int, dtype):
     return np.pad(x, ((0, rows - n), (0, 0))), np.pad(w, (0, rows - n))
 
 
+@jax.jit
 def _where(pick: np.ndarray, a, b):
     """Restart by restart, ``a`` where ``pick``, else ``b``."""
     pick = jnp.asarray(pick)
@@ -401,23 +402,25 @@ def _m_step(cov_cls, stats: SuffStats, center, reg_covar, active):
     return jax.vmap(one)(stats, center, active)
 
 
+_finite = jax.jit(jax.vmap(all_finite))
+
+
 def _iterate(step, params, lower_bound, *, tol, max_iter: int, dtype):
     """:func:`jaxgmm._em.iterate`'s loop on the host, for a batch of fits (from
     ``lower_bound``, one each): each stops on its own (converged, failed, max_iter)
     and keeps its last finite parameters."""
     n = params.weights.shape[0]
-    finite = jax.vmap(all_finite)
     n_iter = np.zeros(n, np.int32)
     trace = np.full((n, max(max_iter, 1)), np.nan, dtype)
     converged = np.zeros(n, bool)
-    failed = ~np.asarray(finite(params))
+    failed = ~np.asarray(_finite(params))
     flag = np.zeros(n, bool)
     while True:
         running = (n_iter < max_iter) & ~converged & ~failed
         if not running.any():
             break
         new, lb, collapsed = step(params)
-        ok = np.asarray(finite(new)) & np.isfinite(lb) & running
+        ok = np.asarray(_finite(new)) & np.isfinite(lb) & running
         params = _where(ok, new, params)
         rows = np.flatnonzero(running)
         trace[rows, n_iter[rows]] = lb[rows]
