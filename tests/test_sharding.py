@@ -67,6 +67,28 @@ SCRIPT = textwrap.dedent(
                                       - np.asarray(vb[1].params.means)))),
         sharded=str(vb[1].params.means.sharding),
     )
+    # a streamed fit deals its chunks to the 4 devices and sums their statistics
+    from sklearn.datasets import make_blobs
+    from jaxgmm import _stream, data
+    xs = make_blobs(3000, 3, centers=4, random_state=0)[0]
+    start = dict(weights_init=np.full(4, 0.25), means_init=xs[:4] + 0.1,
+                 precisions_init=np.tile(np.eye(3), (4, 1, 1)))
+    _stream.CHUNK_BYTES = 640 * 3 * 8  # 5 chunks of 640 rows
+    seen = set()
+    stats = _stream._chunk_stats
+    def spy(cov, block, params, x, *rest):
+        seen.update(str(d) for d in x.devices())
+        return stats(cov, block, params, x, *rest)
+    _stream._chunk_stats = spy
+    kw = dict(tol=1e-8, **start)
+    mem = jaxgmm.fit(jax.random.key(0), xs, 4, **kw)
+    src = jaxgmm.fit(jax.random.key(0), data.ArraySource(xs), 4, **kw)
+    out["stream"] = dict(
+        best=[0, 0], n_iter=[int(mem.n_iter), int(src.n_iter)],
+        lb_diff=float(abs(mem.lower_bound - src.lower_bound)),
+        mean_diff=float(np.max(np.abs(np.asarray(mem.params.means) - src.params.means))),
+        devices=len(seen),
+    )
     print(json.dumps(out))
     """
 )
@@ -88,5 +110,7 @@ def test_sharded_restarts_and_sweep_equal_single_device():
         mean_tol = {"sweep": 1e-6, "float32": 1e-4}.get(cov, 1e-8)
         lb_tol = 1e-4 if cov == "float32" else 1e-7
         assert r["lb_diff"] < lb_tol and r["mean_diff"] < mean_tol, (cov, r)
+        if "devices" in r:  # the chunks went to every device
+            assert r["devices"] == 4, r
         if "sharded" in r:  # the restart axis is split over the 4 devices
             assert "restart" in r["sharded"], r["sharded"]

@@ -48,6 +48,10 @@ def test_npy_source_equals_the_in_memory_fit(covariance_type, tmp_path, monkeypa
     monkeypatch.setattr(_stream, "CHUNK_BYTES", 11 * 64 * x.shape[1] * 8)
     streamed = jaxgmm.fit(jax.random.key(0), tmp_path / "x.npy", 4, **kw)
     assert_same_fit(streamed, in_memory)
+    again = jaxgmm.fit(jax.random.key(0), tmp_path / "x.npy", 4, **kw)  # bit for bit
+    leaves = jax.tree_util.tree_leaves((again, streamed))
+    for a, b in zip(leaves[: len(leaves) // 2], leaves[len(leaves) // 2 :], strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_parquet_files_with_a_weight_column_equal_weighted_rows(tmp_path):
@@ -232,15 +236,45 @@ def test_a_warm_start_continues_on_a_source(iris_parquet):
     np.testing.assert_allclose(b.means_, a.means_, rtol=1e-9)
 
 
+class CountingReads(data.Derived):
+    """A source that counts the rows read from it."""
+
+    def __init__(self, source):
+        super().__init__(source)
+        object.__setattr__(self, "rows_read", 0)
+
+    @property
+    def n_rows(self):
+        return self.source.n_rows
+
+    def read(self, start, stop):
+        x, w = self.source.read(start, stop)
+        object.__setattr__(self, "rows_read", self.rows_read + len(x))
+        return x, w
+
+
 def test_selection_on_a_source_equals_selection_in_memory(iris_parquet):
     source, X = iris_parquet
     a = jaxgmm.sweep(jax.random.key(0), X.to_numpy(), range(1, 5), n_init=2)
-    b = jaxgmm.sweep(jax.random.key(0), source, range(1, 5), n_init=2)
+    counting = CountingReads(source)
+    b = jaxgmm.sweep(jax.random.key(0), counting, range(1, 5), n_init=2)
+    # one pass serves every type, K and restart: 2 setup passes, one per iteration of
+    # the longest fit (at most one exact pass more each), and the final scores
+    passes = counting.rows_read / source.n_rows
+    assert passes <= 2 * max(b.table["n_iter"]) + 3
+    assert (
+        passes
+        < sum(
+            b.table["n_iter"][b.table["covariance_type"] == t].max()
+            for t in set(b.table["covariance_type"])
+        )
+        + 4 * 3
+    )  # types' separate passes
     np.testing.assert_array_equal(a.table["n_iter"], b.table["n_iter"])
     np.testing.assert_allclose(a.table["bic"], b.table["bic"], rtol=1e-9)
     np.testing.assert_allclose(a.table["icl"], b.table["icl"], rtol=1e-9)
     assert a.best == b.best
-    ic = jaxgmm.GaussianMixtureIC(4, random_state=0).fit(source)
+    ic = jaxgmm.GaussianMixtureIC(4, n_init=2, random_state=0).fit(source)  # programs shared
     assert (ic.n_components_, ic.covariance_type_) == tuple(
         b.table[c][b.best] for c in ("n_components", "covariance_type")
     )

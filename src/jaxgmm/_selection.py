@@ -22,7 +22,7 @@ from ._engine import Batch, Inputs, Options, check_key, run, shared_centers
 from ._init import INIT_METHODS
 from ._multistart import best_index, local_source, select, streams
 from ._params import GMMParams
-from ._stream import fit_source
+from ._stream import fit_groups
 from ._typing import Array, Float, PRNGKeyArray, Status, x64_scope
 
 __all__ = ["CRITERIA", "SweepResult", "sweep"]
@@ -159,20 +159,15 @@ def sweep(
         cov_cls = COVARIANCE_TYPES[types[0]]
         centers = shared_centers(key, X, sample_weight, cov_cls, cells)
         inputs = dataclasses.replace(inputs, centers=centers)
+    if streams(X):  # every type, K and restart in the same passes over the rows
+        groups = [(COVARIANCE_TYPES[name], ks) for name in types]
+        kw = dict(n_init=n_init, init_params=init_params, max_iter=max_iter, tol=tol)
+        each = fit_groups(key, source, groups, reg_covar=reg_covar, with_scores=True, **kw)
+        streamed = dict(zip(types, each, strict=True))
     for name in types:
         cov_cls = COVARIANCE_TYPES[name]
-        if streams(X):  # every (K, restart) in the same passes over the rows
-            kw = dict(n_init=n_init, init_params=init_params, max_iter=max_iter)
-            results, (log_lik, entropy), total = fit_source(
-                key,
-                source,
-                ks,
-                covariance_class=cov_cls,
-                tol=tol,
-                reg_covar=reg_covar,
-                with_scores=True,
-                **kw,
-            )
+        if streams(X):
+            results, (log_lik, entropy), total = streamed[name]
         else:
             options = Options(cov_cls, init=init_params, max_iter=max_iter, with_scores=True)
             results, (log_lik, entropy) = run(key, X, sample_weight, options, cells, inputs, True)

@@ -69,12 +69,27 @@ CHUNK_BYTES = 4 * 2**20
 _IN_FLIGHT = 2
 
 
-def fit_source(
+def fit_source(key, source: Source, n_components, *, covariance_class, **kwargs):
+    """EM over ``source`` for every K of ``n_components`` (an int or a tuple) with
+    ``n_init`` restarts each: :func:`fit_groups` for one covariance class."""
+    return fit_groups(key, source, [(covariance_class, n_components)], **kwargs)[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Group:
+    """One covariance class's fits: every K of a sweep (padded to the largest, past
+    ``active`` components) times every restart, K-major, with its own block size."""
+
+    cov_cls: type
+    active: np.ndarray  # (fits, largest K)
+    block: int
+
+
+def fit_groups(
     key,
     source: Source,
-    n_components: int | tuple[int, ...],
+    groups,
     *,
-    covariance_class,
     n_init: int = 1,
     init_params: str = "kmeans",
     weights_init=None,
@@ -88,44 +103,61 @@ def fit_source(
     chunk_rows: int | None = None,
     with_scores: bool = False,
 ):
-    """EM over ``source`` for every K of ``n_components`` (an int or a tuple) with
-    ``n_init`` restarts each, all in the same passes; returns an :class:`EMResult`
-    with a leading (K, restart) axis, K-major, its components padded to the largest K,
-    as the in-memory batch does. Fit (K, i) starts from restart key i.
+    """EM over ``source`` for ``groups``, pairs ``(covariance class, K or Ks)``, with
+    ``n_init`` restarts each, all in the same passes over the rows; returns one
+    :class:`EMResult` per group with a leading (K, restart) axis, K-major, its
+    components padded to the largest K, as the in-memory batch does. Fit (K, i) starts
+    from restart key i.
 
     ``params0`` (one model, one K) is a warm start of every restart from
-    ``lower_bound0``. With ``with_scores``, also returns ``(log_lik, entropy)`` of
-    every fit's final model (one more pass) and the rows' total weight."""
-    ks = (int(n_components),) if np.ndim(n_components) == 0 else tuple(n_components)
+    ``lower_bound0``. With ``with_scores``, each group's result comes with the
+    ``(log_lik, entropy)`` of every fit's final model (one more pass) and the rows'
+    total weight."""
     dtype = source.dtype
-    d, k_top, n_fits = source.n_features, max(ks), len(ks) * n_init
-    width = max(1 + d + covariance_class.n_second(d), n_fits * k_top)
-    block = block_rows_for(source.n_rows, width, dtype.itemsize)
-    block = min(block, max(64, 1 << (max(source.n_rows, 2) - 1).bit_length()) // 2)
+    plans = [_plan(cov_cls, ks, n_init, source) for cov_cls, ks in groups]
+    block = max(plan.block for plan in plans)  # all powers of two: a multiple of each
     if chunk_rows is None:  # no larger than the rows
-        chunk_rows = min(CHUNK_BYTES // (d * dtype.itemsize), source.n_rows)
+        chunk_rows = min(CHUNK_BYTES // (source.n_features * dtype.itemsize), source.n_rows)
     chunk_rows = max(2, -(-chunk_rows // block)) * block
-    active = np.repeat(np.arange(k_top)[None] < np.asarray(ks)[:, None], n_init, axis=0)
     with x64_scope(dtype):
         frame, x, w = _survey(key, source, chunk_rows, dtype)
         frame = _with_radius(frame, source, chunk_rows)
-        if params0 is not None:
-            tile = lambda a: jnp.broadcast_to(jnp.asarray(a, dtype), (n_fits, *np.shape(a)))
-            params = jax.tree_util.tree_map(tile, params0)
-        else:
-            keys = jnp.tile(jax.random.split(key, n_init), len(ks))
-            given = (weights_init, means_init, precisions_init)
-            params = _initial(keys, x, w, active, covariance_class, init_params, reg_covar, given)
-        step = functools.partial(
-            _step, source, covariance_class, frame, block, chunk_rows, reg_covar, active
-        )
-        lb0 = np.full(n_fits, lower_bound0, dtype)
-        result = _iterate(step, params, lb0, tol=tol, max_iter=max_iter, dtype=dtype)
+        given = (weights_init, means_init, precisions_init)
+        params = {}
+        for g, plan in enumerate(plans):
+            n_fits = len(plan.active)
+            if params0 is not None:
+                tile = lambda a, n=n_fits: jnp.broadcast_to(
+                    jnp.asarray(a, dtype), (n, *np.shape(a))
+                )
+                params[g] = jax.tree_util.tree_map(tile, params0)
+            else:
+                keys = jnp.tile(jax.random.split(key, n_init), n_fits // n_init)
+                cls, active = plan.cov_cls, plan.active
+                params[g] = _initial(keys, x, w, active, cls, init_params, reg_covar, given)
+        step = functools.partial(_step, source, plans, frame, chunk_rows, reg_covar)
+        results = _iterate(step, params, lower_bound0, tol=tol, max_iter=max_iter, dtype=dtype)
         if not with_scores:
-            return result
-        chunk_fn = functools.partial(_chunk_scores, covariance_class, block)
-        scores = _pass(chunk_fn, source, chunk_rows, frame, result.params)
-        return result, scores, float(frame.total)
+            return results
+        fns = {
+            g: functools.partial(_chunk_scores, plan.cov_cls, plan.block)
+            for g, plan in enumerate(plans)
+        }
+        final = {g: r.params for g, r in enumerate(results)}
+        scores = _pass(_each(fns), source, chunk_rows, frame, final)
+        return [(r, scores[g], float(frame.total)) for g, r in enumerate(results)]
+
+
+def _plan(cov_cls, n_components, n_init: int, source: Source) -> _Group:
+    ks = (int(n_components),) if np.ndim(n_components) == 0 else tuple(n_components)
+    d, k_top = source.n_features, max(ks)
+    width = max(1 + d + cov_cls.n_second(d), len(ks) * n_init * k_top)
+    block = block_rows_for(source.n_rows, width, source.dtype.itemsize)
+    block = min(block, max(64, 1 << (max(source.n_rows, 2) - 1).bit_length()) // 2)
+    half_chunk = CHUNK_BYTES // (2 * d * source.dtype.itemsize)  # two blocks a chunk
+    block = min(block, max(64, 1 << (max(half_chunk, 1).bit_length() - 1)))
+    active = np.repeat(np.arange(k_top)[None] < np.asarray(ks)[:, None], n_init, axis=0)
+    return _Group(cov_cls, active, block)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,45 +287,79 @@ def _start(options: Options, keys, x, w, inputs: Inputs, active):
 # --- one iteration: passes of chunks --------------------------------------------
 
 
-def _step(source, cov_cls, frame: _Frame, block, chunk_rows, reg_covar, active, params):
-    """One EM iteration of every fit: ``(new params, lower bound, collapsed)``."""
+def _step(source, plans: list[_Group], frame: _Frame, chunk_rows, reg_covar, params: dict):
+    """One EM iteration of every fit of the groups in ``params`` (group index ->
+    parameters), in one pass (two where some fit needs the exact one): group index ->
+    ``(new params, lower bound, collapsed)``."""
     dtype = frame.center.dtype
-    direct = cov_cls.prefers_direct(source.n_features)
-    stats, log_lik = _pass(
-        functools.partial(_chunk_stats, cov_cls, block), source, chunk_rows, frame, params
-    )
-    center = params.means if direct else jnp.broadcast_to(frame.center, params.means.shape)
     reg = jnp.asarray(reg_covar, dtype)
-    new, risky = _m_step(cov_cls, stats, center, reg, active)
-    if bool(np.any(risky)):  # the exact second pass, for the fits that need it
-        shift = new.means
-        chunk_fn = functools.partial(_chunk_centred, cov_cls, block, shift)
-        centred, _ = _pass(chunk_fn, source, chunk_rows, frame, params)
-        exact, _ = _m_step(cov_cls, centred, shift, reg, active)
-        new = _where(np.asarray(risky), exact, new)
-    floor = 10 * np.finfo(dtype).eps * frame.total
-    collapsed = np.min(np.where(active, np.asarray(stats.sum_r), np.inf), axis=1) < floor
-    return new, np.asarray(log_lik) / frame.total, collapsed
+    fns = {g: functools.partial(_chunk_stats, plans[g].cov_cls, plans[g].block) for g in params}
+    sums = _pass(_each(fns), source, chunk_rows, frame, params)
+    out, risky = {}, {}
+    for g, (stats, log_lik) in sums.items():
+        plan, p = plans[g], params[g]
+        direct = plan.cov_cls.prefers_direct(source.n_features)
+        center = p.means if direct else jnp.broadcast_to(frame.center, p.means.shape)
+        new, risk = _m_step(plan.cov_cls, stats, center, reg, plan.active)
+        if bool(np.any(risk)):
+            risky[g] = np.asarray(risk)
+        floor = 10 * np.finfo(dtype).eps * frame.total
+        sum_r = np.where(plan.active, np.asarray(stats.sum_r), np.inf)
+        out[g] = (new, np.asarray(log_lik) / frame.total, np.min(sum_r, axis=1) < floor)
+    if risky:  # the exact second pass, for the fits that need it
+        shifts = {g: np.asarray(out[g][0].means) for g in risky}  # on the host
+        fns = {
+            g: functools.partial(_chunk_centred, plans[g].cov_cls, plans[g].block, shifts[g])
+            for g in risky
+        }
+        centred = _pass(_each(fns), source, chunk_rows, frame, {g: params[g] for g in risky})
+        for g, (stats, _) in centred.items():
+            exact, _ = _m_step(plans[g].cov_cls, stats, shifts[g], reg, plans[g].active)
+            out[g] = (_where(risky[g], exact, out[g][0]), *out[g][1:])
+    return out
+
+
+def _each(fns: dict):
+    """One chunk function for several groups: group index -> its function's sums."""
+
+    def chunk_fn(params: dict, *chunk):
+        return {g: fn(params[g], *chunk) for g, fn in fns.items()}
+
+    return chunk_fn
 
 
 def _pass(chunk_fn, source, chunk_rows, frame: _Frame, params):
-    """The sums of ``chunk_fn`` over the source's chunks (read ahead in a thread, at
-    most :data:`_IN_FLIGHT` chunks dispatched and not yet summed), and over every
-    process's: NumPy arrays, the same on every process."""
-    acc, pending = None, collections.deque()
+    """The sums of ``chunk_fn`` over the source's chunks, and over every process's:
+    NumPy arrays, the same on every process. Chunks are read ahead in a thread and
+    dealt to the process's local devices in turn (each sums its own; the sums are added
+    in device order), at most :data:`_IN_FLIGHT` per device dispatched and not yet
+    summed."""
+    devices = jax.local_devices()
+    shared = (params, frame.center, frame.radius, frame.total)
+    on = [jax.device_put(shared, d) for d in devices] if len(devices) > 1 else [shared]
+    accs, pending = [None] * len(on), collections.deque()
     dtype = frame.center.dtype
     ones = np.ones(chunk_rows, dtype)
-    for _, x, w in _read_ahead(source, chunk_rows):
+    for i, (_, x, w) in enumerate(_read_ahead(source, chunk_rows)):
+        j = i % len(on)
         x, w = _padded(x, ones if w is None else w, chunk_rows, dtype)
-        out = chunk_fn(params, x, w, frame.center, frame.radius, frame.total)
-        acc = out if acc is None else _add(acc, out)
-        pending.append(acc)
-        if len(pending) > _IN_FLIGHT:
+        if len(on) > 1:
+            x, w = jax.device_put((x, w), devices[j])
+        p, center, radius, total = on[j]
+        out = chunk_fn(p, x, w, center, radius, total)
+        accs[j] = out if accs[j] is None else _add(accs[j], out)
+        pending.append(accs[j])
+        if len(pending) > _IN_FLIGHT * len(on):
             jax.block_until_ready(pending.popleft())
-    if acc is None:  # a process without rows adds zeros
+    sums = [jax.device_get(a) for a in accs if a is not None]
+    if not sums:  # a process without rows adds zeros
         x, w = _padded(np.zeros((0, source.n_features)), ones[:0], chunk_rows, dtype)
-        acc = chunk_fn(params, x, w, frame.center, frame.radius, frame.total)
-    return distributed.all_sum(jax.device_get(acc))
+        sums = [jax.device_get(chunk_fn(*shared[:1], x, w, *shared[1:]))]
+    return distributed.all_sum(functools.reduce(_host_add, sums))
+
+
+def _host_add(a, b):
+    return jax.tree_util.tree_map(np.add, a, b)
 
 
 def _padded(x, w, rows: int, dtype):
@@ -405,29 +471,64 @@ def _m_step(cov_cls, stats: SuffStats, center, reg_covar, active):
 _finite = jax.jit(jax.vmap(all_finite))
 
 
-def _iterate(step, params, lower_bound, *, tol, max_iter: int, dtype):
-    """:func:`jaxgmm._em.iterate`'s loop on the host, for a batch of fits (from
-    ``lower_bound``, one each): each stops on its own (converged, failed, max_iter)
-    and keeps its last finite parameters."""
-    n = params.weights.shape[0]
-    n_iter = np.zeros(n, np.int32)
-    trace = np.full((n, max(max_iter, 1)), np.nan, dtype)
-    converged = np.zeros(n, bool)
-    failed = ~np.asarray(_finite(params))
-    flag = np.zeros(n, bool)
-    while True:
-        running = (n_iter < max_iter) & ~converged & ~failed
-        if not running.any():
-            break
-        new, lb, collapsed = step(params)
+def _iterate(step, params: dict, lower_bound0, *, tol, max_iter: int, dtype) -> list:
+    """:func:`jaxgmm._em.iterate`'s loop on the host, for every group's batch of fits
+    (from ``lower_bound0``): each fit stops on its own (converged, failed, max_iter)
+    and keeps its last finite parameters; a pass computes only the groups that still
+    have a fit running."""
+    loops = {g: _Loop.start(p, lower_bound0, max_iter, dtype) for g, p in params.items()}
+    while live := {g: loop for g, loop in loops.items() if loop.running(max_iter).any()}:
+        out = step({g: loop.params for g, loop in live.items()})
+        for g, loop in live.items():
+            loop.update(*out[g], max_iter=max_iter, tol=tol)
+    return [loops[g].result(max_iter) for g in sorted(loops)]
+
+
+@dataclasses.dataclass
+class _Loop:
+    """One group's loop state on the host (:class:`_em.LoopState`'s fields)."""
+
+    params: GMMParams
+    lower_bound: np.ndarray
+    n_iter: np.ndarray
+    trace: np.ndarray
+    converged: np.ndarray
+    failed: np.ndarray
+    flag: np.ndarray
+
+    @classmethod
+    def start(cls, params, lower_bound0, max_iter: int, dtype) -> _Loop:
+        n = params.weights.shape[0]
+        return cls(
+            params,
+            np.full(n, lower_bound0, dtype),
+            np.zeros(n, np.int32),
+            np.full((n, max(max_iter, 1)), np.nan, dtype),
+            np.zeros(n, bool),
+            ~np.asarray(_finite(params)),
+            np.zeros(n, bool),
+        )
+
+    def running(self, max_iter: int) -> np.ndarray:
+        return (self.n_iter < max_iter) & ~self.converged & ~self.failed
+
+    def update(self, new, lb, collapsed, *, max_iter: int, tol) -> None:
+        running = self.running(max_iter)
         ok = np.asarray(_finite(new)) & np.isfinite(lb) & running
-        params = _where(ok, new, params)
+        self.params = _where(ok, new, self.params)
         rows = np.flatnonzero(running)
-        trace[rows, n_iter[rows]] = lb[rows]
-        converged = np.where(running, ok & (np.abs(lb - lower_bound) < tol), converged)
-        failed = np.where(running, ~ok, failed)
-        flag = np.where(running, collapsed, flag)
-        lower_bound = np.where(running, lb, lower_bound).astype(dtype)
-        n_iter = n_iter + running
-    state = LoopState(params, lower_bound, n_iter, trace[:, :max_iter], converged, failed, flag)
-    return jax.device_put(jax.vmap(LoopState.result)(state))
+        self.trace[rows, self.n_iter[rows]] = lb[rows]
+        change = np.abs(lb - self.lower_bound) < tol
+        self.converged = np.where(running, ok & change, self.converged)
+        self.failed = np.where(running, ~ok, self.failed)
+        self.flag = np.where(running, collapsed, self.flag)
+        self.lower_bound = np.where(running, lb, self.lower_bound).astype(self.lower_bound.dtype)
+        self.n_iter = self.n_iter + running
+
+    def result(self, max_iter: int):
+        trace = self.trace[:, :max_iter]
+        state = LoopState(
+            self.params, self.lower_bound, self.n_iter, trace, self.converged, self.failed,
+            self.flag,
+        )  # fmt: skip
+        return jax.device_put(jax.vmap(LoopState.result)(state))
