@@ -149,6 +149,8 @@ def fit_groups(
 
 
 def _plan(cov_cls, n_components, n_init: int, source: Source) -> _Group:
+    """A group's fits and block: the in-memory block for its width, no more than half
+    the rows (so that a chunk is never small data) nor half a chunk."""
     ks = (int(n_components),) if np.ndim(n_components) == 0 else tuple(n_components)
     d, k_top = source.n_features, max(ks)
     width = max(1 + d + cov_cls.n_second(d), len(ks) * n_init * k_top)
