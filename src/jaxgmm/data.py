@@ -198,7 +198,8 @@ class ParquetSource:
         return {**vars(self), "_cached": None}
 
     def read(self, start: int, stop: int):
-        import pyarrow.parquet as pq  # not kept on the source, which stays picklable
+        import pyarrow as pa  # not kept on the source, which stays picklable
+        import pyarrow.parquet as pq
 
         xs, ws, opened = [], [], {}
         wanted = self.columns + ([self.weight] if self.weight else [])
@@ -211,6 +212,8 @@ class ParquetSource:
             else:
                 if file not in opened:  # each file's footer is read once per call
                     opened[file] = pq.ParquetFile(file)
+                self._cached = None  # the previous group's memory goes back first
+                pa.default_memory_pool().release_unused()
                 table = opened[file].read_row_group(g, columns=wanted)
                 # chunks are read in order and are often smaller than a row group:
                 # the last group read is kept for the next chunk (decoding a group
