@@ -50,7 +50,7 @@ from ._em import (
 )
 from ._engine import GivenInit, Inputs, MaximumLikelihood, Options
 from ._params import GMMParams, all_finite
-from ._rows import Blocks, block_rows_for, make_blocks, padded_rows
+from ._rows import Blocks, block_rows_for, make_blocks, pad_rows, padded_rows
 from ._stats import SuffStats
 from ._typing import x64_scope
 from .data import Source, chunks
@@ -201,10 +201,10 @@ def _survey(key, source: Source, rows: int, dtype):
     total, weighted = distributed.all_sum((np.asarray(total), weighted))
     if not total > 0:
         raise ValueError("The source's rows have no weight (no rows, or all weights zero)")
-    x = distributed.all_rows(np.concatenate(xs) if xs else np.empty((0, source.n_features), dtype))
-    w = distributed.all_rows(np.concatenate(ws) if ws else np.empty(0, dtype))
+    x = np.concatenate(xs) if xs else np.empty((0, source.n_features), dtype)
+    x, w = distributed.all_rows(x, np.concatenate(ws) if ws else np.empty(0, dtype))
     if not np.any(w > 0):  # so few rows carry weight that the draw missed them all
-        x, w = map(distributed.all_rows, _weighted_head(source, rows, dtype))
+        x, w = distributed.all_rows(*_weighted_head(source, rows, dtype))
         x, w = x[:SAMPLE_ROWS], w[:SAMPLE_ROWS]
     center = (weighted / total).astype(dtype)
     return _Frame(center, None, np.asarray(total, dtype)), x, w
@@ -265,8 +265,7 @@ def _initial(keys, x, w, active, cov_cls, init_params, reg_covar, given):
     the sample ``x``, ``w`` (or as given). The sample is padded with rows of weight 0
     to a rounded size, so that samples of about the same size share one program."""
     dtype = x.dtype
-    pad = padded_rows(len(x), 1024) - len(x)
-    x, w = np.pad(x, ((0, pad), (0, 0))), np.pad(w, (0, pad))
+    x, w = pad_rows(x, w, padded_rows(len(x), 1024))
     options = Options(cov_cls, init=init_params)
     as_array = lambda a: None if a is None else jnp.asarray(a, dtype)
     inputs = Inputs(
@@ -369,9 +368,7 @@ def _padded(x, w, rows: int, dtype):
     0; a full chunk as it is (no copy)."""
     n = len(x)
     x, w = np.asarray(x, dtype), np.asarray(w[:n], dtype)
-    if n == rows:
-        return x, w
-    return np.pad(x, ((0, rows - n), (0, 0))), np.pad(w, (0, rows - n))
+    return (x, w) if n == rows else pad_rows(x, w, rows)
 
 
 @jax.jit

@@ -134,15 +134,20 @@ def all_max(value: float) -> float:
     return float(np.max(_gather(np.asarray(value, np.float64))))
 
 
-def all_rows(a: np.ndarray) -> np.ndarray:
-    """Every process's rows of ``a``, in process order (their counts may differ)."""
+def all_rows(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Every process's rows of ``arrays`` (each with this process's row count, which
+    may differ between processes), in process order."""
     if process_count() == 1:
-        return a
-    counts = _gather(np.asarray(len(a), np.int64))
-    padded = np.zeros((int(counts.max()), *a.shape[1:]), a.dtype)
-    padded[: len(a)] = a
+        return arrays
+    counts = _gather(np.asarray(len(arrays[0]), np.int64))
+    most = int(counts.max())
+    padded = tuple(
+        np.concatenate([a, np.zeros((most - len(a), *a.shape[1:]), a.dtype)]) for a in arrays
+    )
     gathered = _gather(padded)
-    return np.concatenate([g[:c] for g, c in zip(gathered, counts, strict=True)])
+    return tuple(
+        np.concatenate([g[:c] for g, c in zip(every, counts, strict=True)]) for every in gathered
+    )
 
 
 def all_counts(n: int) -> np.ndarray:

@@ -141,8 +141,6 @@ def _estimator(args, ks: list[int], auto: bool):
 
 
 def run(args) -> int:
-    from .._io import save
-
     ks, auto = parse_k(args.k)
     writes = _streaming.join_run(args)
     out = _output_path(args)
@@ -156,6 +154,35 @@ def run(args) -> int:
     est, (total, unit) = _estimator(args, ks, auto)
     z = scaling.apply(x)
     with_progress(args, (total, unit, "fitting", scaling.log_det), lambda: est.fit(z))
+    return _save(args, est, (names, scaling, n), (table, keep, z), out)
+
+
+def _run_streamed(args, source, k, out, writes: bool) -> int:
+    """The fit of a data source read in chunks (the same record and report)."""
+    place = argparse.Namespace(path=Path(args.data))
+    names = _streaming.names_of(source)
+    ks = _components(*k, place, source.n_rows)
+    scaling = Standardization()
+    if args.standardize:
+        moments = _streaming.column_moments(source)
+        scaling = Standardization.from_moments(*moments, names, place.path)
+        source = _streaming.Standardized(source, scaling.mean, scaling.scale)
+    est, (total, unit) = _estimator(args, ks, k[1])
+    with _streaming.quiet_stdout(args.distributed):
+        with_progress(args, (total, unit, "fitting", scaling.log_det), lambda: est.fit(source))
+    if not writes:  # another process reports and writes the model
+        return 0
+    rows = _streaming.spread_rows(source)  # the quantiles' rows
+    return _save(args, est, (names, scaling, source.n_rows), (place, np.ones(0, bool), rows), out)
+
+
+def _save(args, est, fitted, data, out) -> int:
+    """Every fit's end: the chosen model and its record written to ``out``, and the
+    report. ``fitted``: (column names, standardization, rows fitted); ``data``: (what
+    was read, which rows were kept, the rows the log-likelihood quantiles come from)."""
+    from .._io import save
+
+    (names, scaling, n), (table, keep, z) = fitted, data
     sweep = hasattr(est, "best_estimator_")
     model = est.best_estimator_ if sweep else est
     log_lik = model.score_samples(z) - scaling.log_det
@@ -171,43 +198,6 @@ def run(args) -> int:
     )
     save(model, out, extra=record.to_json())
     _report(args, (model, record, log_lik), table, keep, out)
-    return 0
-
-
-def _run_streamed(args, source, k, out, writes: bool) -> int:
-    """The fit of a data source read in chunks (the same record and report)."""
-    from .._io import save
-
-    place = argparse.Namespace(path=Path(args.data))
-    names = _streaming.names_of(source)
-    ks = _components(*k, place, source.n_rows)
-    scaling = Standardization()
-    if args.standardize:
-        moments = _streaming.column_moments(source)
-        scaling = Standardization.from_moments(*moments, names, place.path)
-        source = _streaming.Standardized(source, scaling.mean, scaling.scale)
-    est, (total, unit) = _estimator(args, ks, k[1])
-    with _streaming.quiet_stdout(args.distributed):
-        with_progress(args, (total, unit, "fitting", scaling.log_det), lambda: est.fit(source))
-    if not writes:  # another process reports and writes the model
-        return 0
-    sweep = hasattr(est, "best_estimator_")
-    model = est.best_estimator_ if sweep else est
-    log_lik = model.score_samples(_streaming.spread_rows(source)) - scaling.log_det
-    record = FitRecord(
-        columns=names,
-        standardization=scaling,
-        data=str(place.path),
-        n_rows=int(source.n_rows),
-        dropped_rows=0,
-        train_log_lik_quantiles=np.quantile(log_lik, QUANTILES).tolist(),
-        criterion=args.criterion if sweep else None,
-        table=scaling.criterion_table(table_lists(est.criterion_), source.n_rows)
-        if sweep
-        else None,
-    )
-    save(model, out, extra=record.to_json())
-    _report(args, (model, record, log_lik), place, np.ones(0, bool), out)
     return 0
 
 
