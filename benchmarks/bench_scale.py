@@ -3,6 +3,7 @@ streamed from a ``.npy`` file, from Parquet and over two local processes.
 
     python benchmarks/bench_scale.py [--rows 250k,1M,4M,16M] [--d 8] [--k 4]
                                      [--dir /tmp/jaxgmm-scale] [--sweep-rows 1M]
+                                     [--modes memory,npy,parquet,2 stream,2 in mem]
 
 For each row count it writes the data once (a ``.npy`` file and a Parquet file in
 1M-row groups, both then in the page cache), then runs each mode in a fresh process:
@@ -10,9 +11,13 @@ For each row count it writes the data once (a ``.npy`` file and a Parquet file i
 * ``memory``: ``np.load`` and ``jaxgmm.fit`` on the array (the reference);
 * ``npy``: ``jaxgmm.fit`` on ``NpySource`` (read by ``seek``/``readinto``);
 * ``parquet``: on ``ParquetSource``;
-* ``2 procs``: two processes on localhost (``jaxgmm.distributed``), each reading
-  half of the ``.npy`` file (on a 2-core machine each has one core, so no speed-up
-  is expected here: the figure shows what the collectives cost).
+* ``2 stream``: two processes on localhost (``jaxgmm.distributed``), each streaming
+  half of the ``.npy`` file, the sums added on the host after each pass;
+* ``2 in mem``: two processes, each holding half of the rows in memory: one program
+  over both processes' devices (``jaxgmm._spmd``), the sums gathered inside it.
+
+On a 2-core machine each process has one core, so no speed-up over ``memory`` is
+expected here from two processes: the figures show what the collectives cost.
 
 Seconds per pass are ``(t(7 iterations) - t(2 iterations)) / 5`` from the same start
 with ``tol=0``, after a first fit of each length that compiles every program on the way,
@@ -102,10 +107,15 @@ def child(mode: str, path: str, d: int, k: int, port: int = 0, index: int = 0) -
     import jaxgmm
     from jaxgmm import data, distributed
 
-    if mode == "2 procs":
+    if mode.startswith("2 "):
         distributed.initialize(f"127.0.0.1:{port}", 2, index)
     if mode == "memory":
         X = np.load(path)
+    elif mode == "2 in mem":  # this process's half of the rows
+        whole = np.load(path, mmap_mode="r")
+        half = -(-len(whole) // 2)
+        X = np.array(whole[index * half : (index + 1) * half])
+        del whole
     elif mode == "parquet":
         X = data.ParquetSource(path)
     else:
@@ -157,7 +167,7 @@ def sweep_child(path: str) -> None:
 
 def run_mode(mode: str, path: Path, d: int, k: int) -> dict:
     cmd = [sys.executable, __file__, "--child", mode, str(path), str(d), str(k)]
-    if mode != "2 procs":
+    if not mode.startswith("2 "):
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         return json.loads(out.strip().splitlines()[-1])
     with socket.socket() as s:
@@ -183,10 +193,13 @@ def main() -> None:
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--dir", default="/tmp/jaxgmm-scale")
     p.add_argument("--sweep-rows", default="1M")
+    p.add_argument("--modes", default="memory,npy,parquet,2 stream,2 in mem")
     args = p.parse_args()
     directory = Path(args.dir)
     directory.mkdir(parents=True, exist_ok=True)
-    modes = ("memory", "npy", "parquet", "2 procs")
+    modes = args.modes.split(",")
+    if modes[0] != "memory":
+        p.error("--modes: the first mode is memory (the reference)")
     print(f"full covariances, D={args.d}, K={args.k}, float64; {os.cpu_count()} cores")
     print(f"{'rows':>10} {'mode':>8} {'s/pass':>8} {'vs memory':>10} {'peak RSS MB':>12}")
     first_rss: dict[str, float] = {}
@@ -204,6 +217,8 @@ def main() -> None:
                 flush=True,
             )
     n = parse_rows(args.sweep_rows)[0]
+    if n == 0:  # --sweep-rows 0: no sweep
+        return
     npy, _ = write_data(directory, n, args.d, args.k)
     cmd = [sys.executable, __file__, "--child", "sweep", str(npy), "0", "0"]
     r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)

@@ -2,9 +2,10 @@
 ``python distributed_worker.py PORT N_PROCESSES PROCESS_ID DIRECTORY [die]``.
 
 Fits every case of ``DIRECTORY/cases.pkl`` (name -> (data, keyword arguments); data
-a path, or a list of each process's rows) and
-writes the results to ``DIRECTORY/out<PROCESS_ID>.pkl``. With ``die``, process 1
-exits in the middle of the first fit's second iteration."""
+a path, or a list of each process's rows; ``call="sweep"`` in the arguments runs
+:func:`jaxgmm.sweep`, else :func:`jaxgmm.fit_restarts`) and writes the results, with
+the number of host collectives each case made, to ``DIRECTORY/out<PROCESS_ID>.pkl``.
+With ``die``, process 1 exits in the middle of the first fit's second iteration."""
 
 import os
 import pickle
@@ -32,13 +33,24 @@ def main(port: str, n: str, index: str, directory: str, mode: str = "fit") -> No
             return step(*args)
 
         _stream._step = dying
+    gathers, gather = [], distributed._gather
+    distributed._gather = lambda tree: gathers.append(1) or gather(tree)
     out = {}
     for name, (X, kw) in cases.items():
-        if isinstance(X, list):  # each process's own rows
+        w = None
+        if isinstance(X, list):  # each process's own rows (and weights)
             X = X[distributed.process_index()]
-        r = jaxgmm.fit_restarts(jax.random.key(0), X, **kw)
+            X, w = X if isinstance(X, tuple) else (X, None)
+        gathers.clear()
+        if kw.get("call") == "sweep":
+            kw = {k: v for k, v in kw.items() if k != "call"}
+            table = jaxgmm.sweep(jax.random.key(0), X, sample_weight=w, **kw).table
+            out[name] = dict(table=table, gathers=len(gathers))
+            continue
+        r = jaxgmm.fit_restarts(jax.random.key(0), X, sample_weight=w, **kw)
         p = r.params
         out[name] = dict(
+            gathers=np.asarray(len(gathers)),
             weights=np.asarray(p.weights),
             means=np.asarray(p.means),
             covariances=np.asarray(p.covariance.covariances),

@@ -66,6 +66,16 @@ def cases(directory: Path):
     kw |= dict(means_init=[[1e6, 1e6], [1e6 + 5, 1e6 + 5]], weights_init=[0.5, 0.5])
     out["far_and_tight"] = ([x[:700], x[700:]], (x, None), kw)  # arrays: each process's rows
 
+    x = rows(n=1201, d=3, seed=10)
+    w = np.random.default_rng(2).integers(1, 4, len(x)).astype(float)
+    kw = dict(n_components=3, covariance_type="full", n_init=2, tol=0.0, max_iter=30)
+    # arrays of uneven size, weighted: one program over both processes' rows
+    out["arrays_kmeans"] = ([(x[:800], w[:800]), (x[800:], w[800:])], (x, w), kw)
+
+    x = rows(n=900, d=2, seed=11)
+    kw = dict(call="sweep", n_components=(1, 2), covariance_types=("full", "spherical"))
+    out["sweep_arrays"] = ([x[:500], x[500:]], (x, None), kw | dict(n_init=2))
+
     x = rows(n=2000, d=2, seed=7)
     np.save(directory / "kmeans.npy", x)
     kw = dict(n_components=3, covariance_type="full", n_init=3)  # k-means++ on the sample
@@ -90,7 +100,40 @@ def test_every_process_ends_with_the_same_bits(two_processes):
     _, (a, b) = two_processes
     for name in a:
         for field in a[name]:
-            np.testing.assert_array_equal(a[name][field], b[name][field], err_msg=name)
+            if field == "table":
+                for column in a[name][field]:
+                    np.testing.assert_array_equal(a[name][field][column], b[name][field][column])
+            else:
+                np.testing.assert_array_equal(a[name][field], b[name][field], err_msg=name)
+
+
+def test_arrays_in_memory_run_as_one_program_over_both_processes(two_processes):
+    """Each process's rows in memory: the EM loop is one program on both processes'
+    devices (its sums gathered inside it, no host collective per iteration), starting
+    where the streamed fit of all the rows starts, and ending where it ends."""
+    all_cases, (result, _) = two_processes
+    result = result["arrays_kmeans"]
+    _, (x, w), kw = all_cases["arrays_kmeans"]
+    ref = jaxgmm.fit_restarts(jaxgmm_key(), jaxgmm.data.ArraySource(x, w), **kw)
+    np.testing.assert_array_equal(result["n_iter"], 30)
+    np.testing.assert_array_equal(result["n_iter"], np.asarray(ref.n_iter))
+    assert result["gathers"] <= 8  # the sample's and the layout's, not one per iteration
+    np.testing.assert_allclose(result["means"], np.asarray(ref.params.means), rtol=1e-10)
+    np.testing.assert_allclose(result["lower_bound"], np.asarray(ref.lower_bound), rtol=1e-12)
+    cov = np.asarray(ref.params.covariance.covariances)
+    np.testing.assert_allclose(result["covariances"], cov, rtol=1e-10, atol=1e-12)
+
+
+def test_a_sweep_of_arrays_runs_over_both_processes(two_processes):
+    all_cases, (result, _) = two_processes
+    table = result["sweep_arrays"]["table"]
+    _, (x, _), kw = all_cases["sweep_arrays"]
+    kw = {k: v for k, v in kw.items() if k != "call"}
+    ref = jaxgmm.sweep(jaxgmm_key(), jaxgmm.data.ArraySource(x), **kw).table
+    np.testing.assert_array_equal(table["covariance_type"], ref["covariance_type"])
+    np.testing.assert_array_equal(table["n_iter"], ref["n_iter"])
+    np.testing.assert_allclose(table["bic"], ref["bic"], rtol=1e-10)
+    assert result["sweep_arrays"]["gathers"] <= 12
 
 
 @pytest.mark.parametrize("name", ["full", "spherical_weighted", "far_and_tight"])
@@ -184,3 +227,10 @@ def test_the_command_fits_with_two_processes(tmp_path):
     alone = __import__("json").loads(one.stdout)
     assert summary["n_iter"] == alone["n_iter"]
     np.testing.assert_allclose(summary["means"], alone["means"], rtol=1e-10)
+
+
+def test_the_variational_mixture_refuses_a_multi_process_run(monkeypatch):
+    monkeypatch.setattr(distributed, "process_count", lambda: 2)
+    x = rows(n=100, d=2, seed=1)
+    with pytest.raises(ValueError, match="BayesianGaussianMixture fits in one process"):
+        jaxgmm.BayesianGaussianMixture(n_components=2).fit(x)

@@ -111,6 +111,21 @@ def test_the_initial_sample_does_not_depend_on_the_chunking(monkeypatch):
     assert not np.allclose(other.params.means, fits[0].params.means)
 
 
+def test_the_kmeans_start_refines_the_samples_centres_with_passes_over_all_rows(monkeypatch):
+    """k-means on a tenth of the rows, then Lloyd passes over all of them: the start is
+    the in-memory k-means start (the same partition), not the sample's (0.11 off)."""
+    x = make_blobs(3000, 2, centers=4, cluster_std=0.7, random_state=3)[0]
+    monkeypatch.setattr(_stream, "SAMPLE_ROWS", 300)
+    streamed = jaxgmm.fit(jax.random.key(0), data.ArraySource(x), 4, max_iter=0)
+    in_memory = jaxgmm.fit(jax.random.key(0), x, 4, max_iter=0)
+    order = lambda r: np.lexsort(np.asarray(r.params.means).T)
+    a, b = order(streamed), order(in_memory)
+    np.testing.assert_allclose(streamed.params.means[a], in_memory.params.means[b], rtol=1e-12)
+    np.testing.assert_allclose(streamed.params.weights[a], in_memory.params.weights[b], rtol=1e-12)
+    cov = in_memory.params.covariance.covariances[b]
+    np.testing.assert_allclose(streamed.params.covariance.covariances[a], cov, rtol=1e-10)
+
+
 def test_a_sample_that_misses_every_weighted_row_takes_the_weighted_ones(monkeypatch):
     x = rows(n=2000, d=2, seed=6)
     w = np.zeros(2000)
@@ -127,7 +142,9 @@ def test_every_restart_is_fitted_in_one_pass_each_iteration(monkeypatch):
     monkeypatch.setattr(_stream, "_pass", lambda *a: passes.append(1) or original(*a))
     res = jaxgmm.fit_restarts(jax.random.key(0), data.ArraySource(x), 3, n_init=4, max_iter=5)
     assert res.lower_bound.shape == (4,)
-    assert len(passes) == int(np.max(res.n_iter))  # no risky step on these data
+    # no risky step on these data; the start: one Lloyd pass over all rows (the sample
+    # is all of them, so k-means converged on it), one for the means, one for the moments
+    assert len(passes) == int(np.max(res.n_iter)) + 3
 
 
 def test_share_splits_rows_evenly_and_reads_them():
@@ -258,17 +275,18 @@ def test_selection_on_a_source_equals_selection_in_memory(iris_parquet):
     a = jaxgmm.sweep(jax.random.key(0), X.to_numpy(), range(1, 5), n_init=2)
     counting = CountingReads(source)
     b = jaxgmm.sweep(jax.random.key(0), counting, range(1, 5), n_init=2)
-    # one pass serves every type, K and restart: 2 setup passes, one per iteration of
-    # the longest fit (at most one exact pass more each), and the final scores
+    # one pass serves every type, K and restart: 2 setup passes, 3 to start (a Lloyd
+    # pass and the parameters' two), one per iteration of the longest fit (at most one
+    # exact pass more each), and the final scores
     passes = counting.rows_read / source.n_rows
-    assert passes <= 2 * max(b.table["n_iter"]) + 3
+    assert passes <= 2 * max(b.table["n_iter"]) + 6
     assert (
         passes
         < sum(
             b.table["n_iter"][b.table["covariance_type"] == t].max()
             for t in set(b.table["covariance_type"])
         )
-        + 4 * 3
+        + 4 * 6
     )  # types' separate passes
     np.testing.assert_array_equal(a.table["n_iter"], b.table["n_iter"])
     np.testing.assert_allclose(a.table["bic"], b.table["bic"], rtol=1e-9)

@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 
+from . import distributed
 from ._base import BaseMixture, check_shape, mixture_attributes
 from ._bayesian import VBParams, VBPriors, fit_vb_restarts
 from ._covariance import COVARIANCE_TYPES
@@ -118,6 +119,11 @@ class BayesianGaussianMixture(BaseMixture):
             raise ValueError(
                 "BayesianGaussianMixture fits an array in memory; fit a data source with "
                 "GaussianMixture or GaussianMixtureIC, or load its rows first"
+            )
+        if distributed.process_count() > 1:  # each process would fit its rows alone
+            raise ValueError(
+                "BayesianGaussianMixture fits in one process; in a multi-process run fit "
+                "GaussianMixture or GaussianMixtureIC (one fit over every process's rows)"
             )
         return super()._validate_fit_input(X, sample_weight)
 

@@ -39,7 +39,7 @@ from jax.sharding import PartitionSpec as P
 from . import _progress
 from ._covariance import STRUCTURES, Covariance, SwitchedCovariance
 from ._em import FITS, final_scores, run_em
-from ._init import initialize, kmeans_centers, params_from_centers
+from ._init import initialize, kmeans, kmeans_centers, params_from_centers
 from ._params import GMMParams
 from ._programs import compile_then_upload, compiles_ahead, rounded_components
 from ._pytree import pytree_dataclass
@@ -89,6 +89,9 @@ class Inputs:
     structure: Array | None = None
     # the restarts a sequential batch runs (Batch.sequential), at most its n_init
     n_restarts: Array | None = None
+    # each fit's own starting parameters (leading fit axis, K-major, padded to the
+    # batch's largest K): a multi-process fit's sample initialization (jaxgmm._spmd)
+    starts: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +104,10 @@ class MaximumLikelihood:
     def start(self, options: Options, key, blocks: Blocks, inputs: Inputs, active):
         cov_cls, k = options.covariance.chosen(inputs.structure), active.shape[0]
         if inputs.centers is not None:  # the 'kmeans' centres, computed once for all types
-            return params_from_centers(inputs.centers, blocks, cov_cls, inputs.reg_covar, active)
+            centers = inputs.centers
+            if options.refine_centers:  # a sample's centres: Lloyd steps over all rows
+                centers = kmeans(centers - blocks.center, blocks, active=active) + blocks.center
+            return params_from_centers(centers, blocks, cov_cls, inputs.reg_covar, active)
         if inputs.params0 is not None:
             return inputs.params0
         given = inputs.given
@@ -156,6 +162,9 @@ class Options:
     max_iter: int = 100
     with_scores: bool = False
     report: bool = False
+    #: ``Inputs.centers`` come from a sample (:mod:`jaxgmm._spmd`): Lloyd steps over
+    #: all rows refine them before the parameters are taken from them.
+    refine_centers: bool = False
 
 
 #: The most work (rows x components x fits x features^2, about the flops of one pass)
@@ -274,9 +283,8 @@ def over_fits(fn, batched, shared, n_devices):
     if n_devices > 1:
         mesh = Mesh(np.asarray(jax.local_devices()[:n_devices]), ("restart",))
         pad = -(-n_fits // n_devices) * n_devices - n_fits
-        batched = tuple(
-            None if a is None else jnp.concatenate([a, jnp.repeat(a[:1], pad, 0)]) for a in batched
-        )
+        padded = lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, 0)])
+        batched = jax.tree_util.tree_map(padded, batched)
         run = jax.shard_map(
             run,
             mesh=mesh,
@@ -291,11 +299,14 @@ def over_fits(fn, batched, shared, n_devices):
     return jax.tree_util.tree_map(lambda a: a[:n_fits], run(*batched, *shared))
 
 
-def _one_fit(options: Options, key, n_active, centers, blocks: Blocks, inputs: Inputs, k_max):
-    """One cell of the batch: start, iterate, and (if asked) score."""
+def _one_fit(options: Options, key, n_active, centers, start, blocks: Blocks, inputs, k_max):
+    """One cell of the batch: start (from ``start`` where given), iterate, and (if
+    asked) score."""
     # Components past n_active are padding (a sweep over K): weight 0, no data.
     active = jnp.arange(k_max) < n_active
     inputs = dataclasses.replace(inputs, centers=centers)
+    if start is not None:  # this fit's own start: a warm start of this fit alone
+        inputs = dataclasses.replace(inputs, params0=start)
     model = options.model
     params = model.start(options, key, blocks, inputs, active)
     result = model.run(options, params, blocks, inputs, active)
@@ -308,18 +319,27 @@ def fit_batch(options: Options, batch: Batch, key, rows: Rows, inputs: Inputs):
     (padded to ``max(batch.ks)`` components, leading fit axis, K-major) and, with
     ``options.with_scores``, each fit's final log-likelihood and responsibility
     entropy (weighted sums)."""
-    blocks = _blocks(rows, batch)
-    shared = (blocks, dataclasses.replace(inputs, centers=None, n_components=None))
+    return fit_blocks(options, batch, key, _blocks(rows, batch), inputs)
+
+
+def fit_blocks(options: Options, batch: Batch, key, blocks: Blocks, inputs: Inputs):
+    """:func:`fit_batch` on rows already cut into blocks (traced)."""
+    per_fit = dataclasses.replace(inputs, centers=None, n_components=None, starts=None)
+    shared = (blocks, per_fit)
     parts, start, k_top = [], 0, max(batch.ks)
     for group in batch.groups():
         k_max = max(group)
         stop = start + len(group) * batch.n_init
         c = None if inputs.centers is None else inputs.centers[start:stop, :k_max]
+        s = None
+        if inputs.starts is not None:
+            s = jax.tree_util.tree_map(lambda a, i=start, j=stop: a[i:j], inputs.starts)
+            s = options.model.leading(s, k_max, batch_ndim=1)
         one = functools.partial(_one_fit, options, k_max=k_max)
         counts = None
         if inputs.n_components is not None:
             counts = inputs.n_components[start // batch.n_init : stop // batch.n_init]
-        fits = (*batch.fit_keys(key, group, counts), c)
+        fits = (*batch.fit_keys(key, group, counts), c, s)
         if batch.sequential:
             out, scores = best_of(one, fits, shared, inputs.n_restarts)
         else:
@@ -336,7 +356,7 @@ def best_of(fn, batched, shared, n_restarts):
     it: the highest lower bound among the restarts that did not fail, the first on
     ties, else the first restart. Returned with a leading axis of one."""
     # jitted, so that the shapes' trace is the body's too: a fit is traced once
-    at = jax.jit(lambda i, b, s: fn(*(None if a is None else a[i] for a in b), *s))
+    at = jax.jit(lambda i, b, s: fn(*jax.tree_util.tree_map(lambda a: a[i], b), *s))
     one = lambda i: at(i, batched, shared)
     shapes = jax.eval_shape(one, jnp.zeros((), jnp.int32))
     zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)

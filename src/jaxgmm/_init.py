@@ -48,7 +48,7 @@ def _params_from_resp(resp_fn, blocks: Blocks, cov_cls, reg_covar, active) -> GM
     return centred_estimate(resp_fn, blocks, cov_cls, reg_covar, blocks.total, active)[0]
 
 
-def _nearest(centers: Float[Array, "k d"], c_sq: Float[Array, " k"], blocks: Blocks):
+def nearest(centers: Float[Array, "k d"], c_sq: Float[Array, " k"], blocks: Blocks):
     """The responsibilities ``resp_fn(x_b, w_b, b)`` of hard assignment to the nearest
     of ``centers`` (about ``blocks.center``; ``c_sq``: their squared norms, +inf for
     clusters not in use), weighted."""
@@ -209,7 +209,7 @@ def kmeans(
     tol_scaled = tol * jnp.mean(spread / blocks.total)
 
     def sums(c):
-        return resp_sums(_nearest(c, jnp.sum(c * c, 1) + far, blocks), blocks)
+        return resp_sums(nearest(c, jnp.sum(c * c, 1) + far, blocks), blocks)
 
     def cond(s):
         i, _, shift = s
@@ -242,7 +242,7 @@ def params_from_centers(centers, blocks: Blocks, cov_cls, reg_covar, active) -> 
     k = centers.shape[0]
     centers = centers - blocks.center  # distances about the data's centre: less cancellation
     c_sq = jnp.sum(centers * centers, 1) + _inactive_penalty(k, active, centers.dtype)
-    labels = _nearest(centers, c_sq, blocks)
+    labels = nearest(centers, c_sq, blocks)
 
     return _params_from_resp(labels, blocks, cov_cls, reg_covar, active)
 

@@ -101,6 +101,21 @@ def fit_restarts(
     """
     if init_params not in INIT_METHODS:
         raise ValueError(f"init_params must be one of {sorted(INIT_METHODS)}, got {init_params!r}")
+    if across_processes(X):
+        result = _fit_across(
+            key,
+            X,
+            n_components,
+            covariance_type=covariance_type,
+            n_init=n_init,
+            init_params=init_params,
+            sample_weight=sample_weight,
+            given=(weights_init, means_init, precisions_init),
+            params0=params0,
+            inputs=Inputs(tol=tol, reg_covar=reg_covar, lower_bound0=lower_bound0),
+            max_iter=max_iter,
+        )
+        return jax.device_get(result) if host else result
     if streams(X):
         result = _fit_source(
             key,
@@ -142,10 +157,52 @@ def _fit_source(key, X, n_components, *, covariance_type, sample_weight, **kw):
     return fit_source(key, source, n_components, covariance_class=cov_cls, **kw)
 
 
+def _fit_across(
+    key,
+    X,
+    n_components,
+    *,
+    covariance_type,
+    n_init,
+    init_params,
+    sample_weight,
+    given,
+    params0,
+    inputs: Inputs,
+    max_iter,
+):
+    """:func:`fit_restarts` over the rows of every process (``X``: this process's), as
+    one program on every device of the run (:mod:`jaxgmm._spmd`)."""
+    from . import _spmd
+    from ._stream import sample_starts
+
+    check_key(key)
+    cov_cls = covariance_class(covariance_type)
+    starts, centers = sample_starts(
+        key,
+        ArraySource(X, sample_weight),
+        [(cov_cls, n_components)],
+        n_init=n_init,
+        init_params=init_params,
+        given=given,
+        params0=params0,
+        reg_covar=inputs.reg_covar,
+    )
+    options = Options(cov_cls, init=init_params, max_iter=max_iter)
+    batch = Batch((int(n_components),), n_init)
+    options, inputs = _spmd.starting(options, inputs, starts, centers, 0)
+    return _spmd.run(key, X, sample_weight, options, batch, inputs)[0]
+
+
 def streams(X) -> bool:
-    """Whether a fit on ``X`` is streamed: a data source or path, or any data in a
-    multi-process run."""
-    return is_source(X) or distributed.process_count() > 1
+    """Whether a fit on ``X`` is streamed: a data source or path."""
+    return is_source(X)
+
+
+def across_processes(X) -> bool:
+    """Whether a fit on ``X`` is one program over the rows of every process: an array
+    (this process's rows) in a multi-process run (:mod:`jaxgmm.distributed`)."""
+    return not is_source(X) and distributed.process_count() > 1
 
 
 def local_source(X, sample_weight=None):

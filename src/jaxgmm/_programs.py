@@ -90,18 +90,28 @@ def compile_then_upload(fn, static: tuple, key, plan: RowPlan, *rest):
     dynamic = (key, plan.abstract(), *rest)
     if not compiles_ahead(plan, *dynamic):
         return fn(*static, key, plan.upload(), *rest)
-    signature = _signature(fn, static, dynamic, plan.small)
-    program = _PROGRAMS.get(signature)
-    if program is None:
-        program = _load_or_compile(fn, static, dynamic, signature, plan.small)
-        _PROGRAMS[signature] = program
-        if len(_PROGRAMS) > _MAX_PROGRAMS:
-            _PROGRAMS.popitem(last=False)
-        if plan.nbytes > _TRIM_ABOVE_BYTES:
-            release_free_memory()
-    else:
-        _PROGRAMS.move_to_end(signature)
+    large = plan.nbytes > _TRIM_ABOVE_BYTES
+    program = program_for(fn, static, dynamic, plan.small, trim=large)
     return program(key, plan.upload(), *rest)
+
+
+def program_for(fn, static: tuple, dynamic: tuple, small: bool, on_disk=True, trim=False):
+    """The compiled ``fn(*static, *dynamic)`` (``dynamic``: arrays or their shapes), from
+    this process's programs, else the disk cache (where ``on_disk``), else compiled
+    (with small data's settings where ``small``; then, with ``trim``, the allocator's
+    free memory is returned to the system)."""
+    signature = _signature(fn, static, dynamic, small)
+    program = _PROGRAMS.get(signature)
+    if program is not None:
+        _PROGRAMS.move_to_end(signature)
+        return program
+    program = _load_or_compile(fn, static, dynamic, signature, small, on_disk)
+    _PROGRAMS[signature] = program
+    if len(_PROGRAMS) > _MAX_PROGRAMS:
+        _PROGRAMS.popitem(last=False)
+    if trim:
+        release_free_memory()
+    return program
 
 
 def compiles_ahead(plan: RowPlan, *args) -> bool:
@@ -127,8 +137,8 @@ def _signature(fn, static, dynamic, small: bool) -> tuple:
     )
 
 
-def _load_or_compile(fn, static, dynamic, signature, small: bool):
-    path = _cache_path(signature)
+def _load_or_compile(fn, static, dynamic, signature, small: bool, on_disk: bool):
+    path = _cache_path(signature) if on_disk else None
     if path is not None and path.exists():
         program = _load(path)
         if program is not None:

@@ -249,7 +249,7 @@ def is_small(n_rows: int, block_rows: int) -> bool:
     return n_rows == block_rows and n_rows <= SMALL_ROWS
 
 
-@pytree_dataclass
+@pytree_dataclass(meta_fields=("axis",))
 class Blocks:
     """The data cut into equal blocks of rows; padding rows have zero weight.
 
@@ -272,6 +272,11 @@ class Blocks:
         stay exact (:class:`~jaxgmm._em.Natural`).
     total : float array
         The total weight of the rows.
+    axis : str or None
+        The mesh axis the rows are split over, in a program that runs on each part
+        (one SPMD program over every process's rows, :mod:`jaxgmm._spmd`): sums over
+        rows (:func:`sum_rows`) and the radius are then taken over every part.
+        ``center``, ``radius`` and ``total`` are the whole data's. None: all rows are here.
     """
 
     x: Float[Array, "n_blocks block d"]
@@ -281,6 +286,7 @@ class Blocks:
     center: Float[Array, " d"]
     radius: Float[Array, ""]
     total: Float[Array, ""]
+    axis: str | None = None
 
     @property
     def n_features(self) -> int:
@@ -317,10 +323,11 @@ class Blocks:
 
     @property
     def single(self) -> bool:
-        """One block (static): loops over blocks are then written out as one call.
-        A loop of one trip still costs its code and a while loop to compile (small
+        """One block, and all rows here (static): loops over blocks are then written
+        out as one call, and a "sum" over rows may be the block's per-row values. A
+        loop of one trip still costs its code and a while loop to compile (small
         data's programs are most of their cost)."""
-        return self.x.shape[0] == 1
+        return self.x.shape[0] == 1 and self.axis is None
 
     def map(self, fn: Callable[..., Any]) -> Any:
         """``fn(x_b, w_b, b)`` of every block, stacked as ``lax.map`` stacks them."""
@@ -342,10 +349,13 @@ def make_blocks(
     block_rows: int,
     n_samples=None,
     center=None,
+    axis: str | None = None,
 ) -> Blocks:
     """Cut rows into blocks (padding the tail). ``w`` None means unit weights on the
     first ``n_samples`` rows (by default all), the rest being padding. ``center`` is a
-    point, or ``"mean"`` for the rows' weighted mean (the default is the origin)."""
+    point, or ``"mean"`` for the rows' weighted mean (the default is the origin).
+    ``axis``: these rows are one part of the data, split over that mesh axis
+    (:attr:`Blocks.axis`)."""
     n, d = x.shape
     n_blocks = -(-n // block_rows)
     if n_blocks * block_rows != n:
@@ -363,6 +373,7 @@ def make_blocks(
         zero,
         jnp.zeros((), x.dtype),
         jnp.zeros((), x.dtype),
+        axis,
     )
     if isinstance(center, str):  # "mean": one pass for the total and the weighted sum
         total, weighted_sum = sum_rows(lambda xb, wb, _: (jnp.sum(wb), wb @ xb), blocks)
@@ -372,7 +383,8 @@ def make_blocks(
         center = zero if center is None else center
     # block by block (no centred copy of the data); padding rows count as at the centre
     far = lambda xb, wb, _: jnp.max(jnp.where(wb > 0, jnp.sum((xb - center) ** 2, axis=-1), 0))
-    radius = jnp.sqrt(jnp.max(blocks.map(far)))
+    radius = jnp.max(blocks.map(far))
+    radius = jnp.sqrt(radius if axis is None else lax.pmax(radius, axis))
     return dataclasses.replace(blocks, center=center, radius=radius, total=total)
 
 
@@ -381,7 +393,9 @@ def sum_rows(fn: Callable[..., Any], blocks: Blocks) -> Any:
 
     The one reduction over rows: sufficient statistics, log-likelihoods, the k-means
     statistics, the total weight and the centre all go through it, so that summing
-    streamed chunks or across processes changes this function alone.
+    across the parts of rows split over a mesh axis (:attr:`Blocks.axis`) is done here
+    alone: every part's sums are gathered and added in the axis's order, so every
+    part holds the same bits (an all-reduce may add in another order per device).
     """
     index = jnp.zeros((), jnp.int32)
     if blocks.single:
@@ -392,4 +406,7 @@ def sum_rows(fn: Callable[..., Any], blocks: Blocks) -> Any:
     def body(b, carry):
         return jax.tree_util.tree_map(jnp.add, carry, fn(*blocks.block(b), b))
 
-    return blocks.fold(body, zeros)
+    sums = blocks.fold(body, zeros)
+    if blocks.axis is None:
+        return sums
+    return jax.tree_util.tree_map(lambda a: jnp.sum(lax.all_gather(a, blocks.axis), 0), sums)

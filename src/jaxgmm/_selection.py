@@ -16,14 +16,15 @@ from collections.abc import Iterable, Sequence
 import jax
 import numpy as np
 
-from . import _progress
+from . import _progress, _spmd, distributed
 from ._covariance import COVARIANCE_TYPES, covariance_class
 from ._engine import Batch, Inputs, Options, check_key, run, shared_centers
 from ._init import INIT_METHODS
-from ._multistart import best_index, local_source, select, streams
+from ._multistart import across_processes, best_index, local_source, select, streams
 from ._params import GMMParams
-from ._stream import fit_groups
+from ._stream import fit_groups, sample_starts
 from ._typing import Array, Float, PRNGKeyArray, Status, x64_scope
+from .data import ArraySource
 
 __all__ = ["CRITERIA", "SweepResult", "sweep"]
 
@@ -139,6 +140,8 @@ def sweep(
         x = np.asarray(X) if not isinstance(X, jax.Array) else X
         d = x.shape[1]
         total = float(x.shape[0] if sample_weight is None else np.sum(sample_weight))
+        if across_processes(X):  # every process's rows
+            total = float(distributed.all_sum(np.asarray(total)))
     if min_component_samples == "auto":
         min_component_samples = d + 1
     elif not (isinstance(min_component_samples, int | float) and min_component_samples >= 0):
@@ -155,7 +158,13 @@ def sweep(
         raise ValueError(f"init_params must be one of {sorted(INIT_METHODS)}, got {init_params!r}")
     cells = Batch(ks, n_init, n_devices)
     inputs = Inputs(tol=tol, reg_covar=reg_covar, lower_bound0=-np.inf)
-    if init_params == "kmeans" and len(types) > 1 and not streams(X):  # computed once
+    across = across_processes(X)
+    if across:  # every fit's start, from the whole data's sample
+        groups = [(COVARIANCE_TYPES[name], ks) for name in types]
+        kw = dict(n_init=n_init, init_params=init_params, given=(None,) * 3, params0=None)
+        source = ArraySource(X, sample_weight)
+        starts = sample_starts(key, source, groups, reg_covar=reg_covar, **kw)
+    elif init_params == "kmeans" and len(types) > 1 and not streams(X):  # computed once
         cov_cls = COVARIANCE_TYPES[types[0]]
         centers = shared_centers(key, X, sample_weight, cov_cls, cells)
         inputs = dataclasses.replace(inputs, centers=centers)
@@ -170,7 +179,11 @@ def sweep(
             results, (log_lik, entropy), total = streamed[name]
         else:
             options = Options(cov_cls, init=init_params, max_iter=max_iter, with_scores=True)
-            results, (log_lik, entropy) = run(key, X, sample_weight, options, cells, inputs, True)
+            fit, given = run, inputs
+            if across:  # one program over every process's rows
+                options, given = _spmd.starting(options, inputs, *starts, types.index(name))
+                fit = _spmd.run
+            results, (log_lik, entropy) = fit(key, X, sample_weight, options, cells, given, True)
         with x64_scope(results.lower_bound.dtype):
             results = jax.tree_util.tree_map(np.asarray, results)
         log_lik, entropy = np.asarray(log_lik, np.float64), np.asarray(entropy, np.float64)

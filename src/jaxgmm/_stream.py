@@ -16,12 +16,14 @@ order), not bit for bit. In a multi-process run (:mod:`jaxgmm.distributed`) the 
 is this process's share, and every sum (the survey's, each pass's) is gathered from all
 processes and added in process order, so every process holds the same bits.
 
-Initialization differs from the in-memory one: it runs on a sample of at most
-:data:`SAMPLE_ROWS` rows, each row kept or not by a hash of the key and its index in
-the whole data (so the sample depends neither on the chunking nor on the processes),
-weighted by the inverse of the rate: the in-memory initialization (k-means++ and Lloyd
-steps) on the sample, not Lloyd passes over all rows. Where the data has no more rows
-than the sample, the sample is all of them. Where so few rows carry weight that the
+Initialization starts on a sample of at most :data:`SAMPLE_ROWS` rows, each row kept
+or not by a hash of the key and its index in the whole data (so the sample depends
+neither on the chunking nor on the processes), weighted by the inverse of the rate.
+The default ``'kmeans'`` runs the in-memory k-means (k-means++ and Lloyd steps) on the
+sample, then Lloyd passes over all rows (stopping as scikit-learn's ``KMeans`` stops),
+and takes the parameters from every row's label, as the in-memory start does; the
+other methods run on the sample alone. Where the data has no more rows than the
+sample, the sample is all of them. Where so few rows carry weight that the
 draw keeps none of them, the sample is the first rows that do. Given starting
 parameters (``weights_init``, ``means_init``, ``precisions_init``) are used as they are.
 """
@@ -47,15 +49,17 @@ from ._em import (
     e_step_resp,
     final_scores,
     pass_stats,
+    resp_sums,
 )
 from ._engine import GivenInit, Inputs, MaximumLikelihood, Options
+from ._init import kmeans_centers, nearest
 from ._params import GMMParams, all_finite
-from ._rows import Blocks, block_rows_for, make_blocks, pad_rows, padded_rows
+from ._rows import Blocks, block_rows_for, make_blocks, pad_rows, padded_rows, sum_rows
 from ._stats import SuffStats
 from ._typing import x64_scope
 from .data import Source, chunks
 
-__all__ = ["SAMPLE_ROWS", "fit_source"]
+__all__ = ["SAMPLE_ROWS", "fit_groups", "fit_source", "sample_starts"]
 
 #: The initialization's sample holds about this many rows at most.
 SAMPLE_ROWS = 65536
@@ -115,26 +119,17 @@ def fit_groups(
     total weight."""
     dtype = source.dtype
     plans = [_plan(cov_cls, ks, n_init, source) for cov_cls, ks in groups]
-    block = max(plan.block for plan in plans)  # all powers of two: a multiple of each
-    if chunk_rows is None:  # no larger than the rows
-        chunk_rows = min(CHUNK_BYTES // (source.n_features * dtype.itemsize), source.n_rows)
-    chunk_rows = max(2, -(-chunk_rows // block)) * block
+    chunk_rows = _chunk_rows(source, plans, chunk_rows)
+    given = (weights_init, means_init, precisions_init)
     with x64_scope(dtype):
         frame, x, w = _survey(key, source, chunk_rows, dtype)
         frame = _with_radius(frame, source, chunk_rows)
-        given = (weights_init, means_init, precisions_init)
-        params = {}
-        for g, plan in enumerate(plans):
-            n_fits = len(plan.active)
-            if params0 is not None:
-                tile = lambda a, n=n_fits: jnp.broadcast_to(
-                    jnp.asarray(a, dtype), (n, *np.shape(a))
-                )
-                params[g] = jax.tree_util.tree_map(tile, params0)
-            else:
-                keys = jnp.tile(jax.random.split(key, n_init), n_fits // n_init)
-                cls, active = plan.cov_cls, plan.active
-                params[g] = _initial(keys, x, w, active, cls, init_params, reg_covar, given)
+        if refines(init_params, given, params0):  # Lloyd passes over all rows
+            seeds = _seeds(key, x, w, plans, n_init)
+            centers = _lloyd(source, plans, frame, chunk_rows, seeds)
+            params = _from_centers(source, plans, frame, chunk_rows, reg_covar, centers)
+        else:
+            params = _starts(key, x, w, plans, n_init, init_params, given, params0, reg_covar)
         step = functools.partial(_step, source, plans, frame, chunk_rows, reg_covar)
         results = _iterate(step, params, lower_bound0, tol=tol, max_iter=max_iter, dtype=dtype)
         if not with_scores:
@@ -146,6 +141,59 @@ def fit_groups(
         final = {g: r.params for g, r in enumerate(results)}
         scores = _pass(_each(fns), source, chunk_rows, frame, final)
         return [(r, scores[g], float(frame.total)) for g, r in enumerate(results)]
+
+
+def refines(init_params: str, given, params0) -> bool:
+    """Whether a fit over a source starts from k-means centres refined by Lloyd passes
+    over all rows: the ``'kmeans'`` initialization, with no starting parameters given."""
+    return init_params == "kmeans" and params0 is None and all(a is None for a in given)
+
+
+def sample_starts(
+    key, source: Source, groups, *, n_init: int, init_params: str, given, params0, reg_covar
+) -> tuple[list | None, list | None]:
+    """What :func:`fit_groups` starts from, from the sample of the whole data (one pass
+    over ``source``, which also checks its rows): ``(params, None)``, every group's
+    starting parameters (leading (K, restart) axis, K-major), or, where the start
+    :func:`refines`, ``(None, centers)``: every group's k-means centres on the sample,
+    for Lloyd passes over all rows. A multi-process fit of rows in memory
+    (:mod:`jaxgmm._spmd`) starts here, so it starts where the streamed fit of the
+    same rows does. ``given``: ``(weights_init, means_init, precisions_init)``."""
+    plans = [_plan(cov_cls, ks, n_init, source) for cov_cls, ks in groups]
+    chunk_rows = _chunk_rows(source, plans, None)
+    with x64_scope(source.dtype):
+        _, x, w = _survey(key, source, chunk_rows, source.dtype)
+        if refines(init_params, given, params0):
+            seeds = _seeds(key, x, w, plans, n_init)
+            return None, [np.asarray(seeds[g][0]) + seeds[g][1] for g in range(len(plans))]
+        params = _starts(key, x, w, plans, n_init, init_params, given, params0, reg_covar)
+    return [params[g] for g in range(len(plans))], None
+
+
+def _chunk_rows(source: Source, plans: list[_Group], chunk_rows: int | None) -> int:
+    """Rows per chunk: whole blocks of every group (at least two), about
+    :data:`CHUNK_BYTES` (or ``chunk_rows``), no more than the rows."""
+    block = max(plan.block for plan in plans)  # all powers of two: a multiple of each
+    if chunk_rows is None:
+        per_chunk = CHUNK_BYTES // (source.n_features * source.dtype.itemsize)
+        chunk_rows = min(per_chunk, source.n_rows)
+    return max(2, -(-chunk_rows // block)) * block
+
+
+def _starts(key, x, w, plans, n_init, init_params, given, params0, reg_covar) -> dict:
+    """Group index -> every fit's starting parameters: ``params0`` for each, or the
+    initialization on the sample ``x``, ``w``."""
+    params = {}
+    for g, plan in enumerate(plans):
+        n_fits = len(plan.active)
+        if params0 is not None:
+            tile = lambda a, n=n_fits: jnp.broadcast_to(jnp.asarray(a, x.dtype), (n, *np.shape(a)))
+            params[g] = jax.tree_util.tree_map(tile, params0)
+        else:
+            keys = jnp.tile(jax.random.split(key, n_init), n_fits // n_init)
+            cls, active = plan.cov_cls, plan.active
+            params[g] = _initial(keys, x, w, active, cls, init_params, reg_covar, given)
+    return params
 
 
 def _plan(cov_cls, n_components, n_init: int, source: Source) -> _Group:
@@ -171,6 +219,7 @@ class _Frame:
     center: np.ndarray
     radius: np.ndarray
     total: np.ndarray
+    variance: np.ndarray | None = None  # the mean per-feature variance (Lloyd's tolerance)
 
 
 def _survey(key, source: Source, rows: int, dtype):
@@ -211,14 +260,19 @@ def _survey(key, source: Source, rows: int, dtype):
 
 
 def _with_radius(frame: _Frame, source: Source, rows: int) -> _Frame:
-    """The second pass: the largest distance of a weighted row from the centre."""
-    far = 0.0
+    """The second pass: the largest distance of a weighted row from the centre, and
+    the rows' mean per-feature variance (about the centre: no cancellation)."""
+    far, spread = 0.0, np.zeros(source.n_features)
     for _, x, w in chunks(source, rows):
-        kept = x if w is None else x[w > 0]
+        d2 = (np.asarray(x, np.float64) - frame.center) ** 2
+        spread += d2.sum(0) if w is None else np.asarray(w, np.float64) @ d2
+        kept = d2 if w is None else d2[np.asarray(w) > 0]
         if len(kept):
-            far = max(far, float(np.max(np.sum((kept - frame.center) ** 2, axis=1))))
-    far = distributed.all_max(far)
-    return dataclasses.replace(frame, radius=np.asarray(np.sqrt(far), frame.center.dtype))
+            far = max(far, float(np.max(np.sum(kept, axis=1))))
+    far, spread = distributed.all_max(far), distributed.all_sum(spread)
+    dtype = frame.center.dtype
+    variance = np.asarray(np.mean(spread / frame.total), dtype)
+    return dataclasses.replace(frame, radius=np.asarray(np.sqrt(far), dtype), variance=variance)
 
 
 def _check_rows(x) -> None:
@@ -248,6 +302,75 @@ def _weighted_head(source: Source, rows: int, dtype):
             break
     x, w = np.concatenate(xs)[:SAMPLE_ROWS], np.concatenate(ws)[:SAMPLE_ROWS]
     return x.astype(dtype), w.astype(dtype)
+
+
+def _seeds(key, x, w, plans, n_init) -> dict:
+    """Group index -> ``(centres about the sample's mean, that mean)``: every fit's
+    k-means (k-means++ seeding and Lloyd steps) on the sample ``x``, ``w``."""
+    x, w = pad_rows(x, w, padded_rows(len(x), 1024))
+    out = {}
+    for g, plan in enumerate(plans):
+        keys = jnp.tile(jax.random.split(key, n_init), len(plan.active) // n_init)
+        out[g] = _sample_kmeans(keys, jnp.asarray(x), jnp.asarray(w), jnp.asarray(plan.active))
+    return out
+
+
+@jax.jit
+def _sample_kmeans(keys, x, w, active):
+    blocks = make_blocks(x, w, max(16, x.shape[0]), center="mean")
+    k = active.shape[1]
+    one = lambda key, a: kmeans_centers(key, blocks, k, a) - blocks.center
+    return jax.vmap(one, axis_name=FITS)(keys, active), blocks.center
+
+
+#: Lloyd passes over a source stop as scikit-learn's ``KMeans`` does (:func:`_init.kmeans`).
+_LLOYD_MAX_ITER, _LLOYD_TOL = 300, 1e-4
+
+
+def _lloyd(source, plans, frame: _Frame, chunk_rows, seeds: dict) -> dict:
+    """Lloyd passes over all rows from every fit's ``seeds`` (group index ->
+    ``(centres, their origin)``), all groups in the same passes, each fit until its
+    centres move by at most ``tol`` times the rows' mean variance (squared, summed),
+    as :func:`_init.kmeans` stops: group index -> final centres about ``frame.center``."""
+    shift = lambda o: np.asarray(o) - frame.center  # one origin to the other, then add
+    centers = {g: np.asarray(c) + shift(o) for g, (c, o) in seeds.items()}
+    running = {g: np.ones(len(c), bool) for g, c in centers.items()}
+    tol = _LLOYD_TOL * frame.variance
+    for _ in range(_LLOYD_MAX_ITER):
+        live = [g for g in centers if running[g].any()]
+        if not live:
+            break
+        fns = {g: functools.partial(_chunk_sums, plans[g].block) for g in live}
+        inputs = {g: (centers[g], plans[g].active) for g in live}
+        for g, (counts, sums) in _pass(_each(fns), source, chunk_rows, frame, inputs).items():
+            c = centers[g]
+            new = np.where(counts[..., None] > 0, sums / np.maximum(counts, 1e-30)[..., None], c)
+            new = np.where(running[g][:, None, None], new, c)
+            running[g] &= np.sum((new - c) ** 2, axis=(1, 2)) > tol
+            centers[g] = new.astype(c.dtype)
+    return centers
+
+
+def _from_centers(source, plans, frame: _Frame, chunk_rows, reg_covar, centers: dict) -> dict:
+    """Every fit's parameters from one-hot responsibilities at each row's nearest
+    centre (about ``frame.center``), as :func:`_init.params_from_centers`: one pass for
+    the means, one for the moments about them (exact)."""
+    inputs = {g: (c, plans[g].active) for g, c in centers.items()}
+    fns = {g: functools.partial(_chunk_sums, plans[g].block) for g in centers}
+    shifts = {}
+    for g, (counts, sums) in _pass(_each(fns), source, chunk_rows, frame, inputs).items():
+        mean = np.where(counts[..., None] > 0, sums / np.maximum(counts, 1e-300)[..., None], 0)
+        shifts[g] = (mean + frame.center).astype(frame.center.dtype)
+    fns = {
+        g: functools.partial(_chunk_label_stats, plans[g].cov_cls, plans[g].block, shifts[g])
+        for g in centers
+    }
+    stats = _pass(_each(fns), source, chunk_rows, frame, inputs)
+    reg = jnp.asarray(reg_covar, frame.center.dtype)
+    out = {}
+    for g, plan in enumerate(plans):
+        out[g] = _from_label_stats(plan.cov_cls, stats[g], shifts[g], reg, frame.total, plan.active)
+    return out
 
 
 def _uniform(seed: np.uint64, index: np.ndarray) -> np.ndarray:
@@ -453,6 +576,43 @@ def _chunk_scores(cov_cls, block, params, x, w, center, radius, total):
     (:func:`_em.final_scores`)."""
     blocks = _chunk_blocks(x, w, block, center, radius, total)
     return jax.vmap(lambda p: final_scores(p, blocks), axis_name=FITS)(params)
+
+
+def _labels(centers, active, blocks: Blocks):
+    """``resp_fn`` of one-hot responsibilities at each row's nearest centre (about
+    ``blocks.center``), weighted."""
+    c_sq = jnp.sum(centers * centers, 1) + jnp.where(active, 0, jnp.inf).astype(centers.dtype)
+    return nearest(centers, c_sq, blocks)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _chunk_sums(block, inputs, x, w, center, radius, total):
+    """Every fit's count and sum (about the centre) of the rows nearest each centre,
+    over one chunk (a Lloyd step's statistics)."""
+    blocks = _chunk_blocks(x, w, block, center, radius, total)
+    one = lambda c, a: resp_sums(_labels(c, a, blocks), blocks)
+    return jax.vmap(one, axis_name=FITS)(*inputs)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _chunk_label_stats(cov_cls, block, shift, inputs, x, w, center, radius, total):
+    """Every fit's moments about ``shift`` of the rows nearest each centre, over one chunk."""
+    blocks = _chunk_blocks(x, w, block, center, radius, total)
+    moments = cov_cls.centered_second_moments
+
+    def one(c, a, s):
+        labels = _labels(c, a, blocks)
+        stats = lambda xb, wb, b: SuffStats.from_block_centered(labels(xb, wb, b), xb, s, moments)
+        return sum_rows(stats, blocks)
+
+    return jax.vmap(one, axis_name=FITS)(*inputs, shift)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _from_label_stats(cov_cls, stats: SuffStats, shift, reg_covar, total, active):
+    """Every fit's parameters from its labels' moments (weights over the total)."""
+    one = lambda s, c, a: GMMParams.from_stats(s, cov_cls, reg_covar, total, c, a)
+    return jax.vmap(one)(stats, shift, active)
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -3,11 +3,13 @@ multi-process runtime (:func:`jax.distributed.initialize`).
 
 Start every process of the run with :func:`initialize`, then call the same fit in
 each. A data source or a path (:mod:`jaxgmm.data`) names the whole data set, and each
-process reads its own share of its rows (:func:`jaxgmm.data.share`); an array in
-memory is taken as the process's own rows. Each pass sums the processes' sufficient
-statistics with a collective, so every process holds the same sums, takes the same
-decisions (centre, convergence, the exact pass) and ends with the same model, bit for
-bit. On CPUs the collectives run over TCP (gloo, JAX's default); on GPUs over NCCL.
+process streams its own share of its rows (:func:`jaxgmm.data.share`), the processes'
+sufficient statistics summed on the host after each pass. An array in memory is taken
+as the process's own rows, and the fit is one program on every device of the run
+(:mod:`jaxgmm._spmd`), its sums gathered inside it. Either way every process holds the
+same sums, takes the same decisions (centre, convergence, the exact pass) and ends
+with the same model, bit for bit. On CPUs the collectives run over TCP (gloo, JAX's
+default); on GPUs over NCCL.
 
 Where the coordinator is, how many processes there are and which one this is come
 from the arguments, else the environment variables ``JAXGMM_COORDINATOR``

@@ -168,8 +168,10 @@ def _run_streamed(args, source, k, out, writes: bool) -> int:
         scaling = Standardization.from_moments(*moments, names, place.path)
         source = _streaming.Standardized(source, scaling.mean, scaling.scale)
     est, (total, unit) = _estimator(args, ks, k[1])
+    own = _streaming.own_rows(args, source) if args.distributed else None
+    data = source if own is None else own  # in memory: one program over all processes
     with _streaming.quiet_stdout(args.distributed):
-        with_progress(args, (total, unit, "fitting", scaling.log_det), lambda: est.fit(source))
+        with_progress(args, (total, unit, "fitting", scaling.log_det), lambda: est.fit(data))
     if not writes:  # another process reports and writes the model
         return 0
     rows = _streaming.spread_rows(source)  # the quantiles' rows

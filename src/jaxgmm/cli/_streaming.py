@@ -1,6 +1,7 @@
-"""``jaxgmm fit``'s streamed mode: data larger than ``--memory-budget`` (or any data
-with ``--distributed``) is fitted from a data source (:mod:`jaxgmm.data`) in chunks,
-never read whole; several processes each read their share."""
+"""``jaxgmm fit``'s streamed mode: data larger than ``--memory-budget`` is fitted from a
+data source (:mod:`jaxgmm.data`) in chunks, never read whole. With ``--distributed``
+several processes each read their share: into memory where it fits the budget (one
+program over every process's devices), else in chunks."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def add_options(p) -> None:
         "--distributed",
         action="store_true",
         help="one fit over several processes (jaxgmm.distributed.initialize: from "
-        "JAXGMM_COORDINATOR/_NUM_PROCESSES/_PROCESS_ID or srun/mpirun); each reads its share",
+        "JAXGMM_COORDINATOR/_NUM_PROCESSES/_PROCESS_ID or srun/mpirun); each reads its share "
+        "(into memory if it fits --memory-budget, else in chunks)",
     )
     p.add_argument("--coordinator", metavar="HOST:PORT", help="with --distributed: the coordinator")
     p.add_argument("--num-processes", type=int, help="with --distributed: processes in the run")
@@ -98,6 +100,22 @@ def source_for(args, columns: list[str] | None):
     if args.dropna:
         raise DataError(f"{path}: --dropna needs the data in memory; drop the rows beforehand")
     return source
+
+
+def own_rows(args, source) -> np.ndarray | None:
+    """With ``--distributed``: this process's share of the rows, in memory, where the
+    largest share fits ``--memory-budget`` (or no budget is given); None: stream it.
+    Every process decides alike (from the largest share), as they must run the same
+    fit."""
+    from .. import distributed
+    from ..data import share
+
+    count = distributed.process_count()
+    largest = -(-source.n_rows // count) * source.n_features * 8 * IN_MEMORY_COPIES
+    if args.memory_budget and largest > parse_size(args.memory_budget):
+        return None
+    part = share(source, distributed.process_index(), count)
+    return part.read(0, part.n_rows)[0]
 
 
 def names_of(source) -> list[str]:
