@@ -101,23 +101,9 @@ def fit_restarts(
     """
     if init_params not in INIT_METHODS:
         raise ValueError(f"init_params must be one of {sorted(INIT_METHODS)}, got {init_params!r}")
-    if across_processes(X):
-        result = _fit_across(
-            key,
-            X,
-            n_components,
-            covariance_type=covariance_type,
-            n_init=n_init,
-            init_params=init_params,
-            sample_weight=sample_weight,
-            given=(weights_init, means_init, precisions_init),
-            params0=params0,
-            inputs=Inputs(tol=tol, reg_covar=reg_covar, lower_bound0=lower_bound0),
-            max_iter=max_iter,
-        )
-        return jax.device_get(result) if host else result
-    if streams(X):
-        result = _fit_source(
+    if streams(X) or across_processes(X):  # not one process's array in memory
+        road = _fit_across if across_processes(X) else _fit_source
+        result = road(
             key,
             X,
             n_components,
@@ -157,20 +143,7 @@ def _fit_source(key, X, n_components, *, covariance_type, sample_weight, **kw):
     return fit_source(key, source, n_components, covariance_class=cov_cls, **kw)
 
 
-def _fit_across(
-    key,
-    X,
-    n_components,
-    *,
-    covariance_type,
-    n_init,
-    init_params,
-    sample_weight,
-    given,
-    params0,
-    inputs: Inputs,
-    max_iter,
-):
+def _fit_across(key, X, n_components, *, covariance_type, n_init, init_params, sample_weight, **kw):
     """:func:`fit_restarts` over the rows of every process (``X``: this process's), as
     one program on every device of the run (:mod:`jaxgmm._spmd`)."""
     from . import _spmd
@@ -178,6 +151,9 @@ def _fit_across(
 
     check_key(key)
     cov_cls = covariance_class(covariance_type)
+    given = (kw.pop("weights_init"), kw.pop("means_init"), kw.pop("precisions_init"))
+    options = Options(cov_cls, init=init_params, max_iter=kw.pop("max_iter"))
+    inputs = Inputs(**kw, given=GivenInit(*given))  # tol, reg_covar, lower_bound0, params0
     starts, centers = sample_starts(
         key,
         ArraySource(X, sample_weight),
@@ -185,12 +161,11 @@ def _fit_across(
         n_init=n_init,
         init_params=init_params,
         given=given,
-        params0=params0,
+        params0=inputs.params0,
         reg_covar=inputs.reg_covar,
     )
-    options = Options(cov_cls, init=init_params, max_iter=max_iter)
-    batch = Batch((int(n_components),), n_init)
     options, inputs = _spmd.starting(options, inputs, starts, centers, 0)
+    batch = Batch((int(n_components),), n_init)
     return _spmd.run(key, X, sample_weight, options, batch, inputs)[0]
 
 
