@@ -60,12 +60,15 @@ def test_criteria_equal_sklearn_definitions():
 
 def test_sweep_picks_four_on_seed_data_and_table_forms():
     x, _ = jaxgmm.make_seed_blobs(0)
-    result = jaxgmm.sweep(jax.random.key(0), x)
-    assert len(result.table["bic"]) == 32
+    result = jaxgmm.sweep(jax.random.key(0), x)  # mclust's 14 families, K = 1..8
+    assert len(result.table["bic"]) == 112
     assert result.table["n_components"][result.best] == 4
     assert result.best == int(np.argmin(result.table["bic"]))
+    # mclust 6.0.0 chooses EII, K=4, BIC 881.8 on these data (issue 13)
+    assert result.table["family"][result.best] == "EII"
+    assert abs(result.table["bic"][result.best] - 881.8) < 0.05
     records = result.to_records()
-    assert records.shape == (32,) and "icl" in records.dtype.names
+    assert records.shape == (112,) and "icl" in records.dtype.names
     pd = pytest.importorskip("pandas")
     assert isinstance(result.to_dataframe(), pd.DataFrame)
     with pytest.raises(ValueError, match="criterion"):
@@ -76,11 +79,12 @@ def test_degenerate_fits_are_not_chosen():
     # make_blobs seed 9: the highest-likelihood spherical K=5 restart puts a component
     # on a single point (a spike held finite by reg_covar), and its BIC beats K=4.
     x, _ = jaxgmm.make_seed_blobs(9)
-    spiky = jaxgmm.sweep(jax.random.key(0), x, min_component_samples=0)
+    types = ("full", "tied", "diag", "spherical")
+    spiky = jaxgmm.sweep(jax.random.key(0), x, covariance_types=types, min_component_samples=0)
     assert spiky.table["n_components"][spiky.best] == 5
     assert spiky.table["smallest_component"][spiky.best] < 1.5
     assert not spiky.table["degenerate"].any()
-    result = jaxgmm.sweep(jax.random.key(0), x)  # 'auto': n_features + 1 = 3 samples
+    result = jaxgmm.sweep(jax.random.key(0), x, covariance_types=types)  # 'auto': 3 samples
     assert result.table["n_components"][result.best] == 4
     assert not result.table["degenerate"][result.best]
     sound = ~result.table["degenerate"]
@@ -108,12 +112,12 @@ def test_sklearn_estimator_checks_ic(estimator, check):
 def test_ic_chooses_and_delegates():
     x, _ = jaxgmm.make_seed_blobs(0)
     ic = GaussianMixtureIC(random_state=0).fit(x)
-    assert ic.n_components_ == 4 and ic.covariance_type_ in jaxgmm.COVARIANCE_TYPES
+    assert ic.n_components_ == 4 and ic.covariance_type_ in jaxgmm._families.FAMILIES
     best = ic.best_estimator_
     assert isinstance(best, GaussianMixture)
     assert best.n_components == 4 and best.covariance_type == ic.covariance_type_
     table = {k: ic.criterion_[k] for k in ic.criterion_.dtype.names}
-    assert len(table["bic"]) == 32
+    assert len(table["bic"]) == 14 * 8  # mclust's 14 families, K = 1..8
     np.testing.assert_allclose(ic.bic(x), table["bic"].min(), rtol=1e-9)
     np.testing.assert_array_equal(ic.predict(x), best.predict(x))
     np.testing.assert_allclose(ic.predict_proba(x), best.predict_proba(x))

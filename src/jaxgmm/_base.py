@@ -28,7 +28,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._covariance import COVARIANCE_TYPES
+from ._covariance import COVARIANCE_TYPES, covariance_class
 from ._em import score_rows_padded
 from ._io import save
 from ._multistart import best_index, select
@@ -157,7 +157,7 @@ def check_means(means, n_components, n_features):
 
 
 def check_precisions(precisions, covariance_type, n_components, n_features):
-    cov_cls = COVARIANCE_TYPES[covariance_type]
+    cov_cls = covariance_class(covariance_type)
     shape = cov_cls.shape(n_components, n_features)
     precisions = check_array(
         precisions, dtype=[np.float64, np.float32], ensure_2d=False, allow_nd=len(shape) > 2
@@ -376,22 +376,21 @@ class BaseMixture(DensityMixin, BaseEstimator):
                 )
 
     def _fitted_type(self) -> str:
-        shapes = {
-            name: cls.shape(self.means_.shape[0], self.means_.shape[1])
-            for name, cls in COVARIANCE_TYPES.items()
-        }
-        matching = [n for n, s in shapes.items() if s == np.shape(self.covariances_)]
-        return self.covariance_type if self.covariance_type in matching else matching[0]
+        k, d = self.means_.shape
+        fits = lambda cls: cls.shape(k, d) == np.shape(self.covariances_)
+        if fits(covariance_class(self.covariance_type)):
+            return self.covariance_type
+        return next(name for name, cls in COVARIANCE_TYPES.items() if fits(cls))
 
     def _check_sample_weight(self, sample_weight, X):
         return check_sample_weight(sample_weight, X, self.n_components)
 
     def _precisions_from_cholesky(self, chol):
-        return COVARIANCE_TYPES[self.covariance_type].precisions_from_cholesky(chol)
+        return covariance_class(self.covariance_type).precisions_from_cholesky(chol)
 
     def _mixture(self) -> GMMParams:
         """The fitted mixture: weights, means and covariances."""
-        cov_cls = COVARIANCE_TYPES[self.covariance_type]
+        cov_cls = covariance_class(self.covariance_type)
         return GMMParams(
             self.weights_, self.means_, cov_cls(self.covariances_, self.precisions_cholesky_)
         )

@@ -61,6 +61,8 @@ class BayesianGaussianMixture(BaseMixture):
             for k, v in GaussianMixture._parameter_constraints.items()
             if k not in ("weights_init", "means_init", "precisions_init")
         },
+        # the variational M-step exists for scikit-learn's four structures only
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
         "weight_concentration_prior_type": [
             StrOptions({"dirichlet_process", "dirichlet_distribution"})
         ],

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import math
 from typing import ClassVar
 
@@ -41,6 +42,7 @@ __all__ = [
     "SwitchedCovariance",
     "TiedCovariance",
     "covariance_class",
+    "covariance_names",
 ]
 
 
@@ -98,6 +100,9 @@ class Covariance(abc.ABC):
     """
 
     name: ClassVar[str]
+    #: mclust's name of the family (:mod:`jaxgmm._families`): volume, shape and
+    #: orientation each Equal, Variable or Identity across components.
+    family: ClassVar[str]
     covariances: Array
     precisions_cholesky: Array
 
@@ -153,17 +158,22 @@ class Covariance(abc.ABC):
         sum_rxx: Float[Array, "k n_second"],
         reg_covar: Float[Array, ""],
         active: Array,
+        previous: Array | None = None,
     ) -> Covariance:
         """scikit-learn's M-step (``nk`` includes its 10 eps): :meth:`estimate`, and
         the precisions' Cholesky factors."""
-        return cls.from_covariances(cls.estimate(sum_r, nk, means, sum_rxx, reg_covar, active))
+        args = (sum_r, nk, means, sum_rxx, reg_covar, active, previous)
+        return cls.from_covariances(cls.estimate(*args))
 
     @staticmethod
     @abc.abstractmethod
-    def estimate(sum_r, nk, means, sum_rxx, reg_covar, active) -> Array:
+    def estimate(sum_r, nk, means, sum_rxx, reg_covar, active, previous=None) -> Array:
         """scikit-learn's M-step covariance estimate, in its shape (arguments as
         :meth:`from_stats`). Components with ``active`` False (padding of a
-        model-selection sweep) get the identity and count for nothing."""
+        model-selection sweep) get the identity and count for nothing. ``previous``:
+        the covariances the last M-step gave (this class's shape; None at the start),
+        where an M-step that iterates starts (mclust's families with a common
+        orientation), so that each EM iteration improves on the last."""
 
     @classmethod
     def chosen(cls, index: Array | None) -> type[Covariance] | Covariance:
@@ -424,6 +434,7 @@ class FullCovariance(_Matrices):
     """Each component has its own general covariance matrix."""
 
     name: ClassVar[str] = "full"
+    family: ClassVar[str] = "VVV"
     covariances: Float[Array, "k d d"]
     precisions_cholesky: Float[Array, "k d d"]
 
@@ -449,7 +460,7 @@ class FullCovariance(_Matrices):
         return lin, _quad_coefficients(prec), const
 
     @staticmethod
-    def estimate(sum_r, nk, means, sum_rxx, reg_covar, active):
+    def estimate(sum_r, nk, means, sum_rxx, reg_covar, active, previous=None):
         d = means.shape[-1]
         outer = means[:, :, None] * means[:, None, :]
         # sum_b r (x - mu)(x - mu)^T / nk, expanded; sum_r/nk keeps scikit-learn's 10 eps.
@@ -487,6 +498,7 @@ class TiedCovariance(_Matrices):
     """All components share one general covariance matrix."""
 
     name: ClassVar[str] = "tied"
+    family: ClassVar[str] = "EEE"
     per_component: ClassVar[bool] = False
     covariances: Float[Array, "d d"]
     precisions_cholesky: Float[Array, "d d"]
@@ -514,7 +526,7 @@ class TiedCovariance(_Matrices):
         return lin, jnp.broadcast_to(quad, means.shape[:1] + quad.shape), const
 
     @staticmethod
-    def estimate(sum_r, nk, means, sum_rxx, reg_covar, active):
+    def estimate(sum_r, nk, means, sum_rxx, reg_covar, active, previous=None):
         d = means.shape[-1]
         nk = jnp.where(active, nk, 0)
         # scikit-learn: (X^T X - sum_k nk mu_k mu_k^T) / sum(nk)
@@ -555,6 +567,7 @@ class DiagCovariance(_Variances):
     """Each component has its own diagonal covariance matrix."""
 
     name: ClassVar[str] = "diag"
+    family: ClassVar[str] = "VVI"
     covariances: Float[Array, "k d"]
     precisions_cholesky: Float[Array, "k d"]
 
@@ -580,7 +593,7 @@ class DiagCovariance(_Variances):
         return lin, -0.5 * prec, const
 
     @staticmethod
-    def estimate(sum_r, nk, means, sum_rxx, reg_covar, active):
+    def estimate(sum_r, nk, means, sum_rxx, reg_covar, active, previous=None):
         # scikit-learn: avg_X2 - avg_means2 + reg_covar
         cov = sum_rxx / nk[:, None] - means**2 + reg_covar
         return jnp.where(active[:, None], cov, 1)
@@ -616,6 +629,7 @@ class SphericalCovariance(_Variances):
     """Each component has its own single variance."""
 
     name: ClassVar[str] = "spherical"
+    family: ClassVar[str] = "VII"
     covariances: Float[Array, " k"]
     precisions_cholesky: Float[Array, " k"]
     prior_ndim: ClassVar[int] = 0
@@ -647,7 +661,7 @@ class SphericalCovariance(_Variances):
         return lin, jnp.broadcast_to(-0.5 * prec[:, None], means.shape), const
 
     @staticmethod
-    def estimate(sum_r, nk, means, sum_rxx, reg_covar, active):
+    def estimate(sum_r, nk, means, sum_rxx, reg_covar, active, previous=None):
         # scikit-learn: the mean over features of the diagonal estimate
         diag = sum_rxx / nk[:, None] - means**2 + reg_covar
         return jnp.where(active, jnp.mean(diag, -1), 1)
@@ -702,6 +716,8 @@ class SwitchedCovariance(FullCovariance):
     """
 
     name: ClassVar[str] = "all types"
+    #: The structures it chooses among (by ``index``).
+    choices: ClassVar[tuple[type[Covariance], ...]]
     covariances: Float[Array, "k d d"] | None
     precisions_cholesky: Float[Array, "k d d"] | None
     index: Int[Array, ""] | None = None
@@ -713,9 +729,10 @@ class SwitchedCovariance(FullCovariance):
     def structure(self):
         return self
 
-    def from_stats(self, sum_r, nk, means, sum_rxx, reg_covar, active):
-        cov, chol = _switched_m_step(self.index, sum_r, nk, means, sum_rxx, reg_covar, active)
-        return SwitchedCovariance(cov, chol, self.index)
+    def from_stats(self, sum_r, nk, means, sum_rxx, reg_covar, active, previous=None):
+        args = (sum_r, nk, means, sum_rxx, reg_covar, active, previous)
+        cov, chol = _switched_m_step(self.choices, self.index, *args)
+        return type(self)(cov, chol, self.index)
 
     @classmethod
     def from_covariances(cls, covariances):
@@ -727,30 +744,51 @@ class SwitchedCovariance(FullCovariance):
         return cls.from_dense(np.asarray(self.covariances), np.asarray(self.precisions_cholesky))
 
 
-@jax.jit
-def _switched_m_step(index, sum_r, nk, means, sum_rxx, reg_covar, active):
+SwitchedCovariance.choices = STRUCTURES
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _switched_m_step(choices, index, sum_r, nk, means, sum_rxx, reg_covar, active, previous):
     """:meth:`SwitchedCovariance.from_stats`'s arrays. A jitted function is traced
     once for all the M-steps of a program that have the same shapes (tracing is a
     third of a small program's compile)."""
     k, d = means.shape
 
     def dense_estimate(c: type[Covariance]):
-        cov = c.estimate(sum_r, nk, means, c.moments_from_full(sum_rxx, d), reg_covar, active)
+        moments = c.moments_from_full(sum_rxx, d)
+        # the previous covariances are dense: what the full families read
+        cov = c.estimate(sum_r, nk, means, moments, reg_covar, active, previous)
         return c.dense(cov, k, d, jnp)
 
-    # All four are a few elementwise operations on (K, D, D) arrays, cheaper to
-    # compile than four branches with a Cholesky factorisation each.
-    cov = jnp.stack([dense_estimate(c) for c in STRUCTURES])[index]
+    if all(c in STRUCTURES for c in choices):
+        # The four are a few elementwise operations on (K, D, D) arrays each, cheaper
+        # to compile (and to run) all than as branches.
+        cov = jnp.stack([dense_estimate(c) for c in choices])[index]
+    else:  # mclust's families: eigendecompositions and inner loops; the chosen one runs
+        cov = jax.lax.switch(index, [functools.partial(dense_estimate, c) for c in choices])
     return cov, _chol_precision_from_cov(cov)
 
 
 def covariance_class(covariance_type: str | type[Covariance]) -> type[Covariance]:
-    """The class for a scikit-learn ``covariance_type`` name."""
+    """The class for a ``covariance_type``: scikit-learn's name or mclust's family
+    (:mod:`jaxgmm._families`; ``'VVV'`` is ``'full'``, ``'EEE'`` ``'tied'``, ``'VVI'``
+    ``'diag'`` and ``'VII'`` ``'spherical'``)."""
+    from ._families import FAMILIES
+
     if isinstance(covariance_type, type) and issubclass(covariance_type, Covariance):
         return covariance_type
-    try:
+    if isinstance(covariance_type, str) and covariance_type in COVARIANCE_TYPES:
         return COVARIANCE_TYPES[covariance_type]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"covariance_type must be one of {sorted(COVARIANCE_TYPES)}, got {covariance_type!r}"
-        ) from None
+    if isinstance(covariance_type, str) and covariance_type in FAMILIES:
+        return FAMILIES[covariance_type]
+    raise ValueError(
+        f"covariance_type must be one of {sorted(COVARIANCE_TYPES)} or mclust's families "
+        f"{list(FAMILIES)}, got {covariance_type!r}"
+    )
+
+
+def covariance_names() -> set[str]:
+    """Every name :func:`covariance_class` takes: scikit-learn's four and mclust's 14."""
+    from ._families import FAMILIES
+
+    return set(COVARIANCE_TYPES) | set(FAMILIES)

@@ -297,6 +297,7 @@ def centred_estimate(
     reg_covar: Float[Array, ""],
     total_weight: Float[Array, ""] | None = None,
     active: Array | None = None,
+    previous: Array | None = None,
 ) -> tuple[GMMParams, SuffStats]:
     """The M-step from responsibilities ``resp_fn(x_b, w_b, b)`` (already weighted),
     as scikit-learn's ``_estimate_gaussian_parameters``: one pass for each
@@ -319,7 +320,9 @@ def centred_estimate(
     moments = covariance_class.centered_second_moments
     block = lambda x, w, b: SuffStats.from_block_centered(resp_fn(x, w, b), x, shift, moments)
     stats = sum_rows(block, blocks)
-    params = GMMParams.from_stats(stats, covariance_class, reg_covar, total_weight, shift, active)
+    params = GMMParams.from_stats(
+        stats, covariance_class, reg_covar, total_weight, shift, active, previous
+    )
     return params, stats
 
 
@@ -381,6 +384,7 @@ def em_pass(
     active: Array | None = None,
     exact: Bool[Array, ""] | bool = False,
     shift: Float[Array, "k d"] | None = None,
+    previous: Array | None = None,
 ) -> tuple[GMMParams, SuffStats, Float[Array, ""]]:
     """One pass over the rows, then the M-step: the responsibilities
     ``resp_fn(x_b, w_b, b, phi_b, centred)`` of every block (its E-step; ``phi_b``:
@@ -409,18 +413,18 @@ def em_pass(
         # the exact centred M-step; nothing to check and no second pass to compile.
         resp, log_lik = sum_rows(lambda x, w, b: resp_fn(x, w, b, None, True), blocks)
         params, stats = centred_estimate(
-            lambda *_: resp, blocks, covariance_class, reg_covar, total_weight, active
+            lambda *_: resp, blocks, covariance_class, reg_covar, total_weight, active, previous
         )
         return params, stats, log_lik
     stats, log_lik, center = pass_stats(resp_fn, blocks, covariance_class, exact, shift)
-    params = GMMParams.from_stats(stats, covariance_class, reg_covar, total_weight, center, active)
+    m_step = lambda stats, shift: GMMParams.from_stats(
+        stats, covariance_class, reg_covar, total_weight, shift, active, previous
+    )
+    params = m_step(stats, center)
 
     def centred_pass(fast_params):
         shift = fast_params.means
-        centered = centred_stats(resp_fn, blocks, covariance_class, exact, shift)
-        return GMMParams.from_stats(
-            centered, covariance_class, reg_covar, total_weight, shift, active
-        )
+        return m_step(centred_stats(resp_fn, blocks, covariance_class, exact, shift), shift)
 
     risky = params.cancellation_risk(reg_covar, center)
     params = run_if(risky, lambda: centred_pass(params), params)
@@ -579,6 +583,7 @@ def run_em(
             active=active,
             exact=model.form,
             shift=params.means,
+            previous=params.covariance.covariances,
         )
         lb = log_lik / total_weight
         if report:

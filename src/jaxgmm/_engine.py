@@ -37,8 +37,9 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from . import _progress
-from ._covariance import STRUCTURES, Covariance, SwitchedCovariance
+from ._covariance import Covariance, SwitchedCovariance
 from ._em import FITS, final_scores, run_em
+from ._families import SwitchedFamilies
 from ._init import initialize, kmeans, kmeans_centers, params_from_centers
 from ._params import GMMParams
 from ._programs import compile_then_upload, compiles_ahead, rounded_components
@@ -84,8 +85,9 @@ class Inputs:
     # the components each K of the batch uses, where the program holds more (small
     # data: K rounded up so that nearby K share a program); None: the batch's ks
     n_components: Array | None = None
-    # the structure a SwitchedCovariance program fits (small data: the four types
-    # share one program), an index into STRUCTURES; None: the options' class
+    # the structure a SwitchedCovariance program fits (small data: the four types, or
+    # the 14 families, share one program), an index into its choices; None: the
+    # options' class
     structure: Array | None = None
     # the restarts a sequential batch runs (Batch.sequential), at most its n_init
     n_restarts: Array | None = None
@@ -165,6 +167,9 @@ class Options:
     #: ``Inputs.centers`` come from a sample (:mod:`jaxgmm._spmd`): Lloyd steps over
     #: all rows refine them before the parameters are taken from them.
     refine_centers: bool = False
+    #: Small data shares a program among mclust's 14 families (a sweep over them),
+    #: not only among scikit-learn's four (:func:`_shared`).
+    families: bool = False
 
 
 #: The most work (rows x components x fits x features^2, about the flops of one pass)
@@ -455,7 +460,12 @@ def _shared(options: Options, batch: Batch, plan: RowPlan, inputs: Inputs, X, we
     """
     given = (inputs.params0, *jax.tree_util.tree_leaves(inputs.given))
     allowed = plan.small and batch.n_devices == 1 and options.model.shares_programs
-    if not allowed or any(a is not None for a in given):
+    switched = SwitchedCovariance  # scikit-learn's four, or all 14 families
+    if options.families or options.covariance not in switched.choices:
+        switched = SwitchedFamilies
+    if not allowed or options.covariance not in switched.choices:
+        return None
+    if any(a is not None for a in given):
         return None
     n_rows, n_features = plan.n_rows, plan.x.shape[1]
     rounded = None
@@ -471,11 +481,11 @@ def _shared(options: Options, batch: Batch, plan: RowPlan, inputs: Inputs, X, we
     compiled = dataclasses.replace(batch if rounded is None else rounded, best_only=False)
     if compiled.work(n_rows, n_features) > ROUNDING_WORK:
         return None
-    shared_options = dataclasses.replace(options, covariance=SwitchedCovariance)
-    shared_plan, compiled = compiled.resolved(X, weights, SwitchedCovariance, dtype)
+    shared_options = dataclasses.replace(options, covariance=switched)
+    shared_plan, compiled = compiled.resolved(X, weights, switched, dtype)
     if not shared_plan.small:
         return None
-    index = np.asarray(STRUCTURES.index(options.covariance), np.int32)
+    index = np.asarray(switched.choices.index(options.covariance), np.int32)
     inputs = dataclasses.replace(inputs, structure=index)
     if rounded is not None:  # the real K, traced (also where it equals the rounded K)
         inputs = dataclasses.replace(inputs, n_components=np.asarray(batch.ks, np.int32))

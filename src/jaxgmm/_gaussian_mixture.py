@@ -22,7 +22,7 @@ from ._base import (
     mixture_attributes,
     n_rows,
 )
-from ._covariance import COVARIANCE_TYPES
+from ._covariance import covariance_class, covariance_names
 from ._io import register
 from ._multistart import fit_restarts
 from ._params import GMMParams
@@ -112,7 +112,7 @@ class GaussianMixture(BaseMixture):
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
         "verbose_interval": [Interval(numbers.Integral, 1, None, closed="left")],
-        "covariance_type": [StrOptions({"full", "tied", "diag", "spherical"})],
+        "covariance_type": [StrOptions(covariance_names())],
         "weights_init": ["array-like", None],
         "means_init": ["array-like", None],
         "precisions_init": ["array-like", None],
@@ -183,7 +183,7 @@ class GaussianMixture(BaseMixture):
     def _n_parameters(self):
         """Return the number of free parameters in the model."""
         _, n_features = self.means_.shape
-        cov_cls = COVARIANCE_TYPES[self.covariance_type]
+        cov_cls = covariance_class(self.covariance_type)
         k = self.n_components
         return int(cov_cls.n_parameters(k, n_features) + k * n_features + k - 1)
 

@@ -363,7 +363,7 @@ def _restore(state: dict, arrays: dict[str, np.ndarray], prefix: str):
 def _check_fitted(estimator) -> None:
     """Raise ValueError unless the fitted attributes are present, finite and of the
     shapes the parameters give."""
-    from ._covariance import COVARIANCE_TYPES
+    from ._covariance import covariance_class
 
     if hasattr(estimator, "_candidates"):  # a model selection: its choice and table
         estimator._candidates()
@@ -379,7 +379,7 @@ def _check_fitted(estimator) -> None:
             f"means_ has shape {np.shape(estimator.means_)}, expected "
             f"(n_components={estimator.n_components}, n_features)"
         )
-    cov_shape = COVARIANCE_TYPES[estimator.covariance_type].shape(k, d)
+    cov_shape = covariance_class(estimator.covariance_type).shape(k, d)
     shapes = {
         "weights_": (k,),
         "means_": (k, d),

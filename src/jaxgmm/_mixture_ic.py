@@ -20,7 +20,8 @@ from ._base import (
     validate_source,
     warn_not_converged,
 )
-from ._covariance import COVARIANCE_TYPES
+from ._covariance import COVARIANCE_TYPES, covariance_names
+from ._families import FAMILIES
 from ._gaussian_mixture import GaussianMixture
 from ._io import register, save
 from ._selection import sweep
@@ -42,7 +43,12 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
     ----------
     n_components : int or list of int, default=8
         An int is an upper bound (K = 1 .. n_components); a list gives the K to try.
-    covariance_type : {'full', 'tied', 'diag', 'spherical', 'all'} or list, default='all'
+    covariance_type : str or list of str, default='all'
+        'all' tries mclust's 14 families (EII, VII, EEI, VEI, EVI, VVI, EEE, VEE, EVE,
+        VVE, EEV, VEV, EVV, VVV: volume, shape and orientation each Equal, Variable
+        or the Identity across components); 'sklearn' scikit-learn's four ('full',
+        'tied', 'diag', 'spherical', which are VVV, EEE, VVI and VII). Or one name of
+        either kind, or a list of them.
     criterion : {'bic', 'aic', 'icl'}, default='bic'
         scikit-learn's BIC and AIC; ICL is BIC plus twice the entropy of the
         responsibilities (mclust). Lower is better.
@@ -87,7 +93,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
     _parameter_constraints: ClassVar[dict] = {
         "n_components": [Interval(numbers.Integral, 1, None, closed="left"), "array-like"],
         "covariance_type": [
-            StrOptions({"full", "tied", "diag", "spherical", "all"}),
+            StrOptions(covariance_names() | {"all", "sklearn"}),
             list,
             tuple,
         ],
@@ -148,16 +154,16 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             ks = list(range(1, int(self.n_components) + 1))
         else:
             ks = sorted({int(k) for k in values})
+        groups = {"all": list(FAMILIES), "sklearn": list(COVARIANCE_TYPES)}
         if isinstance(self.covariance_type, str):
-            types = (
-                list(COVARIANCE_TYPES) if self.covariance_type == "all" else [self.covariance_type]
-            )
+            types = groups.get(self.covariance_type, [self.covariance_type])
         else:
             types = list(self.covariance_type)
-            bad = [t for t in types if t not in COVARIANCE_TYPES]
+            bad = [t for t in types if t not in covariance_names()]
             if bad or not types:
                 raise ValueError(
-                    f"covariance_type must be 'all', one of {sorted(COVARIANCE_TYPES)} or a "
+                    f"covariance_type must be 'all', 'sklearn', one of "
+                    f"{sorted(COVARIANCE_TYPES)} or mclust's families {list(FAMILIES)}, or a "
                     f"list of them, got {self.covariance_type!r}"
                 )
         return ks, types

@@ -57,6 +57,7 @@ class GMMParams:
         total_weight=None,
         shift=None,
         active=None,
+        previous=None,
     ) -> GMMParams:
         """The M-step: scikit-learn's ``_estimate_gaussian_parameters``.
 
@@ -64,14 +65,17 @@ class GMMParams:
         (scikit-learn's initialization divides by ``n_samples``). ``shift`` is the
         centre (per component, or one for all) the statistics were taken about. Components
         whose ``active`` is False (the padding of a model-selection sweep) get weight
-        0, mean 0 and identity covariance, and count for nothing.
+        0, mean 0 and identity covariance, and count for nothing. ``previous``: the last
+        M-step's covariances, where an iterative M-step starts
+        (:meth:`~jaxgmm._covariance.Covariance.estimate`).
         """
         eps = jnp.finfo(stats.sum_r.dtype).eps
         if active is None:
             active = jnp.ones(stats.sum_r.shape, bool)
         nk = stats.sum_r + 10 * eps
         means = stats.sum_rx / nk[:, None]
-        cov = covariance_class.from_stats(stats.sum_r, nk, means, stats.sum_rxx, reg_covar, active)
+        args = (stats.sum_r, nk, means, stats.sum_rxx, reg_covar, active, previous)
+        cov = covariance_class.from_stats(*args)
         means = means if shift is None else means + shift
         means = jnp.where(active[:, None], means, 0)
         nk = jnp.where(active, nk, 0)

@@ -17,8 +17,9 @@ import jax
 import numpy as np
 
 from . import _progress, _spmd, distributed
-from ._covariance import COVARIANCE_TYPES, covariance_class
+from ._covariance import STRUCTURES, covariance_class
 from ._engine import Batch, Inputs, Options, check_key, run, shared_centers
+from ._families import FAMILIES
 from ._init import INIT_METHODS
 from ._multistart import across_processes, best_index, local_source, select, streams
 from ._params import GMMParams
@@ -83,7 +84,7 @@ def sweep(
     key: PRNGKeyArray,
     X: Float[Array, "n_samples n_features"],
     n_components: Iterable[int] = range(1, 9),
-    covariance_types: Sequence[str] = ("full", "tied", "diag", "spherical"),
+    covariance_types: Sequence[str] = tuple(FAMILIES),
     *,
     n_init: int = 5,
     criterion: str = "bic",
@@ -105,7 +106,9 @@ def sweep(
         A source (:mod:`jaxgmm.data`) is streamed: each iteration is one pass over
         its rows for every K and restart of a covariance type at once.
     n_components : iterable of int, default=range(1, 9)
-    covariance_types : sequence of str, default=all four
+    covariance_types : sequence of str, default=mclust's 14 families
+        scikit-learn's names ('full', 'tied', 'diag', 'spherical') or mclust's
+        (:mod:`jaxgmm._families`; 'VVV', 'EEE', 'VVI' and 'VII' are those four).
     n_init : int, default=5
     criterion : {'bic', 'aic', 'icl'}, default='bic'
         BIC and AIC are scikit-learn's; ICL is BIC plus twice the entropy of the
@@ -132,6 +135,8 @@ def sweep(
     if not ks or ks[0] < 1:
         raise ValueError(f"n_components must be positive integers, got {ks}")
     types = [covariance_class(c).name for c in covariance_types]
+    # small data: beyond scikit-learn's four, one program for all the families
+    families = any(covariance_class(t) not in STRUCTURES for t in types)
     if streams(X):
         check_key(key)
         source = local_source(X, sample_weight)
@@ -149,7 +154,8 @@ def sweep(
             "min_component_samples must be 'auto' or a non-negative number, "
             f"got {min_component_samples!r}"
         )
-    rows: dict[str, list] = {c: [] for c in ("covariance_type", "n_components", *CRITERIA)}
+    rows: dict[str, list] = {c: [] for c in ("covariance_type", "family", "n_components")}
+    rows.update({c: [] for c in CRITERIA})
     rows.update({c: [] for c in ("log_likelihood", "n_parameters", "converged", "n_iter")})
     rows.update({"lower_bound": [], "status": [], "smallest_component": [], "degenerate": []})
     params: list[GMMParams] = []
@@ -160,25 +166,27 @@ def sweep(
     inputs = Inputs(tol=tol, reg_covar=reg_covar, lower_bound0=-np.inf)
     across = across_processes(X)
     if across:  # every fit's start, from the whole data's sample
-        groups = [(COVARIANCE_TYPES[name], ks) for name in types]
+        groups = [(covariance_class(name), ks) for name in types]
         kw = dict(n_init=n_init, init_params=init_params, given=(None,) * 3, params0=None)
         source = ArraySource(X, sample_weight)
         starts = sample_starts(key, source, groups, reg_covar=reg_covar, **kw)
     elif init_params == "kmeans" and len(types) > 1 and not streams(X):  # computed once
-        cov_cls = COVARIANCE_TYPES[types[0]]
+        cov_cls = covariance_class(types[0])
         centers = shared_centers(key, X, sample_weight, cov_cls, cells)
         inputs = dataclasses.replace(inputs, centers=centers)
     if streams(X):  # every type, K and restart in the same passes over the rows
-        groups = [(COVARIANCE_TYPES[name], ks) for name in types]
+        groups = [(covariance_class(name), ks) for name in types]
         kw = dict(n_init=n_init, init_params=init_params, max_iter=max_iter, tol=tol)
         each = fit_groups(key, source, groups, reg_covar=reg_covar, with_scores=True, **kw)
         streamed = dict(zip(types, each, strict=True))
     for name in types:
-        cov_cls = COVARIANCE_TYPES[name]
+        cov_cls = covariance_class(name)
         if streams(X):
             results, (log_lik, entropy), total = streamed[name]
         else:
-            options = Options(cov_cls, init=init_params, max_iter=max_iter, with_scores=True)
+            options = Options(
+                cov_cls, init=init_params, max_iter=max_iter, with_scores=True, families=families
+            )
             fit, given = run, inputs
             if across:  # one program over every process's rows
                 options, given = _spmd.starting(options, inputs, *starts, types.index(name))
@@ -200,6 +208,7 @@ def sweep(
             ll = -np.inf if failed else float(log_lik[row])
             bic = -2 * ll + p * math.log(total)
             rows["covariance_type"].append(name)
+            rows["family"].append(cov_cls.family)
             rows["n_components"].append(k)
             rows["bic"].append(bic)
             rows["aic"].append(-2 * ll + 2 * p)

@@ -424,7 +424,7 @@ def _step(source, plans: list[_Group], frame: _Frame, chunk_rows, reg_covar, par
         plan, p = plans[g], params[g]
         direct = plan.cov_cls.prefers_direct(source.n_features)
         center = p.means if direct else jnp.broadcast_to(frame.center, p.means.shape)
-        new, risk = _m_step(plan.cov_cls, stats, center, reg, plan.active)
+        new, risk = _m_step(plan.cov_cls, stats, center, reg, plan.active, p.covariance)
         if bool(np.any(risk)):
             risky[g] = np.asarray(risk)
         floor = 10 * np.finfo(dtype).eps * frame.total
@@ -438,7 +438,8 @@ def _step(source, plans: list[_Group], frame: _Frame, chunk_rows, reg_covar, par
         }
         centred = _pass(_each(fns), source, chunk_rows, frame, {g: params[g] for g in risky})
         for g, (stats, _) in centred.items():
-            exact, _ = _m_step(plans[g].cov_cls, stats, shifts[g], reg, plans[g].active)
+            previous = params[g].covariance
+            exact, _ = _m_step(plans[g].cov_cls, stats, shifts[g], reg, plans[g].active, previous)
             out[g] = (_where(risky[g], exact, out[g][0]), *out[g][1:])
     return out
 
@@ -616,15 +617,16 @@ def _from_label_stats(cov_cls, stats: SuffStats, shift, reg_covar, total, active
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _m_step(cov_cls, stats: SuffStats, center, reg_covar, active):
-    """Every fit's M-step from summed statistics taken about ``center``, and whether
-    it may have cancelled (:meth:`GMMParams.cancellation_risk`)."""
+def _m_step(cov_cls, stats: SuffStats, center, reg_covar, active, previous):
+    """Every fit's M-step from summed statistics taken about ``center`` (from its
+    ``previous`` covariance), and whether it may have cancelled
+    (:meth:`GMMParams.cancellation_risk`)."""
 
-    def one(s, c, a):
-        new = GMMParams.from_stats(s, cov_cls, reg_covar, None, c, a)
+    def one(s, c, a, p):
+        new = GMMParams.from_stats(s, cov_cls, reg_covar, None, c, a, p.covariances)
         return new, new.cancellation_risk(reg_covar, c)
 
-    return jax.vmap(one)(stats, center, active)
+    return jax.vmap(one)(stats, center, active, previous)
 
 
 _finite = jax.jit(jax.vmap(all_finite))

@@ -32,7 +32,14 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ._typing import float_dtype
+
+def float_dtype(x) -> np.dtype:
+    """:func:`jaxgmm._typing.float_dtype` (imported when first used: it imports JAX,
+    which the command line's early errors need not wait for)."""
+    from ._typing import float_dtype
+
+    return float_dtype(x)
+
 
 __all__ = [
     "ArraySource",

@@ -14,7 +14,6 @@ import numpy as np
 
 from .. import _progress
 from .._io import read_metadata
-from .._loading import load
 from ._datafiles import DataError, Table, read_table, typed, write_table
 from ._record import FitRecord
 
@@ -138,6 +137,8 @@ def load_model(path):
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such model file")
+    from .._loading import load  # the estimators: imported by the commands that need them
+
     try:
         model = load(path)
         meta = read_metadata(path)

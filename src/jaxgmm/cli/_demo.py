@@ -12,12 +12,8 @@ import json
 import sys
 import time
 
-import jax
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score
 
-from .._datasets import SEED_CENTERS, SEED_SIZES, make_seed_blobs
 from ._common import add_command, criterion_table, table_lists
 from ._record import FitRecord
 
@@ -42,12 +38,19 @@ def register(sub) -> None:
 
 def report(seed: int = 0, n_init: int = 5, max_k: int = 8, criterion: str = "bic", quiet=False):
     """Fit the sweep on the seed's data and print the report; returns (model, X, y)."""
+    # imported here: every command loads this module, and these take seconds
+    import jax
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.metrics import adjusted_rand_score
+
+    from .._datasets import SEED_CENTERS, SEED_SIZES, make_seed_blobs
+
     say = (lambda *a: None) if quiet else print
     X, y = make_seed_blobs(seed)
     say(f"jaxgmm demo: the seed's data, {X.shape[0]} points in blobs of {SEED_SIZES}")
     say(
-        f"K unknown: fitting K=1..{max_k} x 4 covariance types x {n_init} "
-        f"restarts, one compiled program per covariance type; devices {jax.devices()}"
+        f"K unknown: fitting K=1..{max_k} x mclust's 14 covariance families x {n_init} "
+        f"restarts; devices {jax.devices()}"
     )
     from .. import GaussianMixtureIC
 

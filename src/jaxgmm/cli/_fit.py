@@ -28,9 +28,17 @@ from ._common import (
 from ._datafiles import DataError
 from ._record import QUANTILES, FitRecord, Standardization
 
+#: mclust's 14 families (jaxgmm._families.FAMILIES, written out: importing it imports
+#: JAX, which the command's early errors need not wait for).
+_FAMILIES = (
+    "EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE",
+    "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV",
+)  # fmt: skip
+
 EXAMPLES = """
 jaxgmm fit data.csv -k 3 -o model.jgmm
-jaxgmm fit data.csv -k auto --covariance all --criterion bic
+jaxgmm fit data.csv -k auto --covariance all --criterion bic   # mclust's 14 families
+jaxgmm fit data.csv -k 1:9 --covariance VVE
 jaxgmm fit data.parquet -k 1:6 --columns height,weight --standardize --seed 1
 jaxgmm fit parts/ -k 8 --memory-budget 4GB        # a directory of Parquet files, streamed
 srun -n 4 jaxgmm fit parts/ -k 8 --distributed    # four processes, each reads a share
@@ -48,8 +56,11 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--covariance",
-        choices=("full", "tied", "diag", "spherical", "all"),
-        help="covariance type (default: full for a fixed K, all for a range)",
+        choices=("full", "tied", "diag", "spherical", "all", "sklearn", *_FAMILIES),
+        metavar="TYPE",
+        help="covariance type: full, tied, diag, spherical, or one of mclust's families "
+        f"({', '.join(_FAMILIES)}); all: the 14 families, sklearn: the first four "
+        "(default: full for a fixed K, all for a range)",
     )
     p.add_argument("--criterion", choices=("bic", "aic", "icl"), default="bic")
     p.add_argument("--n-init", type=int, default=5, help="restarts per model (default 5)")
@@ -133,9 +144,9 @@ def _estimator(args, ks: list[int], auto: bool):
 
     covariance = args.covariance or ("all" if auto else "full")
     common = dict(n_init=args.n_init, max_iter=args.max_iter, tol=args.tol, random_state=args.seed)
-    if auto or covariance == "all":
+    if auto or covariance in ("all", "sklearn"):
         est = GaussianMixtureIC(ks, covariance_type=covariance, criterion=args.criterion, **common)
-        n_types = 4 if covariance == "all" else 1
+        n_types = {"all": len(_FAMILIES), "sklearn": 4}.get(covariance, 1)
         return est, (n_types * len(ks), "model")
     return GaussianMixture(ks[0], covariance_type=covariance, **common), (args.max_iter, "iter")
 
