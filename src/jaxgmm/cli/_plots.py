@@ -72,15 +72,24 @@ def plot_mixture(ax, x2, labels, components, axes_text=("", "", "")):
     ax.autoscale_view()
 
 
+_MARKERS = "os^vD<>pPhX*d8"
+
+
 def plot_criterion(ax, table: dict, criterion: str, chosen: tuple[str, int] | None = None):
-    """The criterion against K, one line per covariance type; the chosen model ringed."""
+    """The criterion against K, one line per covariance type (each with its own colour
+    and marker: mclust's 14 families are more than a colour cycle); the chosen model
+    ringed."""
+    from matplotlib import colormaps
+
     types = list(dict.fromkeys(np.asarray(table["covariance_type"]).tolist()))
     ks = np.asarray(table["n_components"])
     values = np.asarray(table[criterion], np.float64)
-    for t in types:
+    colors = colormaps["tab20"].colors
+    for i, t in enumerate(types):
         rows = np.asarray(table["covariance_type"]) == t
         order = np.argsort(ks[rows])
-        ax.plot(ks[rows][order], values[rows][order], marker="o", label=t)
+        style = dict(marker=_MARKERS[i % len(_MARKERS)], color=colors[(2 * i) % 20 + i // 10])
+        ax.plot(ks[rows][order], values[rows][order], label=t, ms=5, **style)
     if chosen is not None:
         rows = (np.asarray(table["covariance_type"]) == chosen[0]) & (ks == chosen[1])
         ax.plot(
@@ -95,7 +104,7 @@ def plot_criterion(ax, table: dict, criterion: str, chosen: tuple[str, int] | No
         )
     ax.set_xlabel("number of components K")
     ax.set_ylabel(f"{criterion.upper()} (lower is better)")
-    ax.legend()
+    ax.legend(ncol=2 if len(types) > 6 else 1, fontsize="small")
     ax.set_title(f"{criterion.upper()} against K")
 
 
