@@ -419,9 +419,7 @@ def run(key, X, sample_weight, options: Options, batch: Batch, inputs: Inputs, h
         if options.model.scale_free:
             sample_weight, scale = unit_weights(sample_weight)
         plan, batch = batch.resolved(X, sample_weight, options.covariance, dtype)
-        # lists and tuples (weights_init=[0.5, 0.5]) are arrays here, not pytrees
-        is_array = lambda a: isinstance(a, (list, tuple))
-        inputs = jax.tree_util.tree_map(lambda a: as_dtype(a, dtype), inputs, is_leaf=is_array)
+        inputs = inputs_as(inputs, dtype)
         options = dataclasses.replace(options, report=_progress.active())
         shared = None
         # traced calls gain nothing by sharing: the caller's program is compiled anyway
@@ -521,7 +519,14 @@ def shared_centers(key, X, sample_weight, cov_cls: type[Covariance], batch: Batc
         return compile_then_upload(kmeans_batch, (batch,), key, plan)
 
 
-def unit_weights(sample_weight):
+def inputs_as(inputs: Inputs, dtype) -> Inputs:
+    """Every array of ``inputs`` in ``dtype`` (:func:`~jaxgmm._typing.as_dtype`)."""
+    # lists and tuples (weights_init=[0.5, 0.5]) are arrays here, not pytrees
+    is_array = lambda a: isinstance(a, (list, tuple))
+    return jax.tree_util.tree_map(lambda a: as_dtype(a, dtype), inputs, is_leaf=is_array)
+
+
+def unit_weights(sample_weight, largest=None):
     """Sample weights scaled by a power of two (exactly) so that the largest is in
     [0.5, 1), and that power. A fit depends on the weights' ratios alone, but its
     guards (``nk + 10 eps``, the collapse floor) assume weights near one: weights of
@@ -529,5 +534,6 @@ def unit_weights(sample_weight):
     if sample_weight is None:
         return None, 1.0
     xp = np if isinstance(sample_weight, np.ndarray) else jnp
-    _, exponent = xp.frexp(xp.max(sample_weight))
+    # ``largest``: the largest weight of every process (a multi-process fit)
+    _, exponent = xp.frexp(xp.max(sample_weight) if largest is None else largest)
     return xp.ldexp(sample_weight, -exponent), xp.ldexp(1.0, exponent)

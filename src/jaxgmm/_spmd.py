@@ -28,10 +28,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from . import _progress, distributed
-from ._engine import Batch, Inputs, Options, check_key, fit_blocks
+from ._engine import Batch, Inputs, Options, check_key, fit_blocks, inputs_as, unit_weights
 from ._programs import program_for
 from ._rows import make_blocks, upload
-from ._typing import as_dtype, float_dtype, x64_scope
+from ._typing import float_dtype, x64_scope
 
 __all__ = ["ROWS", "run", "starting"]
 
@@ -55,8 +55,7 @@ def run(key, X, sample_weight, options: Options, batch: Batch, inputs: Inputs, h
             view, sample_weight, options.covariance, dtype
         )
         rows = _global_rows(mesh, x, sample_weight, plan.n_rows, dtype)
-        is_array = lambda a: isinstance(a, (list, tuple))
-        inputs = jax.tree_util.tree_map(lambda a: as_dtype(a, dtype), inputs, is_leaf=is_array)
+        inputs = inputs_as(inputs, dtype)
         replicated = _replicated(mesh, (jax.random.key_data(key), inputs))
         options = dataclasses.replace(options, report=_progress.active())
         args = (*replicated, *rows)
@@ -107,8 +106,8 @@ def _unit_weights(sample_weight):
     if sample_weight is None:
         return None, 1.0
     w = np.asarray(sample_weight, np.float64)
-    _, exponent = np.frexp(distributed.all_max(float(w.max()) if len(w) else 0.0))
-    return np.ldexp(w, -exponent), float(np.ldexp(1.0, exponent))
+    w, scale = unit_weights(w, distributed.all_max(float(w.max()) if len(w) else 0.0))
+    return w, float(scale)
 
 
 def _global_rows(mesh: Mesh, x, w, n_rows: int, dtype):
