@@ -96,8 +96,8 @@ def test_fit_auto_chooses_four_and_writes_model(auto_model):
     assert path.exists()
     assert summary["n_components"] == 4 and summary["columns"] == ["a", "b"]
     table = summary["table"]
-    types = set(table["covariance_type"])  # mclust's families, the four by sklearn's names
-    assert len(types) == 12 and {"diag", "full", "spherical", "tied", "EII", "VEV"} <= types
+    types = set(table["covariance_type"])  # mclust's 14 families, the four by sklearn's names
+    assert len(types) == 14 and {"diag", "full", "spherical", "tied", "EII", "VVE"} <= types
     assert sorted(set(table["n_components"])) == [1, 2, 3, 4, 5, 6]
     assert np.isclose(sum(summary["weights"]), 1)
     assert not list(path.parent.glob(".*.jaxgmm-tmp"))  # atomic writes leave nothing behind

@@ -60,15 +60,15 @@ def test_criteria_equal_sklearn_definitions():
 
 def test_sweep_picks_four_on_seed_data_and_table_forms():
     x, _ = jaxgmm.make_seed_blobs(0)
-    result = jaxgmm.sweep(jax.random.key(0), x)  # 12 of mclust's families, K = 1..8
-    assert len(result.table["bic"]) == 96
+    result = jaxgmm.sweep(jax.random.key(0), x)  # mclust's 14 families, K = 1..8
+    assert len(result.table["bic"]) == 112
     assert result.table["n_components"][result.best] == 4
     assert result.best == int(np.argmin(result.table["bic"]))
     # mclust 6.0.0 chooses EII, K=4, BIC 881.8 on these data (issue 13)
     assert result.table["family"][result.best] == "EII"
     assert abs(result.table["bic"][result.best] - 881.8) < 0.05
     records = result.to_records()
-    assert records.shape == (96,) and "icl" in records.dtype.names
+    assert records.shape == (112,) and "icl" in records.dtype.names
     pd = pytest.importorskip("pandas")
     assert isinstance(result.to_dataframe(), pd.DataFrame)
     with pytest.raises(ValueError, match="criterion"):
@@ -117,7 +117,7 @@ def test_ic_chooses_and_delegates():
     assert isinstance(best, GaussianMixture)
     assert best.n_components == 4 and best.covariance_type == ic.covariance_type_
     table = {k: ic.criterion_[k] for k in ic.criterion_.dtype.names}
-    assert len(table["bic"]) == 12 * 8  # mclust's families but EVE and VVE, K = 1..8
+    assert len(table["bic"]) == 14 * 8  # mclust's 14 families, K = 1..8
     np.testing.assert_allclose(ic.bic(x), table["bic"].min(), rtol=1e-9)
     np.testing.assert_array_equal(ic.predict(x), best.predict(x))
     np.testing.assert_allclose(ic.predict_proba(x), best.predict_proba(x))

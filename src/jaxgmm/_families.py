@@ -41,7 +41,7 @@ from ._covariance import (
 )
 from ._pytree import pytree_dataclass
 
-__all__ = ["DEFAULT_FAMILIES", "FAMILIES", "SwitchedFamilies"]
+__all__ = ["FAMILIES", "SwitchedFamilies"]
 
 #: The inner loops of the iterative M-steps stop when their parameters change by less
 #: than this (relative), or after this many steps.
@@ -306,7 +306,12 @@ def _common_orientation(s, share, values_given, previous):
     ``S``."""
     d = s.shape[-1]
     eye = jnp.eye(d, dtype=s.dtype)
-    top = jnp.linalg.eigvalsh(s)[:, -1]  # each S_k's largest eigenvalue
+    pooled = jnp.sum(share[:, None, None] * (s if previous is None else previous), 0)
+    # One batched eigendecomposition for both: each S_k's largest eigenvalue, and the
+    # start's axes. Two independent ones could run at once, and jaxlib 0.10's CPU
+    # kernels then deadlock (see ARCHITECTURE.md, "LAPACK calls in one program").
+    values, vectors = jnp.linalg.eigh(jnp.concatenate([s, pooled[None]]))
+    top, start = values[:-1, -1], vectors[-1]
 
     def polar(g):  # the orthogonal matrix nearest g: U V^T of its SVD
         u, _, vt = jnp.linalg.svd(g)
@@ -322,8 +327,6 @@ def _common_orientation(s, share, values_given, previous):
         shifted = m - jnp.max(m, -1, keepdims=True)
         return polar(jnp.einsum("k,kij,jl,kl->il", share, s, axes, shifted))
 
-    pooled = s if previous is None else previous
-    start = jnp.linalg.eigh(jnp.sum(share[:, None, None] * pooled, 0))[1]
     axes = _alternate(step, start, _INNER_MAX if previous is None else _ORIENTATION_STEPS)
     return axes, values_given(axes)
 
@@ -385,12 +388,6 @@ FAMILIES: dict[str, type[Covariance]] = {
         VEE, EVE, VVE, EEV, VEV, EVV, FullCovariance,
     )
 }  # fmt: skip
-
-#: The families a sweep tries by default ('all'): every family but EVE and VVE, whose
-#: M-step's orientation loop hung XLA's CPU runtime (every thread waiting, no CPU used)
-#: in a batch of 90 fits (wine, K = 1..9 x 10 restarts; 30 fits ran in 13 s). They
-#: stay available by name; see the project's issue 13 note.
-DEFAULT_FAMILIES = tuple(name for name in FAMILIES if name not in ("EVE", "VVE"))
 
 
 @pytree_dataclass

@@ -21,7 +21,7 @@ from ._base import (
     warn_not_converged,
 )
 from ._covariance import COVARIANCE_TYPES, covariance_names
-from ._families import DEFAULT_FAMILIES, FAMILIES
+from ._families import FAMILIES
 from ._gaussian_mixture import GaussianMixture
 from ._io import register, save
 from ._selection import sweep
@@ -44,10 +44,9 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
     n_components : int or list of int, default=8
         An int is an upper bound (K = 1 .. n_components); a list gives the K to try.
     covariance_type : str or list of str, default='all'
-        'all' tries mclust's families (EII, VII, EEI, VEI, EVI, VVI, EEE, VEE, EEV, VEV,
-        EVV, VVV: volume, shape and orientation each Equal, Variable or the Identity
-        across components; EVE and VVE by name only, for now: their M-step hung XLA's
-        CPU runtime in large batches); 'sklearn' scikit-learn's four ('full',
+        'all' tries mclust's 14 families (EII, VII, EEI, VEI, EVI, VVI, EEE, VEE, EVE,
+        VVE, EEV, VEV, EVV, VVV: volume, shape and orientation each Equal, Variable
+        or the Identity across components); 'sklearn' scikit-learn's four ('full',
         'tied', 'diag', 'spherical', which are VVV, EEE, VVI and VII). Or one name of
         either kind, or a list of them.
     criterion : {'bic', 'aic', 'icl'}, default='bic'
@@ -155,7 +154,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             ks = list(range(1, int(self.n_components) + 1))
         else:
             ks = sorted({int(k) for k in values})
-        groups = {"all": list(DEFAULT_FAMILIES), "sklearn": list(COVARIANCE_TYPES)}
+        groups = {"all": list(FAMILIES), "sklearn": list(COVARIANCE_TYPES)}
         if isinstance(self.covariance_type, str):
             types = groups.get(self.covariance_type, [self.covariance_type])
         else:

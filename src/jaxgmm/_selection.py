@@ -19,7 +19,7 @@ import numpy as np
 from . import _progress, _spmd, distributed
 from ._covariance import STRUCTURES, covariance_class
 from ._engine import Batch, Inputs, Options, check_key, run, shared_centers
-from ._families import DEFAULT_FAMILIES
+from ._families import FAMILIES
 from ._init import INIT_METHODS
 from ._multistart import across_processes, best_index, local_source, select, streams
 from ._params import GMMParams
@@ -84,7 +84,7 @@ def sweep(
     key: PRNGKeyArray,
     X: Float[Array, "n_samples n_features"],
     n_components: Iterable[int] = range(1, 9),
-    covariance_types: Sequence[str] = DEFAULT_FAMILIES,
+    covariance_types: Sequence[str] = tuple(FAMILIES),
     *,
     n_init: int = 5,
     criterion: str = "bic",
@@ -106,7 +106,7 @@ def sweep(
         A source (:mod:`jaxgmm.data`) is streamed: each iteration is one pass over
         its rows for every K and restart of a covariance type at once.
     n_components : iterable of int, default=range(1, 9)
-    covariance_types : sequence of str, default=mclust's families but EVE and VVE
+    covariance_types : sequence of str, default=mclust's 14 families
         scikit-learn's names ('full', 'tied', 'diag', 'spherical') or mclust's
         (:mod:`jaxgmm._families`; 'VVV', 'EEE', 'VVI' and 'VII' are those four).
     n_init : int, default=5

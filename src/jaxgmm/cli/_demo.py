@@ -49,7 +49,7 @@ def report(seed: int = 0, n_init: int = 5, max_k: int = 8, criterion: str = "bic
     X, y = make_seed_blobs(seed)
     say(f"jaxgmm demo: the seed's data, {X.shape[0]} points in blobs of {SEED_SIZES}")
     say(
-        f"K unknown: fitting K=1..{max_k} x 12 of mclust's covariance families x {n_init} "
+        f"K unknown: fitting K=1..{max_k} x mclust's 14 covariance families x {n_init} "
         f"restarts; devices {jax.devices()}"
     )
     from .. import GaussianMixtureIC

@@ -37,7 +37,7 @@ _FAMILIES = (
 
 EXAMPLES = """
 jaxgmm fit data.csv -k 3 -o model.jgmm
-jaxgmm fit data.csv -k auto --covariance all --criterion bic   # mclust's families
+jaxgmm fit data.csv -k auto --covariance all --criterion bic   # mclust's 14 families
 jaxgmm fit data.csv -k 1:9 --covariance VVE
 jaxgmm fit data.parquet -k 1:6 --columns height,weight --standardize --seed 1
 jaxgmm fit parts/ -k 8 --memory-budget 4GB        # a directory of Parquet files, streamed
@@ -59,7 +59,7 @@ def register(sub) -> None:
         choices=("full", "tied", "diag", "spherical", "all", "sklearn", *_FAMILIES),
         metavar="TYPE",
         help="covariance type: full, tied, diag, spherical, or one of mclust's families "
-        f"({', '.join(_FAMILIES)}); all: the families but EVE and VVE, sklearn: the first four "
+        f"({', '.join(_FAMILIES)}); all: the 14 families, sklearn: the first four "
         "(default: full for a fixed K, all for a range)",
     )
     p.add_argument("--criterion", choices=("bic", "aic", "icl"), default="bic")
@@ -146,7 +146,7 @@ def _estimator(args, ks: list[int], auto: bool):
     common = dict(n_init=args.n_init, max_iter=args.max_iter, tol=args.tol, random_state=args.seed)
     if auto or covariance in ("all", "sklearn"):
         est = GaussianMixtureIC(ks, covariance_type=covariance, criterion=args.criterion, **common)
-        n_types = {"all": len(_FAMILIES) - 2, "sklearn": 4}.get(covariance, 1)  # not EVE, VVE
+        n_types = {"all": len(_FAMILIES), "sklearn": 4}.get(covariance, 1)
         return est, (n_types * len(ks), "model")
     return GaussianMixture(ks[0], covariance_type=covariance, **common), (args.max_iter, "iter")
 
