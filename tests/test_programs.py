@@ -232,3 +232,28 @@ def test_best_only_compiles_nothing_of_its_own_where_nothing_is_shared(monkeypat
     best = jaxgmm.fit(jax.random.key(0), x, 3, n_init=2, best_only=False)
     assert len(_programs._PROGRAMS) == n
     assert float(best.lower_bound) == float(np.max(np.asarray(many.lower_bound)))
+
+
+def test_a_process_near_its_memory_map_limit_drops_its_programs(monkeypatch):
+    """Each program holds memory maps until JAX lets it go; near Linux's limit a new
+    compile would abort the process in LLVM, so the programs are dropped first."""
+    x = np.random.default_rng(0).normal(size=(50, 2))
+    jaxgmm.fit(jax.random.key(0), x, 2)
+    assert len(_programs._PROGRAMS) >= 1
+    cleared = []
+    monkeypatch.setattr(_programs, "_max_map_count", lambda: 1000)
+    monkeypatch.setattr(_programs, "_n_memory_maps", lambda: 601)
+    monkeypatch.setattr(jax, "clear_caches", lambda: cleared.append(1))
+    rng = np.random.default_rng(1)
+    fit = jaxgmm.fit(jax.random.key(0), rng.normal(size=(50, 3)), 2)  # a new program:
+    # room is made first
+    assert cleared == [1] and len(_programs._PROGRAMS) == 1 and fit.converged
+    monkeypatch.setattr(_programs, "_n_memory_maps", lambda: 599)
+    jaxgmm.fit(jax.random.key(0), rng.normal(size=(50, 4)), 2)  # below: nothing dropped
+    assert cleared == [1] and len(_programs._PROGRAMS) == 2
+
+
+def test_the_memory_map_counts_are_read_from_linux():
+    if not os.path.exists("/proc/self/maps"):
+        return
+    assert _programs._max_map_count() > 0 and _programs._n_memory_maps() > 100

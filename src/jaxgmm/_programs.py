@@ -54,6 +54,13 @@ _SMALL_DATA_COMPILER_OPTIONS = {
 _OFF = ("off", "0", "none", "false", "no")
 #: The program cache keeps at most this much; the programs used longest ago go first.
 _CACHE_BYTES = 512 * 2**20
+#: Every XLA:CPU program holds memory maps until JAX's caches let it go (a large-data
+#: fit ~600, a small one ~150), and JAX keeps every program it compiled; past Linux's
+#: ``vm.max_map_count`` (65,530 by default) LLVM aborts the process ("Unable to
+#: allocate section memory": a loop of 70 fits of 20k rows, one per family and K, did).
+#: Before compiling, a process holding more than this share of its limit drops the
+#: compiled programs (:func:`_make_room`).
+_MAPS_SHARE = 0.6
 
 
 def cache_dir() -> Path | None:
@@ -105,6 +112,7 @@ def program_for(fn, static: tuple, dynamic: tuple, small: bool, on_disk=True, tr
     if program is not None:
         _PROGRAMS.move_to_end(signature)
         return program
+    _make_room()
     program = _load_or_compile(fn, static, dynamic, signature, small, on_disk)
     _PROGRAMS[signature] = program
     if len(_PROGRAMS) > _MAX_PROGRAMS:
@@ -135,6 +143,34 @@ def _signature(fn, static, dynamic, small: bool) -> tuple:
         (device.platform, device.device_kind, jax.device_count()),
         small,
     )
+
+
+def _make_room() -> None:
+    """Drop this process's compiled programs, jaxgmm's and JAX's (``jax.clear_caches``:
+    the next call of any jitted function compiles it again, or loads it from a
+    persistent cache) when the process holds more than :data:`_MAPS_SHARE` of the
+    memory maps Linux allows it; one more program could then abort the process."""
+    limit = _max_map_count()
+    if limit and _n_memory_maps() > _MAPS_SHARE * limit:
+        clear_programs()
+        jax.clear_caches()
+
+
+def _max_map_count() -> int:
+    """Linux's limit on a process's memory maps (0 where unknown)."""
+    try:
+        return int(Path("/proc/sys/vm/max_map_count").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _n_memory_maps() -> int:
+    """The memory maps this process holds (0 where unknown)."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
 
 
 def _load_or_compile(fn, static, dynamic, signature, small: bool, on_disk: bool):
