@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 
@@ -46,9 +47,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+#: The library's parameters as the command's flags, for its messages.
+_FLAGS = {
+    "n_init": "--n-init",
+    "max_iter": "--max-iter",
+    "tol": "--tol",
+    "n_components": "-k",
+    "covariance_type": "--covariance",
+    "random_state": "--seed",
+    "init parameters": "--seed",
+}
+_PARAMETER = re.compile(r"\b(" + "|".join(map(re.escape, _FLAGS)) + r")\b")
+
+
+def in_flags(text: str) -> str:
+    """A library message with its parameter names as the command's flags."""
+    return _PARAMETER.sub(lambda m: _FLAGS[m.group(1)], text)
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
-    print(f"jaxgmm: warning: {text}", file=sys.stderr)
+    print(f"jaxgmm: warning: {in_flags(text)}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         msg = " ".join(str(e).split()) or type(e).__name__
+        if not isinstance(e, DataError):  # the library's words: its parameters as flags
+            msg = in_flags(msg)
         print(f"jaxgmm {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except Exception as e:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -14,12 +15,16 @@ import numpy as np
 
 from .. import _progress
 from .._io import read_metadata
-from ._datafiles import DataError, Table, read_table, typed, write_table
+from ._datafiles import DataError, ReadOptions, Table, read_table, typed, write_table
 from ._record import FitRecord
 
 
 class Usage(DataError):
     """A bad option value (exit code 2)."""
+
+
+#: Significant digits of computed numbers in text output (``--precision``).
+PRECISION = 6
 
 
 # --- declaring a command ---------------------------------------------------------------
@@ -46,15 +51,37 @@ def add_read_options(p) -> None:
         action="store_true",
         help="the text file's first line is data, not column names (named x0, x1, ...)",
     )
+    p.add_argument(
+        "--delimiter",
+        metavar="CHAR",
+        help="a text file's field separator: a character, tab or space (runs of blanks); "
+        "default: the extension's (, or tab) where it fits, else , tab ; or blanks, "
+        "as the first lines show",
+    )
+    p.add_argument("--encoding", default="utf-8", help="a text file's encoding (default utf-8)")
+    p.add_argument(
+        "--format",
+        choices=("csv", "tsv", "txt", "npy", "npz", "parquet"),
+        help="how to read the data where its extension does not say (standard input, "
+        "'-', is csv unless told)",
+    )
 
 
 def add_table_output(p) -> None:
     p.add_argument(
         "-o",
         "--output",
-        help="output file (.csv, .tsv, .npy, .npz, .parquet); stdout (CSV) if omitted",
+        help="output file (.csv, .tsv, .txt, .npy, .npz, .parquet); stdout (CSV) if omitted",
     )
     p.add_argument("--json", action="store_true", help="JSON records on stdout")
+    p.add_argument(
+        "--precision",
+        type=int,
+        default=PRECISION,
+        metavar="DIGITS",
+        help="significant digits of the numbers the command computes in text and JSON "
+        f"output (default {PRECISION}; 17 round-trips exactly; binary formats keep all)",
+    )
 
 
 # --- reports and progress ----------------------------------------------------------------
@@ -126,7 +153,13 @@ def with_progress(args, bar: tuple[int, str, str, float], work):
 
 def read(args, path) -> Table:
     """Read a data file as the options say, passing on how its header was read."""
-    table = read_table(path, header=not args.no_header)
+    options = ReadOptions(
+        header=not args.no_header,
+        delimiter=args.delimiter,
+        encoding=args.encoding,
+        format=args.format,
+    )
+    table = read_table(path, options)
     if table.note and not args.quiet:
         print(table.note, file=sys.stderr)
     return table
@@ -164,6 +197,17 @@ def model_rows(model, record: FitRecord, table: Table, dropna: bool):
             f"file lacks {', '.join(repr(m) for m in missing)}; give a file with those columns"
         )
     return table.numeric(names, dropna=dropna)
+
+
+def input_columns(args, table: Table, keep) -> tuple[list[str], list]:
+    """The input's columns for the rows kept; with ``--dropna``, first a ``row`` column
+    (each row's 0-based position in the input, as pandas numbers them) so that the
+    output joins back to it."""
+    names, columns = list(table.names), [c[keep] for c in table.columns]
+    if args.dropna:
+        names.insert(0, free_name("row", names))
+        columns.insert(0, np.flatnonzero(keep))
+    return names, columns
 
 
 def dropped_note(args, table: Table, keep) -> None:
@@ -213,12 +257,73 @@ def criterion_table(table: dict, criterion: str, chosen: tuple[str, int]) -> str
     return "\n".join(lines)
 
 
-def component_table(weights, means, names) -> str:
-    width = max(10, *(len(n) for n in names))
-    lines = [f"{'component':>9} {'weight':>7}  " + " ".join(f"{n:>{width}}" for n in names)]
-    for k, (w, m) in enumerate(zip(weights, means, strict=True)):
-        lines.append(f"{k:>9} {w:7.4f}  " + " ".join(f"{v:>{width}.4g}" for v in m))
+def top_models(table: dict, criterion: str, chosen: tuple[str, int], n: int = 3) -> str:
+    """The sweep's best ``n`` models by the criterion, as mclust's ``summary`` shows
+    them (degenerate fits last; ``-v`` prints them all)."""
+    values = np.asarray(table[criterion], np.float64)
+    degenerate = np.asarray(table.get("degenerate", np.zeros(len(values), bool)))
+    order = np.lexsort((values, degenerate))[:n]
+    lines = [f"top {len(order)} of {len(values)} models by {criterion.upper()} (-v shows all):"]
+    for rank, i in enumerate(order, 1):
+        name, k = table["covariance_type"][i], table["n_components"][i]
+        mark = "  <- chosen" if (name, k) == tuple(chosen) else ""
+        lines.append(f"  {rank}. {name:>9} K={k:<3} {criterion.upper()} {values[i]:12.2f}{mark}")
     return "\n".join(lines)
+
+
+def edge_note(table: dict, k: int, n_rows: int) -> str | None:
+    """A hint when the chosen K is the largest (or smallest, above 1) the sweep tried:
+    the best K may lie beyond the range."""
+    ks = sorted(set(np.asarray(table["n_components"]).tolist()))
+    if len(ks) < 2:
+        return None
+    if k == ks[-1] and k < n_rows:
+        wider = f"{ks[0]}:{2 * k}"
+        return f"note: K={k} is the largest K tried; the best may be larger (try -k {wider})"
+    if k == ks[0] and k > 1:
+        return f"note: K={k} is the smallest K tried; the best may be smaller (try -k 1:{ks[-1]})"
+    return None
+
+
+#: Terminal output is at most this wide (or the terminal's width, if narrower).
+WIDTH = 100
+
+
+def wrap_width() -> int:
+    """The width terminal output keeps to."""
+    return min(WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns)
+
+
+def component_table(weights, means, names, sizes=None) -> str:
+    """Each component's weight, size (rows it holds most likely) and mean, one row
+    per component; where that is wider than the terminal (many or long column names),
+    one row per column instead, the components across in groups that fit."""
+    k = len(weights)
+    size_header = f" {'rows':>7}" if sizes is not None else ""
+    width = max(10, *(len(n) for n in names))
+    wide = f"{'component':>9} {'weight':>7}{size_header}  " + " ".join(
+        f"{n:>{width}}" for n in names
+    )
+    if len(wide) <= wrap_width():
+        lines = [wide]
+        for j, (w, m) in enumerate(zip(weights, means, strict=True)):
+            size = f" {sizes[j]:>7}" if sizes is not None else ""
+            lines.append(f"{j:>9} {w:7.4f}{size}  " + " ".join(f"{v:>{width}.4g}" for v in m))
+        return "\n".join(lines)
+    label = min(max(9, *(len(n) for n in names)), 30)
+    per_line = max(1, (wrap_width() - label - 1) // 11)
+    blocks = []
+    for start in range(0, k, per_line):
+        js = range(start, min(k, start + per_line))
+        rows = [f"{'component':>{label}} " + " ".join(f"{j:>10}" for j in js)]
+        rows.append(f"{'weight':>{label}} " + " ".join(f"{weights[j]:>10.4f}" for j in js))
+        if sizes is not None:
+            rows.append(f"{'rows':>{label}} " + " ".join(f"{sizes[j]:>10}" for j in js))
+        for c, name in enumerate(names):
+            short = name if len(name) <= label else name[: label - 1] + "~"
+            rows.append(f"{short:>{label}} " + " ".join(f"{means[j][c]:>10.4g}" for j in js))
+        blocks.append("\n".join(rows))
+    return "\n\n".join(blocks)
 
 
 # --- writing ----------------------------------------------------------------------------
@@ -231,25 +336,34 @@ def free_name(name: str, taken: list[str]) -> str:
     return name
 
 
-def emit_table(args, names, columns) -> None:
+def emit_table(args, names, columns, computed=()) -> None:
+    """Write the columns where the options say; the ``computed`` ones (by name) are
+    rounded to ``--precision`` significant digits in text and JSON (the input's
+    columns are repeated as read)."""
+    if not 1 <= args.precision <= 17:
+        raise Usage(f"--precision {args.precision}: give 1 to 17 significant digits")
+    digits = dict.fromkeys(computed, args.precision)
     if args.output is not None:
-        write_table(args.output, names, columns)
+        write_table(args.output, names, columns, digits=digits)
         if not args.quiet and not args.json:
             n = len(columns[0]) if columns else 0
             print(f"wrote {n} rows to {args.output}", file=sys.stderr)
     elif args.json:
-        values = [_json_values(c) for c in columns]
+        values = [_json_values(c, digits.get(n)) for n, c in zip(names, columns, strict=True)]
         rows = [dict(zip(names, vals, strict=True)) for vals in zip(*values, strict=True)]
         print(json.dumps(rows, default=json_default))
     else:
-        write_table(None, names, columns, out=sys.stdout)
+        write_table(None, names, columns, out=sys.stdout, digits=digits)
 
 
-def _json_values(column) -> list:
-    """A column as JSON values: numbers as numbers (also when read as text), missing
-    numbers as null (JSON has no NaN)."""
-    values = typed(column).tolist()
-    return [None if isinstance(v, float) and v != v else v for v in values]
+def _json_values(column, digits: int | None = None) -> list:
+    """A column as JSON values: numbers as numbers (also when read as text; rounded to
+    ``digits`` significant digits where given), missing numbers as null (JSON has no
+    NaN)."""
+    column = typed(column)
+    if digits is not None and column.dtype.kind == "f":
+        column = np.array([float(f"{v:.{digits}g}") for v in column.tolist()])
+    return [None if isinstance(v, float) and v != v else v for v in column.tolist()]
 
 
 def json_default(v):

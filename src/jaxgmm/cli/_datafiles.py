@@ -1,46 +1,95 @@
-"""Reading and writing the command line's data files: CSV, TSV, ``.npy``, ``.npz`` and
-Parquet (with pyarrow). Every problem is a :class:`DataError` whose one-line message
-names the file, the column or line, and the fix.
+"""Reading and writing the command line's data files: CSV, TSV and whitespace-separated
+text (through pyarrow's CSV reader; plain or compressed, from a file or standard
+input), ``.npy``, ``.npz`` and Parquet. Every problem is a :class:`DataError` whose
+one-line message names the file, the column or line, and the fix.
 """
 
 from __future__ import annotations
 
+import bz2
 import csv
 import dataclasses
+import gzip
 import io
+import lzma
 import math
+import re
+import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from .._io import atomic_write
 
-__all__ = ["DataError", "Table", "read_table", "write_table"]
+__all__ = ["DataError", "ReadOptions", "Table", "read_table", "write_table"]
 
 MISSING = {"", "na", "nan", "n/a", "null", "none", "-"}
+#: The same markers as pyarrow's CSV reader should take them (it matches exactly).
+_NULLS = sorted({v for m in MISSING for v in (m, m.upper(), m.capitalize())})
 TEXT_FORMATS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": None}
 FORMATS = (".csv", ".tsv", ".tab", ".txt", ".npy", ".npz", ".parquet", ".pq")
+#: Compressed files, by their last extension (data.csv.gz is CSV compressed by gzip).
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zstd": "zstd"}
+#: ``--format`` names, as extensions.
+FORMAT_NAMES = {
+    "csv": ".csv", "tsv": ".tsv", "txt": ".txt",
+    "npy": ".npy", "npz": ".npz", "parquet": ".parquet",
+}  # fmt: skip
+#: ``--delimiter`` names for the characters a shell makes awkward.
+DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "space": " ", "whitespace": " ", "comma": ",",
+                   "semicolon": ";"}  # fmt: skip
+#: Delimiters tried, in this order, when none is given and the extension says none.
+_SNIFFED = (",", "\t", ";")
 
 
 class DataError(ValueError):
     """Bad input for the command line; its message is shown as it is, exit code 2."""
 
 
+@dataclasses.dataclass(frozen=True)
+class ReadOptions:
+    """How to read a data file: the command's reading flags, in one place.
+
+    ``header``: whether a text file's first line names the columns (pandas' rule: it
+    does, even when it looks like numbers); ``delimiter``: a text file's field
+    separator (None: ``,`` for .csv, tab for .tsv, else the first of ``,``, tab and
+    ``;`` that splits the first lines alike, else whitespace; ``" "`` is any run of
+    spaces and tabs); ``encoding``: a text file's; ``format``: a name of
+    :data:`FORMAT_NAMES` where the extension does not say (standard input is CSV).
+    """
+
+    header: bool = True
+    delimiter: str | None = None
+    encoding: str = "utf-8"
+    format: str | None = None
+
+
 @dataclasses.dataclass
 class Table:
-    """Named columns as read: text files keep their text, so that outputs can repeat
-    the input's columns exactly."""
+    """Named columns as read, typed as the reader found them (numbers as int64 or
+    float64, with NaN where missing; anything else as Python objects)."""
 
-    path: Path
+    path: Path | str
     names: list[str]
     columns: list[np.ndarray]
-    line_of_row: np.ndarray  # 1-based line (text files) or row number of each row
+    #: where data row ``i`` is in the file, for messages ("line 7", "row 7")
+    locate: Callable[[int], str] | None = None
     note: str | None = None  # something the user should hear about how it was read
 
     @property
     def n_rows(self) -> int:
-        return len(self.line_of_row)
+        return len(self.columns[0]) if self.columns else 0
+
+    def where(self, i: int) -> str:
+        return self.locate(i) if self.locate is not None else f"row {i + 1}"
+
+    def numeric_names(self) -> tuple[list[str], list[str]]:
+        """(numeric columns, the others): the columns a fit can take by default."""
+        kinds = [_is_numeric(c) for c in self.columns]
+        numeric = [n for n, k in zip(self.names, kinds, strict=True) if k]
+        return numeric, [n for n, k in zip(self.names, kinds, strict=True) if not k]
 
     def numeric(self, names: list[str] | None = None, dropna: bool = False):
         """The named columns (all by default) as a float64 matrix, and the kept rows.
@@ -75,6 +124,10 @@ class Table:
         return x[keep], keep
 
 
+def _is_numeric(column: np.ndarray) -> bool:
+    return typed(column).dtype.kind in "fiu"
+
+
 def _to_float(raw: np.ndarray, name: str, table: Table):
     if raw.dtype.kind not in "fiub":
         try:  # text columns that are all numbers: converted in C, one call
@@ -88,7 +141,7 @@ def _to_float(raw: np.ndarray, name: str, table: Table):
             i = int(np.argmax(bad))
             raise DataError(
                 f"{table.path}: column {name!r} has an infinite value at "
-                f"{_where(table, i)}; remove or fix that row"
+                f"{table.where(i)}; remove or fix that row"
             )
         return values, np.isnan(values)
     values = np.empty(len(raw))
@@ -103,89 +156,235 @@ def _to_float(raw: np.ndarray, name: str, table: Table):
         except ValueError:
             raise DataError(
                 f"{table.path}: column {name!r} is not numeric ({text!r} at "
-                f"{_where(table, i)}); choose numeric columns with --columns"
+                f"{table.where(i)}); choose numeric columns with --columns"
             ) from None
         if not math.isfinite(values[i]):
             raise DataError(
                 f"{table.path}: column {name!r} has an infinite value at "
-                f"{_where(table, i)}; remove or fix that row"
+                f"{table.where(i)}; remove or fix that row"
             )
     return values, absent
 
 
-def _where(table: Table, i: int) -> str:
-    kind = "line" if table.path.suffix.lower() in TEXT_FORMATS else "row"
-    return f"{kind} {int(table.line_of_row[i])}"
-
-
-def read_table(path: str | Path, header: bool = True) -> Table:
-    """Read a data file by its extension (see :data:`FORMATS`).
-
-    Parameters
-    ----------
-    path : str or Path
-    header : bool, default=True
-        Whether the first row of a text file holds the column names (pandas' rule:
-        it does, even when it looks like numbers); without one the columns are named
-        ``x0``, ``x1``, ... Other formats carry their names and ignore it.
-    """
+def read_table(path: str | Path, options: ReadOptions = ReadOptions()) -> Table:
+    """Read a data file (``"-"``: standard input) by its extension, or ``options.format``
+    (see :data:`FORMATS`; ``.gz``, ``.bz2``, ``.xz`` and ``.zst`` after it are
+    decompressed)."""
+    stdin = str(path) == "-"
     path = Path(path)
-    if not path.exists():
+    name = "stdin" if stdin else path
+    if not stdin and not path.exists():
         raise DataError(f"{path}: no such file")
-    if path.is_dir():
+    if not stdin and path.is_dir():
         raise DataError(f"{path}: is a directory, not a data file")
-    suffix = path.suffix.lower()
+    compression = None if stdin else COMPRESSIONS.get(path.suffix.lower())
+    inner = path.with_suffix("") if compression else path
+    suffix = _format_suffix(name, inner, options.format, stdin)
     try:
         if suffix in TEXT_FORMATS:
-            return _read_text(path, TEXT_FORMATS[suffix], header)
+            data = _read_bytes(path, compression, stdin)
+            return _read_text(name, data, TEXT_FORMATS[suffix], options)
         if suffix in (".npy", ".npz"):
-            return _read_numpy(path)
+            plain = compression is None and not stdin
+            source = path if plain else io.BytesIO(_read_bytes(path, compression, stdin))
+            return _read_numpy(name, source)
         if suffix in (".parquet", ".pq"):
-            return _read_parquet(path)
+            plain = compression is None and not stdin
+            return _read_parquet(name, path if plain else _read_bytes(path, compression, stdin))
     except DataError:
         raise
-    except (OSError, ValueError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{path}: cannot read it as {suffix} ({e})") from None
-    raise DataError(
-        f"{path}: unknown file format {suffix or '(no extension)'!r}; use one of "
-        + " ".join(FORMATS)
-    )
+    except (OSError, ValueError, EOFError, UnicodeDecodeError, csv.Error, lzma.LZMAError) as e:
+        raise DataError(f"{name}: cannot read it as {suffix} ({e})") from None
+    raise AssertionError(suffix)  # _format_suffix knows no other
 
 
-def _read_text(path: Path, delimiter: str | None, header: bool) -> Table:
-    text = path.read_text(encoding="utf-8-sig")
-    if delimiter is None:
-        first = text.split("\n", 1)[0]
-        delimiter = "\t" if "\t" in first else ","
-    rows = [(i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text), delimiter=delimiter))]
-    rows = [(line, r) for line, r in rows if any(f.strip() for f in r)]
-    if not rows:
-        raise DataError(f"{path}: the file is empty")
-    head = rows[0][1]
-    names = [h.strip() or f"column{j + 1}" for j, h in enumerate(head)] if header else None
-    body = rows[1:] if header else rows
-    note = None
-    if header and _looks_like_data(head):
-        # a header of years or codes looks like data; say which way it was read
-        note = (
-            f"{path}: the first line ({','.join(f.strip() for f in head)}) is read as column "
-            "names; give --no-header if it is data"
+def _format_suffix(name, inner: Path, given: str | None, stdin: bool) -> str:
+    """The extension that says how to read the data: ``--format``'s, else the file's
+    (under its compression's); standard input is CSV unless told."""
+    if given is not None:
+        suffix = FORMAT_NAMES.get(given.lower().lstrip("."))
+        if suffix is None:
+            raise DataError(f"--format {given!r}: use one of {', '.join(FORMAT_NAMES)}")
+        return suffix
+    if stdin:
+        return ".csv"
+    suffix = inner.suffix.lower()
+    if suffix not in FORMATS:
+        raise DataError(
+            f"{name}: unknown file format {suffix or '(no extension)'!r}; use one of "
+            + " ".join(FORMATS)
+            + " (optionally compressed: .gz .bz2 .xz .zst), or name it with --format"
         )
-    width = len(head)
-    for line, r in body:
-        if len(r) != width:
-            raise DataError(
-                f"{path}: line {line} has {len(r)} fields, the header has {width}; "
-                "fix that line (is the delimiter right?)"
-            )
-    if names is None:
-        names = [f"x{j}" for j in range(width)]
+    return suffix
+
+
+def _read_bytes(path: Path, compression: str | None, stdin: bool) -> bytes:
+    """The file's bytes, decompressed."""
+    if stdin:
+        return sys.stdin.buffer.read()
+    if compression == "zstd":  # not in Python's standard library before 3.14
+        pa = _pyarrow()
+        with pa.input_stream(str(path), compression="zstd") as f:
+            return f.read()
+    opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression, open)
+    with opener(path, "rb") as f:
+        return f.read()
+
+
+def _read_text(name, data: bytes, usual: str | None, options: ReadOptions) -> Table:
+    """CSV-like text through pyarrow's reader (typed columns, in C); a file it cannot
+    parse is checked line by line for a message that names the line. ``usual``: the
+    extension's delimiter, preferred where it fits the first lines."""
+    pa, pc = _pyarrow(), _pyarrow_csv()
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    if not data.strip():
+        raise DataError(f"{name}: the file is empty")
+    delimiter = options.delimiter
+    if delimiter is not None:
+        delimiter = DELIMITER_NAMES.get(delimiter.lower(), delimiter)
+        if len(delimiter) != 1:
+            raise DataError(f"--delimiter {delimiter!r}: give one character, or tab or space")
+    sample = data[: 1 << 16].decode(options.encoding, errors="ignore")
+    if delimiter is None:
+        delimiter = _sniff(sample, usual, complete=len(data) <= 1 << 16)
+    decimal = _decimal_mark(sample, delimiter)
+    if delimiter == " " or options.encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        text = _decoded(name, data, options.encoding)
+        if delimiter == " ":  # runs of blanks: fields cannot be quoted, commas cannot occur
+            text = "\n".join(",".join(line.split()) for line in text.splitlines())
+            delimiter = ","
+        data = text.encode("utf-8")
+    read = pc.ReadOptions(autogenerate_column_names=not options.header, block_size=1 << 24)
+    parse = pc.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+    convert = pc.ConvertOptions(
+        null_values=_NULLS,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+        decimal_point=decimal,
+    )
+    try:
+        t = pc.read_csv(pa.BufferReader(data), read, parse, convert)
+    except pa.ArrowInvalid as e:
+        if "UTF8" in str(e) or "UTF-8" in str(e):
+            _decoded(name, data, "utf-8")  # raises the message that names --encoding
+        _diagnose(name, data, delimiter, options.header)
+        what = f"text separated by {delimiter!r}"
+        raise DataError(f"{name}: cannot read it as {what} ({e}); see --delimiter") from None
+    if any(pa.types.is_binary(c.type) for c in t.columns):  # pyarrow's reading of bad UTF-8
+        _decoded(name, data, "utf-8")  # raises the message that names --encoding
+    names = t.column_names
+    if options.header:
+        names = [n.strip() or f"column{j + 1}" for j, n in enumerate(names)]
+    else:
+        names = [f"x{j}" for j in range(len(names))]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
-        raise DataError(f"{path}: column name {dup!r} appears twice; rename one")
-    cols = [np.array([r[j] for _, r in body], dtype=object) for j in range(width)]
-    lines = np.array([line for line, _ in body], dtype=np.int64)
-    return Table(path, names, cols, lines, note)
+        raise DataError(f"{name}: column name {dup!r} appears twice; rename one")
+    note = None
+    if options.header and _looks_like_data(t.column_names):
+        # a header of years or codes looks like data; say which way it was read
+        note = (
+            f"{name}: the first line ({','.join(n.strip() for n in t.column_names)}) is read "
+            "as column names; give --no-header if it is data"
+        )
+    columns = [_numpy_column(pa, t.column(j)) for j in range(t.num_columns)]
+    locate = lambda i: f"line {_line_of(data, delimiter, options.header, i)}"
+    return Table(name, names, columns, locate, note)
+
+
+def _decoded(name, data: bytes, encoding: str) -> str:
+    try:
+        return data.decode(encoding)
+    except LookupError:
+        raise DataError(f"--encoding {encoding!r}: Python knows no such encoding") from None
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{name}: not {encoding} text (byte {e.start}); give its encoding with "
+            "--encoding, e.g. --encoding latin-1"
+        ) from None
+
+
+def _sniff(sample: str, usual: str | None, complete: bool) -> str:
+    """The delimiter that splits the first lines into the same number (> 1) of
+    fields: ``usual`` (the extension's) if it does, else the first of
+    :data:`_SNIFFED` that does, else whitespace if it does, else ``usual`` or a comma
+    (one column). ``complete``: the sample is the whole file (else its last line may
+    be cut short)."""
+    lines = [line for line in sample.splitlines() if line.strip()]
+    if not complete:
+        lines = lines[:-1] or lines  # the last may be cut short
+    lines = lines[:20]
+    for delimiter in dict.fromkeys((usual, *_SNIFFED)):
+        if delimiter is None:
+            continue
+        widths = {len(row) for row in csv.reader(lines, delimiter=delimiter)}
+        if len(widths) == 1 and widths.pop() > 1:
+            return delimiter
+    widths = {len(line.split()) for line in lines}
+    if len(widths) == 1 and widths.pop() > 1:
+        return " "
+    return usual or ","
+
+
+_COMMA_DECIMAL = re.compile(r"^\s*[-+]?\d*,\d+(?:[eE][-+]?\d+)?\s*$")
+_POINT_DECIMAL = re.compile(r"^\s*[-+]?\d*\.\d+(?:[eE][-+]?\d+)?\s*$")
+
+
+def _decimal_mark(sample: str, delimiter: str) -> str:
+    """``,`` for text separated by ``;`` whose numbers are written 3,14 (the European
+    convention spreadsheets write), else ``.``."""
+    if delimiter != ";":
+        return "."
+    fields = [f for line in sample.splitlines()[:20] for f in line.split(";")]
+    comma = any(_COMMA_DECIMAL.match(f) for f in fields)
+    return "," if comma and not any(_POINT_DECIMAL.match(f) for f in fields) else "."
+
+
+def _numpy_column(pa, column) -> np.ndarray:
+    """A pyarrow column as numpy: numbers as numbers (integers stay integers; with
+    nulls they become floats with NaN), anything else as Python objects (None where
+    missing)."""
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return np.asarray(column.to_numpy(zero_copy_only=False))
+    if pa.types.is_null(column.type):  # nothing but missing markers
+        return np.full(len(column), np.nan)
+    return np.array(column.to_pylist(), dtype=object)
+
+
+def _text_rows(data: bytes, delimiter: str):
+    """(line, fields) of every non-empty line, as Python's csv module reads them
+    (the slow path: messages only)."""
+    text = data.decode("utf-8", errors="replace")
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    for fields in reader:
+        if fields:
+            yield reader.line_num, fields
+
+
+def _line_of(data: bytes, delimiter: str, header: bool, i: int) -> int:
+    """The line of data row ``i`` (0-based), counted as a text editor counts."""
+    rows = _text_rows(data, delimiter)
+    for j, (line, _) in enumerate(rows):
+        if j == i + header:
+            return line
+    return -1
+
+
+def _diagnose(name, data: bytes, delimiter: str, header: bool) -> None:
+    """Raise the message for the first line with another number of fields than the
+    first, if there is one (the reason pyarrow's reader gives up, most often)."""
+    rows = _text_rows(data, delimiter)
+    first = next(rows, None)
+    if first is None:
+        raise DataError(f"{name}: the file is empty")
+    width = len(first[1])
+    what = "the header has" if header else "the first line has"
+    for line, fields in rows:
+        if len(fields) != width:
+            raise DataError(
+                f"{name}: line {line} has {len(fields)} fields, {what} {width}; "
+                "fix that line (is the delimiter right? see --delimiter)"
+            )
 
 
 def _looks_like_data(fields: list[str]) -> bool:
@@ -206,17 +405,15 @@ def _is_number_or_missing(text: str) -> bool:
     return True
 
 
-def _read_numpy(path: Path) -> Table:
-    data = np.load(path, allow_pickle=False)
+def _read_numpy(path, source) -> Table:
+    data = np.load(source, allow_pickle=False)
     if isinstance(data, np.lib.npyio.NpzFile):
         with data:
             if not data.files:
                 raise DataError(f"{path}: the archive holds no array")
             arrays = {name: data[name] for name in data.files}
         if _are_columns(arrays):  # as write_table writes it: one array per column
-            names = list(arrays)
-            n = len(arrays[names[0]])
-            return Table(path, names, list(arrays.values()), np.arange(1, n + 1))
+            return Table(path, list(arrays), list(arrays.values()))
         name = next((n for n in ("X", "x", "data") if n in arrays), next(iter(arrays)))
         arr = arrays[name]
     else:
@@ -224,7 +421,7 @@ def _read_numpy(path: Path) -> Table:
     if arr.dtype.names:  # a structured array: named columns
         names = list(arr.dtype.names)
         cols = [np.asarray(arr[n]) for n in names]
-        return Table(path, names, cols, np.arange(1, len(arr) + 1))
+        return Table(path, names, cols)
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
@@ -232,7 +429,7 @@ def _read_numpy(path: Path) -> Table:
     if arr.dtype.kind not in "fiub":
         raise DataError(f"{path}: the array is not numeric (dtype {arr.dtype})")
     names = [f"x{j}" for j in range(arr.shape[1])]
-    return Table(path, names, list(arr.T), np.arange(1, arr.shape[0] + 1))
+    return Table(path, names, list(arr.T))
 
 
 def _are_columns(arrays: dict[str, np.ndarray]) -> bool:
@@ -244,10 +441,12 @@ def _are_columns(arrays: dict[str, np.ndarray]) -> bool:
     )
 
 
-_PYARROW_HINT = "Parquet needs pyarrow: pip install 'jaxgmm[parquet]' (or pip install pyarrow)"
+_PYARROW_HINT = "reading and writing files needs pyarrow: pip install pyarrow"
 
 
 def _pyarrow():
+    """pyarrow with its Parquet module (a dependency; the message is for a broken
+    installation)."""
     try:
         import pyarrow
         import pyarrow.parquet
@@ -256,33 +455,39 @@ def _pyarrow():
     return pyarrow
 
 
-def _read_parquet(path: Path) -> Table:
+def _pyarrow_csv():
+    try:
+        import pyarrow.csv
+    except ImportError:
+        raise DataError(_PYARROW_HINT) from None
+    return pyarrow.csv
+
+
+def _read_parquet(path, source) -> Table:
     pa = _pyarrow()
     try:
-        t = pa.parquet.read_table(path)
+        t = pa.parquet.read_table(source if isinstance(source, Path) else pa.BufferReader(source))
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"{path}: not a readable Parquet file ({e})") from None
-    cols = []
-    for name in t.column_names:
-        c = t.column(name)
-        if pa.types.is_integer(c.type) or pa.types.is_floating(c.type):
-            # integers stay integers (with nulls, pyarrow gives floats and NaN)
-            cols.append(np.asarray(c.to_numpy(zero_copy_only=False)))
-        else:
-            cols.append(np.array(c.to_pylist(), dtype=object))
-    return Table(path, list(t.column_names), cols, np.arange(1, t.num_rows + 1))
+    cols = [_numpy_column(pa, t.column(j)) for j in range(t.num_columns)]
+    return Table(path, list(t.column_names), cols)
 
 
-def write_table(path: str | Path | None, names: list[str], columns: list, out=None) -> None:
+def write_table(
+    path: str | Path | None, names: list[str], columns: list, out=None, digits=None
+) -> None:
     """Write columns to ``path`` by its extension, atomically, or as CSV to ``out``.
 
-    CSV and TSV repeat text columns as they were read; Parquet, ``.npy`` and ``.npz``
-    carry numbers as numbers (see :func:`typed`). ``.npy`` is one float matrix, so
-    every column must be numeric; ``.npz`` holds one array per column, under the
-    column's name (text as unicode arrays, which load without pickle).
+    CSV and TSV write numbers so that they read back the same (shortest round-trip),
+    but for the columns ``digits`` names (name -> significant digits); Parquet,
+    ``.npy`` and ``.npz`` carry numbers as numbers (see :func:`typed`). ``.npy`` is one
+    float matrix, so every column must be numeric; ``.npz`` holds one array per
+    column, under the column's name (text as unicode arrays, which load without
+    pickle).
     """
+    digits = [(digits or {}).get(n) for n in names]
     if path is None:
-        _write_csv(out, names, columns, ",")
+        _write_csv(out, names, columns, ",", digits)
         return
     path = Path(path)
     suffix = path.suffix.lower()
@@ -301,7 +506,7 @@ def write_table(path: str | Path | None, names: list[str], columns: list, out=No
 
         def write(f):
             text = io.TextIOWrapper(f, encoding="utf-8", newline="")
-            _write_csv(text, names, columns, delimiter)
+            _write_csv(text, names, columns, delimiter, digits)
             text.flush()
             text.detach()
 
@@ -312,10 +517,10 @@ def write_table(path: str | Path | None, names: list[str], columns: list, out=No
         )
 
 
-def _write_csv(out, names, columns, delimiter: str) -> None:
+def _write_csv(out, names, columns, delimiter: str, digits: list) -> None:
     w = csv.writer(out, delimiter=delimiter, lineterminator="\n")
     w.writerow(names)
-    w.writerows(zip(*(_texts(c) for c in columns), strict=True))
+    w.writerows(zip(*(_texts(c, d) for c, d in zip(columns, digits, strict=True)), strict=True))
 
 
 def typed(column) -> np.ndarray:
@@ -378,8 +583,11 @@ def _write_npz(f, arrays: dict[str, np.ndarray]) -> None:
                 np.lib.format.write_array(member, arr, allow_pickle=False)
 
 
-def _texts(column) -> list[str]:
+def _texts(column, digits: int | None = None) -> list[str]:
+    """A column as text: floats to ``digits`` significant digits, else as Python
+    prints them (the shortest text that reads back the same); missing as empty."""
     column = np.asarray(column)
     if column.dtype.kind == "f":
-        return [repr(float(v)) for v in column]
-    return [str(v) for v in column]
+        text = (lambda v: f"{v:.{digits}g}") if digits else repr
+        return ["" if v != v else text(v) for v in column.tolist()]
+    return ["" if v is None else str(v) for v in column.tolist()]

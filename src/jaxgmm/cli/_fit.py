@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +19,18 @@ from ._common import (
     component_table,
     criterion_table,
     dropped_note,
+    edge_note,
     in_data_units,
     json_default,
     read,
     report_stream,
     say,
     table_lists,
+    top_models,
     with_progress,
+    wrap_width,
 )
-from ._datafiles import DataError
+from ._datafiles import COMPRESSIONS, DataError
 from ._record import QUANTILES, FitRecord, Standardization
 
 #: mclust's 14 families (jaxgmm._families.FAMILIES, written out: importing it imports
@@ -51,8 +56,8 @@ def register(sub) -> None:
     p.add_argument(
         "-k",
         default="auto",
-        help="components: a number, a range such as 1:10, or auto "
-        "(1:10, chosen by the criterion; default)",
+        help="components: a number, a range such as 1:10, a list such as 2,3,5 (or "
+        "1:4,8), or auto (1:10, chosen by the criterion; default)",
     )
     p.add_argument(
         "--covariance",
@@ -66,48 +71,66 @@ def register(sub) -> None:
     p.add_argument("--n-init", type=int, default=5, help="restarts per model (default 5)")
     p.add_argument("--max-iter", type=int, default=100)
     p.add_argument("--tol", type=float, default=1e-3)
-    p.add_argument("--columns", help="comma-separated columns to use (default: all)")
-    p.add_argument("--standardize", action="store_true", help="scale columns to unit variance")
+    p.add_argument(
+        "--columns", help="comma-separated columns to use (default: every numeric column)"
+    )
+    p.add_argument("--exclude", help="comma-separated columns to leave out (e.g. an id)")
+    p.add_argument(
+        "--standardize",
+        action="store_true",
+        help="scale columns to zero mean and unit variance (constant columns are only "
+        "centred, as scikit-learn's StandardScaler does)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_read_options(p)
     _streaming.add_options(p)
     p.add_argument("-o", "--output", help="model file to write (default: DATA's name + .jgmm)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("-v", "--verbose", action="store_true", help="print every model the sweep tried")
 
 
 def parse_k(text: str) -> tuple[list[int], bool]:
-    """``4`` -> ([4], False); ``auto`` -> (1..10, True); ``2:6`` -> (2..6, True)."""
+    """``4`` -> ([4], False); ``auto`` -> (1..10, True); ``2:6`` -> (2..6, True);
+    ``2,3,5`` or ``1:4,8`` -> those, True (a sweep chooses among them)."""
     text = text.strip().lower()
     try:
         if text == "auto":
             return list(range(1, 11)), True
-        if ":" in text:
-            lo, hi = (int(v) for v in text.split(":", 1))
-            if not 1 <= lo <= hi:
-                raise ValueError
-            return list(range(lo, hi + 1)), True
-        k = int(text)
-        if k < 1:
+        ks: set[int] = set()
+        for part in text.split(","):
+            if ":" in part:
+                lo, hi = (int(v) for v in part.split(":", 1))
+                if not 1 <= lo <= hi:
+                    raise ValueError
+                ks.update(range(lo, hi + 1))
+            else:
+                ks.add(int(part))
+        if not ks or min(ks) < 1:
             raise ValueError
-        return [k], False
+        return sorted(ks), len(ks) > 1 or "," in text or ":" in text
     except ValueError:
         raise Usage(
-            f"-k {text!r}: give a positive number of components (-k 4), a range (-k 1:10) "
-            "or -k auto"
+            f"-k {text!r}: give a positive number of components (-k 4), a range (-k 1:10), "
+            "a list (-k 2,3,5) or -k auto"
         ) from None
 
 
-def _columns(text: str | None) -> list[str] | None:
+def _columns(text: str | None, flag: str = "--columns") -> list[str] | None:
     if text is None:
         return None
     names = [c.strip() for c in text.split(",") if c.strip()]
     if not names:
-        raise Usage("--columns: give column names separated by commas, e.g. --columns a,b")
+        raise Usage(f"{flag}: give column names separated by commas, e.g. {flag} a,b")
     return names
 
 
 def _output_path(args) -> str | Path:
-    out = args.output or Path(args.data).with_suffix(".jgmm").name
+    if args.output is None and args.data == "-":
+        raise Usage("reading standard input: name the model file with -o, e.g. -o model.jgmm")
+    data = Path(args.data)
+    if data.suffix.lower() in COMPRESSIONS:  # data.csv.gz -> data.jgmm
+        data = data.with_suffix("")
+    out = args.output or data.with_suffix(".jgmm").name
     if str(out) != "-" and not Path(out).parent.is_dir():  # say so before fitting
         raise DataError(f"{out}: the directory {Path(out).parent} does not exist; create it first")
     return out
@@ -116,14 +139,35 @@ def _output_path(args) -> str | Path:
 def _read_data(args):
     """(table, x, rows kept, column names) of the file's selected columns."""
     table = read(args, args.data)
-    columns = _columns(args.columns)
-    names = table.names if columns is None else columns
+    names = _chosen_columns(args, table)
     x, keep = table.numeric(names, dropna=args.dropna)
     if x.shape[0] == 0:
         raise DataError(f"{table.path}: no rows with data")
     if x.shape[1] == 0:
         raise DataError(f"{table.path}: no columns selected")
     return table, x, keep, names
+
+
+def _chosen_columns(args, table) -> list[str]:
+    """``--columns``, else every numeric column but ``--exclude``'s (the others are
+    named in a note: an id, a species, a date)."""
+    columns, exclude = _columns(args.columns), _columns(args.exclude, "--exclude") or []
+    unknown = [n for n in exclude if n not in table.names]
+    if unknown:
+        raise DataError(
+            f"{table.path}: --exclude names no column {unknown[0]!r}; the columns are "
+            f"{', '.join(table.names)}"
+        )
+    if columns is not None:
+        return [n for n in columns if n not in exclude]
+    numeric, other = table.numeric_names()
+    if other and not args.quiet:
+        print(
+            f"{table.path}: skipped {len(other)} non-numeric column(s): {', '.join(other)} "
+            "(choose columns with --columns)",
+            file=sys.stderr,
+        )
+    return [n for n in numeric if n not in exclude]
 
 
 def _components(ks: list[int], auto: bool, table, n: int) -> list[int]:
@@ -210,12 +254,12 @@ def _save(args, est, fitted, data, out) -> int:
         table=scaling.criterion_table(table_lists(est.criterion_), n) if sweep else None,
     )
     save(model, out, extra=record.to_json())
-    _report(args, (model, record, log_lik), table, keep, out)
+    _report(args, (model, record, log_lik, z), table, keep, out)
     return 0
 
 
 def _report(args, fitted, table, keep, out) -> None:
-    model, record, log_lik = fitted
+    model, record, log_lik, z = fitted
     means, _ = in_data_units(model, record)
     if args.json:
         summary = {
@@ -237,15 +281,23 @@ def _report(args, fitted, table, keep, out) -> None:
     dropped_note(args, table, keep)
     if record.table:
         chosen = (model.covariance_type, model.n_components)
-        say(args, criterion_table(record.table, record.criterion, chosen))
+        shown = criterion_table if args.verbose else top_models
+        say(args, shown(record.table, record.criterion, chosen))
         say(args)
     scaled = " (standardised for the fit)" if record.standardization.active else ""
-    say(args, f"{table.path}: {record.n_rows} rows, columns {', '.join(record.columns)}{scaled}")
+    columns = f"{table.path}: {record.n_rows} rows, columns {', '.join(record.columns)}{scaled}"
+    say(args, textwrap.fill(columns, wrap_width(), subsequent_indent="  "))
     say(
         args,
         f"model: K={model.n_components}, covariance '{model.covariance_type}', "
         f"{model.n_iter_} iterations, converged {bool(model.converged_)}, "
         f"log-likelihood per row {np.mean(log_lik):.5f}",
     )
-    say(args, component_table(model.weights_, means, record.columns))
+    whole = len(z) == record.n_rows  # a streamed fit's z is a sample of the rows
+    sizes = np.bincount(model.predict(z), minlength=model.n_components) if whole else None
+    say(args, component_table(model.weights_, means, record.columns, sizes))
+    if record.table:
+        note = edge_note(record.table, model.n_components, record.n_rows)
+        if note:
+            say(args, note)
     say(args, f"wrote {out}")

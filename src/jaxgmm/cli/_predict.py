@@ -11,6 +11,7 @@ from ._common import (
     dropped_note,
     emit_table,
     free_name,
+    input_columns,
     load_model,
     model_rows,
     read,
@@ -37,8 +38,8 @@ def run(args) -> int:
     table = read(args, args.data)
     x, keep = model_rows(model, record, table, args.dropna)
     dropped_note(args, table, keep)
-    names = list(table.names)
-    columns = [c[keep] for c in table.columns]
+    names, columns = input_columns(args, table, keep)
+    first = len(names)
     proba = model.predict_proba(record.standardization.apply(x))
     names.append(free_name("component", names))
     columns.append(np.argmax(proba, axis=1))
@@ -46,5 +47,5 @@ def run(args) -> int:
         for k in range(proba.shape[1]):
             names.append(free_name(f"proba_{k}", names))
             columns.append(proba[:, k])
-    emit_table(args, names, columns)
+    emit_table(args, names, columns, computed=names[first:])
     return 0

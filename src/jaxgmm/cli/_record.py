@@ -9,8 +9,6 @@ import dataclasses
 
 import numpy as np
 
-from ._datafiles import DataError
-
 # Quantiles of the training log-likelihood kept for `jaxgmm score --outliers`.
 QUANTILES = np.linspace(0, 1, 1001)
 
@@ -31,14 +29,12 @@ class Standardization:
 
     @classmethod
     def from_moments(cls, mean, scale, names: list[str], path) -> Standardization:
-        """From the columns' means and standard deviations."""
-        constant = [names[j] for j in np.flatnonzero(scale == 0)]
-        if constant:
-            raise DataError(
-                f"{path}: column {constant[0]!r} is constant and cannot be standardised; "
-                "leave it out with --columns"
-            )
-        return cls(mean, scale)
+        """From the columns' means and standard deviations; a constant column is
+        centred and left unscaled (scale 1), as scikit-learn's StandardScaler does."""
+        mean, scale = np.asarray(mean, np.float64), np.asarray(scale, np.float64)
+        # StandardScaler's rule: a spread within rounding of the mean is none
+        constant = scale <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1)
+        return cls(mean, np.where(constant, 1.0, scale))
 
     @property
     def active(self) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import Usage, add_command, emit_table, free_name, load_model
+from ._common import PRECISION, Usage, add_command, emit_table, free_name, load_model
 
 EXAMPLES = """
 jaxgmm sample model.jgmm -n 1000 --seed 3 -o samples.csv
@@ -16,6 +16,13 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("-o", "--output", help="output file; stdout (CSV) if omitted")
     p.add_argument("--json", action="store_true", help="JSON records on stdout")
+    p.add_argument(
+        "--precision",
+        type=int,
+        default=PRECISION,
+        metavar="DIGITS",
+        help=f"significant digits in text and JSON output (default {PRECISION})",
+    )
 
 
 def run(args) -> int:
@@ -26,5 +33,5 @@ def run(args) -> int:
     x = record.standardization.invert(z)
     names = record.column_names(x.shape[1])
     names.append(free_name("component", names))
-    emit_table(args, names, [*x.T, labels])
+    emit_table(args, names, [*x.T, labels], computed=names)
     return 0

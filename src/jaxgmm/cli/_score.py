@@ -15,6 +15,7 @@ from ._common import (
     dropped_note,
     emit_table,
     free_name,
+    input_columns,
     load_model,
     model_rows,
     read,
@@ -52,14 +53,14 @@ def run(args) -> int:
     dropped_note(args, table, keep)
     scaling = record.standardization
     log_lik = model.score_samples(scaling.apply(x)) - scaling.log_det
-    names = list(table.names)
-    columns = [c[keep] for c in table.columns]
+    names, columns = input_columns(args, table, keep)
+    first = len(names)
     names.append(free_name("log_likelihood", names))
     columns.append(log_lik)
     if args.outliers is not None:
         names.append(free_name("outlier", names))
         columns.append(_outliers(args, record, log_lik).astype(int))
-    emit_table(args, names, columns)
+    emit_table(args, names, columns, computed=names[first:])
     return 0
 
 
