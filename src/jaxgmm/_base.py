@@ -10,17 +10,21 @@ they call is pure JAX.
 
 from __future__ import annotations
 
+import copy
 import numbers
 import os
 import time
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import jax
 import numpy as np
+import sklearn
 from sklearn.base import BaseEstimator, DensityMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils.fixes import parse_version
 from sklearn.utils.validation import (
     _check_sample_weight,
     check_array,
@@ -28,7 +32,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._covariance import COVARIANCE_TYPES, covariance_class
+from ._covariance import COVARIANCE_TYPES, STRUCTURES, covariance_class
 from ._em import score_rows_padded
 from ._io import save
 from ._multistart import best_index, select
@@ -48,6 +52,7 @@ __all__ = [
     "key_from",
     "mixture_attributes",
     "n_rows",
+    "sklearn_covariance_type",
     "validate_source",
     "warn_not_converged",
 ]
@@ -60,6 +65,21 @@ ILL_DEFINED = (
 )
 FLOAT32_HINT = (
     " The numerical accuracy can also be improved by passing float64 data instead of float32."
+)
+#: The fitted attributes of scikit-learn's mixtures that :meth:`BaseMixture.to_sklearn`
+#: copies (``feature_names_in_`` where set); ``lower_bounds_`` is scikit-learn 1.7's.
+SKLEARN_ATTRIBUTES = (
+    "weights_",
+    "means_",
+    "covariances_",
+    "precisions_",
+    "precisions_cholesky_",
+    "converged_",
+    "n_iter_",
+    "lower_bound_",
+    *(("lower_bounds_",) if parse_version(sklearn.__version__) >= parse_version("1.7") else ()),
+    "n_features_in_",
+    "feature_names_in_",
 )
 
 
@@ -212,6 +232,13 @@ def mixture_attributes(result, dtype, max_iter: int) -> dict:
         "lower_bound_": float(result.lower_bound) if max_iter > 0 else -np.inf,
         "status_": Status(int(result.status)).name.lower(),
     }
+
+
+def sklearn_covariance_type(covariance_type: str) -> str:
+    """scikit-learn's ``covariance_type`` for one of jaxgmm's: the structure that holds
+    the covariances ('EII' -> 'spherical', 'VEI' -> 'diag', 'VEV' -> 'full', ...)."""
+    cls = covariance_class(covariance_type)
+    return next(c.name for c in cls.__mro__ if c in STRUCTURES)
 
 
 def n_rows(X) -> int:
@@ -573,3 +600,71 @@ class BaseMixture(DensityMixin, BaseEstimator):
         Read it back with :func:`jaxgmm.load`.
         """
         save(self, path)
+
+    # -- scikit-learn's own estimator ----------------------------------------------
+    #: The ``sklearn.mixture`` class that :meth:`to_sklearn` makes, and the fitted
+    #: attributes it copies besides :data:`SKLEARN_ATTRIBUTES`.
+    _sklearn_class: ClassVar[str]
+    _sklearn_attributes: ClassVar[tuple[str, ...]] = ()
+
+    def to_sklearn(self):
+        """scikit-learn's own estimator of this fitted mixture, for scikit-learn's
+        tooling (skl2onnx's ONNX export, for one).
+
+        A fitted :class:`sklearn.mixture.GaussianMixture` (from a ``GaussianMixture``)
+        or :class:`sklearn.mixture.BayesianGaussianMixture` (from a
+        ``BayesianGaussianMixture``): the same constructor parameters and fitted
+        attributes (``weights_``, ``means_``, ``covariances_``, ``precisions_``,
+        ``precisions_cholesky_``, ``converged_``, ``n_iter_``, ``lower_bound_``,
+        ``lower_bounds_`` from scikit-learn 1.7, ``n_features_in_``,
+        ``feature_names_in_`` where set, and the variational mixture's posterior and
+        priors), so its ``predict``, ``predict_proba``, ``score_samples`` and ``score``
+        agree with this model's to float64 rounding. ``status_`` has no counterpart in
+        scikit-learn.
+
+        mclust's families other than scikit-learn's four become scikit-learn's type
+        of the structure that holds their covariances: EII 'spherical'; EEI, VEI and
+        EVI 'diag'; VEE, EVE, VVE, EEV, VEV and EVV 'full'. The mixture is the same,
+        but scikit-learn's ``bic`` and ``aic`` count that type's free parameters,
+        which are more than the family's (EII has one variance, 'spherical' one per
+        component), so they are larger than this model's; and refitting the returned
+        estimator fits scikit-learn's type, not the family.
+
+        Returns
+        -------
+        estimator : sklearn.mixture.GaussianMixture or BayesianGaussianMixture
+            Fitted, with copies of this model's parameters and arrays: changing one
+            changes nothing in the other. The arrays are writable, as scikit-learn's
+            are (this model's are read-only views of JAX's buffers), and in this
+            model's dtype, as scikit-learn's own fit of the same data gives them
+            (float32 from float32 data).
+
+        Raises
+        ------
+        NotFittedError
+            If the model is not fitted yet.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jaxgmm import GaussianMixture
+        >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+        >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+        >>> sk = gm.to_sklearn()  # a fitted sklearn.mixture.GaussianMixture
+        >>> bool(np.all(sk.predict(X) == gm.predict(X)))
+        True
+        """
+        check_is_fitted(self)
+        # imported when asked for: sklearn.mixture imports sklearn.cluster, which the
+        # estimators do not need
+        from sklearn import mixture
+
+        params = copy.deepcopy(self.get_params(deep=False))
+        # the fitted model's, should set_params have changed them since the fit
+        params["n_components"] = self.means_.shape[0]
+        params["covariance_type"] = sklearn_covariance_type(self._fitted_type())
+        estimator = getattr(mixture, self._sklearn_class)(**params)
+        for name in (*SKLEARN_ATTRIBUTES, *self._sklearn_attributes):
+            if hasattr(self, name):
+                setattr(estimator, name, copy.deepcopy(getattr(self, name)))
+        return estimator

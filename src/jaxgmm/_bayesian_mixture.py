@@ -55,6 +55,17 @@ class BayesianGaussianMixture(BaseMixture):
         As scikit-learn's.
     """
 
+    _sklearn_class: ClassVar[str] = "BayesianGaussianMixture"
+    _sklearn_attributes: ClassVar[tuple[str, ...]] = (
+        "weight_concentration_prior_",
+        "weight_concentration_",
+        "mean_precision_prior_",
+        "mean_precision_",
+        "mean_prior_",
+        "degrees_of_freedom_prior_",
+        "degrees_of_freedom_",
+        "covariance_prior_",
+    )
     _parameter_constraints: ClassVar[dict] = {
         **{
             k: v

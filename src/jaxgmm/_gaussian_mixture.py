@@ -3,7 +3,8 @@
 ``from jaxgmm import GaussianMixture`` has the same constructor, attributes, methods,
 errors and warnings as ``sklearn.mixture.GaussianMixture``. The ``n_init`` restarts
 run in parallel (one vmapped program, sharded over local devices), and ``fit`` also
-takes ``sample_weight``.
+takes ``sample_weight``; ``to_sklearn()`` gives scikit-learn's own fitted estimator,
+for scikit-learn's tooling.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ class GaussianMixture(BaseMixture):
     array([ 1., 10.])
     """
 
+    _sklearn_class: ClassVar[str] = "GaussianMixture"
     _parameter_constraints: ClassVar[dict] = {
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0.0, None, closed="left")],
