@@ -147,7 +147,7 @@ def test_predict_with_dropna_keeps_a_row_id_and_writes_every_format(env, files, 
     holes = (files / "data.csv").read_text().splitlines()
     holes[3] = holes[3].replace(holes[3].split(",")[1], "NA", 1)  # row 2's 'a' is missing
     (tmp_path / "holes.csv.gz").write_bytes(gzip.compress(("\n".join(holes) + "\n").encode()))
-    for suffix in (".csv", ".tsv", ".txt", ".npz", ".parquet"):
+    for suffix in (".csv", ".tsv", ".txt", ".npz", ".parquet", ".csv.gz", ".csv.zst"):
         out = tmp_path / f"out{suffix}"
         proc = run(env, "predict", model, tmp_path / "holes.csv.gz", "--dropna", "--proba",
                    "-o", out)  # fmt: skip

@@ -185,3 +185,12 @@ def test_skl2onnx_exports_it(models, covariance_type, tensor, dtype, atol, log_a
     assert_array_equal(labels.ravel(), jx.predict(X))
     assert_allclose(proba, jx.predict_proba(X), rtol=0, atol=atol)
     assert_allclose(log_prob.ravel(), jx.score_samples(X), rtol=0, atol=log_atol)
+
+
+def test_the_selection_converts_its_chosen_model():
+    ic = jaxgmm.GaussianMixtureIC(range(1, 4), covariance_type="sklearn", n_init=1).fit(X)
+    sk = ic.to_sklearn()
+    assert isinstance(sk, SkGM) and sk.n_components == ic.best_estimator_.n_components
+    assert_array_equal(sk.predict(X), ic.predict(X))
+    with pytest.raises(NotFittedError):
+        jaxgmm.GaussianMixtureIC().to_sklearn()

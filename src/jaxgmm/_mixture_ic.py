@@ -272,6 +272,12 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         check_is_fitted(self)
         return self.best_estimator_.sample(n_samples, random_state=random_state)
 
+    def to_sklearn(self):
+        """scikit-learn's own fitted ``GaussianMixture`` of the chosen model (see
+        ``GaussianMixture.to_sklearn``)."""
+        check_is_fitted(self)
+        return self.best_estimator_.to_sklearn()
+
     def save(self, path):
         """Write the selection to ``path``: its parameters, the chosen model and the
         criterion table, as numpy arrays and JSON metadata (no pickle). Read it back

@@ -7,6 +7,7 @@ one-line message names the file, the column or line, and the fix.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import csv
 import dataclasses
 import gzip
@@ -491,6 +492,14 @@ def write_table(
         return
     path = Path(path)
     suffix = path.suffix.lower()
+    compression = COMPRESSIONS.get(suffix)
+    if compression is not None:  # out.csv.gz: the text, compressed
+        suffix = path.with_suffix("").suffix.lower()
+        if suffix not in TEXT_FORMATS:
+            raise DataError(
+                f"{path}: only text (.csv, .tsv, .txt) is written compressed; "
+                "Parquet compresses itself"
+            )
     if suffix in (".parquet", ".pq"):
         pa = _pyarrow()
         table = pa.table({n: typed(c) for n, c in zip(names, columns, strict=True)})
@@ -505,16 +514,37 @@ def write_table(
         delimiter = TEXT_FORMATS.get(suffix) or ","
 
         def write(f):
-            text = io.TextIOWrapper(f, encoding="utf-8", newline="")
-            _write_csv(text, names, columns, delimiter, digits)
-            text.flush()
-            text.detach()
+            with _compressed(f, compression) as raw:
+                text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+                _write_csv(text, names, columns, delimiter, digits)
+                text.flush()
+                text.detach()
 
         atomic_write(path, write)
     else:
         raise DataError(
-            f"{path}: cannot write {suffix!r} files; use .csv, .tsv, .npy, .npz or .parquet"
+            f"{path}: cannot write {suffix!r} files; use .csv, .tsv, .txt, .npy, .npz or "
+            ".parquet (text also as .csv.gz, .bz2, .xz or .zst)"
         )
+
+
+@contextlib.contextmanager
+def _compressed(f, compression: str | None):
+    """``f`` itself, or a stream that compresses into it (closed, so flushed, at the
+    end; ``f`` stays open)."""
+    if compression is None:
+        yield f
+        return
+    if compression == "zstd":
+        pa = _pyarrow()
+        stream = pa.CompressedOutputStream(pa.PythonFile(f, mode="w"), "zstd")
+    else:
+        opener = {"gzip": gzip.GzipFile, "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}[compression]
+        stream = opener(fileobj=f, mode="wb") if compression == "gzip" else opener(f, "wb")
+    try:
+        yield stream
+    finally:
+        stream.close()
 
 
 def _write_csv(out, names, columns, delimiter: str, digits: list) -> None:
