@@ -4,7 +4,7 @@ pandas reading it plus the library's fit of the array, in the same run.
     python benchmarks/bench_cli_read.py [--rows 300000] [--keep DIR]
 
 Writes ``--rows`` x 8 columns of make_blobs (pandas' CSV, 45 MB at the default) and
-prints: the time and peak memory (over the process's own before reading) of
+prints: the time and peak memory (over the process's size before reading; Linux) of
 ``pandas.read_csv`` and of the command's reader (``cli._datafiles.read_table``), each
 in a fresh process; then the wall time of ``jaxgmm fit big.csv -k 4 --n-init 1`` (a
 fresh process, programs from a warm cache), against pandas' read plus
@@ -24,17 +24,23 @@ import time
 from pathlib import Path
 
 READ = """
-import json, resource, sys, time
+import json, sys, time
 path, how = sys.argv[1], sys.argv[2]
-def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak():  # the process's peak resident memory (MB) since the last reset
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+def reset():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # the peak starts again from the present size
 if how == "pandas":
     import pandas as pd
-    before = peak(); t = time.perf_counter()
+    reset(); before = peak(); t = time.perf_counter()
     x = pd.read_csv(path).to_numpy()
 else:
     from jaxgmm.cli._datafiles import read_table
-    before = peak(); t = time.perf_counter()
+    import pyarrow.csv, pyarrow.parquet  # imported as pandas is, before the clock
+    reset(); before = peak(); t = time.perf_counter()
     x, _ = read_table(path).numeric()
 print(json.dumps({"seconds": time.perf_counter() - t, "mb": peak() - before, "rows": len(x)}))
 """

@@ -104,17 +104,15 @@ class Table:
             raise DataError(
                 f"{self.path}: no column {unknown[0]!r}; the columns are {', '.join(self.names)}"
             )
-        cols = []
+        x = np.empty((self.n_rows, len(names)))
         missing = np.zeros(self.n_rows, bool)
         counts = {}
-        for name in names:
+        for j, name in enumerate(names):
             raw = self.columns[self.names.index(name)]
-            values, absent = _to_float(raw, name, self)
-            cols.append(values)
+            x[:, j], absent = _to_float(raw, name, self)
             missing |= absent
             if absent.any():
                 counts[name] = int(absent.sum())
-        x = np.column_stack(cols) if cols else np.zeros((self.n_rows, 0))
         if missing.any() and not dropna:
             where = ", ".join(f"column {n!r}: {c}" for n, c in counts.items())
             raise DataError(
@@ -122,7 +120,7 @@ class Table:
                 "drop those rows with --dropna"
             )
         keep = ~missing
-        return x[keep], keep
+        return (x[keep] if missing.any() else x), keep
 
 
 def _is_numeric(column: np.ndarray) -> bool:
@@ -238,7 +236,7 @@ def _read_text(name, data: bytes, usual: str | None, options: ReadOptions) -> Ta
     extension's delimiter, preferred where it fits the first lines."""
     pa, pc = _pyarrow(), _pyarrow_csv()
     data = data.removeprefix(b"\xef\xbb\xbf")
-    if not data.strip():
+    if re.search(rb"\S", data) is None:  # stops at the first character (strip would copy)
         raise DataError(f"{name}: the file is empty")
     delimiter = options.delimiter
     if delimiter is not None:
