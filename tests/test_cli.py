@@ -184,7 +184,15 @@ def test_plot_png_sizes(env, data, auto_model, k3_model, tmp_path):
     proc = run(env, "plot", auto_model[0], d / "blobs.csv", "-o", out, "--json")
     assert proc.returncode == 0, proc.stderr
     assert png_size(out) == (1280, 480)  # the scatter and the criterion panel
-    assert json.loads(proc.stdout) == {"output": str(out), "width": 1280, "height": 480}
+    report = json.loads(proc.stdout)
+    assert report == {
+        "output": str(out),
+        "kind": "classification",
+        "panels": ["classification", "bic"],
+        "format": "png",
+        "width": 1280,
+        "height": 480,
+    }
     proc = run(env, "plot", k3_model[0], d / "blobs.npy", "--pca", "--dpi", "50", "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert png_size(out) == (320, 240)  # a fixed K: the scatter alone

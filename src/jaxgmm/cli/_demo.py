@@ -27,7 +27,9 @@ jaxgmm demo --max-k 6 --criterion icl --json
 def register(sub) -> None:
     help = "the seed's problem end to end: four blobs, K unknown, chosen by BIC"
     p = add_command(sub, "demo", help, EXAMPLES, run)
-    p.add_argument("-o", "--output", default="jaxgmm-demo.png", help="the PNG to write")
+    p.add_argument(
+        "-o", "--output", default="jaxgmm-demo.png", help="the picture to write: .png, .svg or .pdf"
+    )
     p.add_argument("--seed", type=int, default=0, help="data and key seed (default 0)")
     p.add_argument("--n-init", type=int, default=5, help="restarts per model (default 5)")
     p.add_argument("--max-k", type=int, default=8, help="largest K tried (default 8)")
@@ -107,7 +109,9 @@ def run(args) -> int:
         "means": best.means_.tolist(),
         "png": None,
     }
-    from ._plots import View, figure, pyplot, save_png
+    from ._figures import Request, classification
+    from ._plots import pyplot, save_figure
+    from ._views import fitted
 
     try:
         pyplot()
@@ -119,8 +123,10 @@ def run(args) -> int:
     record = FitRecord(
         columns=["x0", "x1"], criterion=args.criterion, table=table_lists(model.criterion_)
     )
-    fig = figure(best, record, x, View(), "the seed's four blobs", args.dpi)
-    save_png(fig, args.output)
+    sweep = (record.table, args.criterion, (best.covariance_type, best.n_components))
+    request = Request(title="the seed's four blobs", dpi=args.dpi, sweep=sweep)
+    fig = classification(fitted(best, record, x), request)
+    save_figure(fig, args.output)
     if args.json:
         print(json.dumps({**summary, "png": str(args.output)}))
     elif not args.quiet:
