@@ -31,6 +31,8 @@ for cov in ("full", "tied", "diag", "spherical", "VVE"):
     gm = jaxgmm.GaussianMixture(2, covariance_type=cov, n_init=2, max_iter=3,
                                 random_state=0).fit(large)
     gm.score_samples(large[:10]), gm.predict_proba(large[:10]), gm.sample(3)
+# a sweep of large data fits its K in two groups, each its own EM loop
+jaxgmm.sweep(key, large, range(1, 5), ["full", "EEV"], n_init=1, max_iter=3)
 for cov in ("full", "VVE"):  # the streamed passes
     jaxgmm.fit(key, data.ArraySource(large), 2, covariance_type=cov, max_iter=3)
 jaxgmm.BayesianGaussianMixture(n_components=2, max_iter=3, random_state=0).fit(small)

@@ -344,7 +344,11 @@ def fit_blocks(options: Options, batch: Batch, key, blocks: Blocks, inputs: Inpu
         counts = None
         if inputs.n_components is not None:
             counts = inputs.n_components[start // batch.n_init : stop // batch.n_init]
-        fits = (*batch.fit_keys(key, group, counts), c, s)
+        keys, counts = batch.fit_keys(key, group, counts)
+        if parts:  # this group after the last (ARCHITECTURE.md, "LAPACK calls in one
+            # program": two groups' fits at once deadlocked jaxlib 0.10's LAPACK kernels)
+            counts = counts + _zero_after(parts[-1], counts.dtype)
+        fits = (keys, counts, c, s)
         if batch.sequential:
             out, scores = best_of(one, fits, shared, inputs.n_restarts)
         else:
@@ -353,6 +357,16 @@ def fit_blocks(options: Options, batch: Batch, key, blocks: Blocks, inputs: Inpu
         parts.append((dataclasses.replace(out, params=params), scores))
         start = stop
     return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *parts)
+
+
+def _zero_after(tree, dtype):
+    """0, computed from every leaf of ``tree``: whatever is computed from it waits for
+    all of ``tree``. (An optimisation barrier would say so directly, but XLA's CPU
+    compiler drops barriers; XLA cannot fold ``t != t`` away for a float ``t``, and
+    ``t`` here is never NaN.)"""
+    leaves = jax.tree_util.tree_leaves(tree)
+    t = sum(jnp.sum(jnp.nan_to_num(jnp.asarray(a, jnp.float32))) for a in leaves)
+    return (jnp.nan_to_num(t) != jnp.nan_to_num(t)).astype(dtype)
 
 
 def best_of(fn, batched, shared, n_restarts):

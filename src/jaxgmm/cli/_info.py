@@ -7,7 +7,14 @@ import textwrap
 
 import numpy as np
 
-from ._common import add_command, component_table, in_data_units, json_default, load_model
+from ._common import (
+    add_command,
+    component_table,
+    in_data_units,
+    json_default,
+    load_model,
+    wrap_width,
+)
 
 EXAMPLES = """
 jaxgmm info model.jgmm
@@ -50,11 +57,12 @@ def run(args) -> int:
         print(json.dumps(info, default=json_default))
         return 0
     print(f"{info['file']}: jaxgmm {info['class']} (format version {info['format_version']})")
-    print(
+    model = (
         f"K={info['n_components']}, covariance '{info['covariance_type']}', "
         f"{info['n_features']} features: {', '.join(info['columns'] or [])}"
         + (" (standardised)" if info["standardized"] else "")
     )
+    print(textwrap.fill(model, wrap_width(), subsequent_indent="  "))
     print(
         f"fit: converged {info['converged']} after {info['n_iter']} iterations, "
         f"lower bound {info['lower_bound']:.6f}"
@@ -64,5 +72,5 @@ def run(args) -> int:
         print(f"chosen by {info['criterion'].upper()} over a sweep")
     print(component_table(info["weights"], np.asarray(info["means"]), info["columns"] or []))
     params = ", ".join(f"{k}={v!r}" for k, v in sorted(info["params"].items()))
-    print(textwrap.fill(f"parameters: {params}", 100))
+    print(textwrap.fill(f"parameters: {params}", wrap_width()))
     return 0
