@@ -132,7 +132,7 @@ def test_fit_from_standard_input_skips_text_and_fits_within_100_columns(env, fil
     assert lines[0].startswith("top 3 of 8 models by BIC") and "<- chosen" in lines[1]
     assert "K=2 is the largest K tried" in out and "-k 1:4" in out
     assert any(line.strip().startswith("rows") for line in lines)  # the component sizes
-    info = run(env, "info", model).stdout
+    info = run(env, "info", model.name, cwd=tmp_path).stdout
     assert max(len(line) for line in info.splitlines()) <= 100, info
     from jaxgmm.cli._common import load_model
 

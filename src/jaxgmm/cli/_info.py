@@ -56,7 +56,8 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(info, default=json_default))
         return 0
-    print(f"{info['file']}: jaxgmm {info['class']} (format version {info['format_version']})")
+    title = f"{info['file']}: jaxgmm {info['class']} (format version {info['format_version']})"
+    print(textwrap.fill(title, wrap_width(), subsequent_indent="  "))
     model = (
         f"K={info['n_components']}, covariance '{info['covariance_type']}', "
         f"{info['n_features']} features: {', '.join(info['columns'] or [])}"
