@@ -357,6 +357,7 @@ def test_demo_writes_report_and_png(env, tmp_path):
     assert png_size(tmp_path / "demo.png") == (1280, 480)
     out = json.loads(run(env, "demo", "--n-init", "2", "--json", cwd=tmp_path).stdout)
     assert out["n_components"] == 4 and out["adjusted_rand_index"] > 0.8
+    assert len(out["table"]["bic"]) == 14 * 8 and "top 5 of 112 models" in proc.stdout
     # the printed table numbers components as the model (and the plot) do
     lines = proc.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("component  true blob"))

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from ._common import add_command, criterion_table, table_lists
+from ._common import add_command, table_lists, top_models
 from ._record import FitRecord
 
 EXAMPLES = """
@@ -66,7 +66,9 @@ def report(seed: int = 0, n_init: int = 5, max_k: int = 8, criterion: str = "bic
 
     table = table_lists(model.criterion_)
     say()
-    say(criterion_table(table, criterion, (model.covariance_type_, model.n_components_)))
+    chosen = (model.covariance_type_, model.n_components_)
+    say(top_models(table, criterion, chosen, 5).replace("(-v shows all)", "(--json has all)"))
+    say(_best_by_k(table, criterion))
 
     best = model.best_estimator_
     say()
@@ -107,6 +109,8 @@ def run(args) -> int:
         # numbered as the printed table and the plot number them
         "weights": best.weights_.tolist(),
         "means": best.means_.tolist(),
+        "criterion": args.criterion,
+        "table": table_lists(model.criterion_),  # every model the sweep fitted
         "png": None,
     }
     from ._figures import Request, classification
@@ -132,3 +136,13 @@ def run(args) -> int:
     elif not args.quiet:
         print(f"wrote {args.output}")
     return 0
+
+
+def _best_by_k(table: dict, criterion: str) -> str:
+    """The best criterion value at each K, over the families: how the choice of K
+    looks (one line, degenerate fits left out)."""
+    ks = np.asarray(table["n_components"])
+    values = np.where(table["degenerate"], np.inf, np.asarray(table[criterion], np.float64))
+    best = {int(k): values[ks == k].min() for k in sorted(set(ks.tolist()))}
+    cells = "  ".join(f"{k}: {v:.1f}" for k, v in best.items() if np.isfinite(v))
+    return f"best {criterion.upper()} at each K:  {cells}"
