@@ -10,6 +10,7 @@ import bz2
 import contextlib
 import csv
 import dataclasses
+import functools
 import gzip
 import io
 import lzma
@@ -181,8 +182,9 @@ def read_table(path: str | Path, options: ReadOptions = ReadOptions()) -> Table:
     suffix = _format_suffix(name, inner, options.format, stdin)
     try:
         if suffix in TEXT_FORMATS:
-            data = _read_bytes(path, compression, stdin)
-            return _read_text(name, data, TEXT_FORMATS[suffix], options)
+            plain = compression is None and not stdin  # pyarrow reads it in blocks
+            source = path if plain else _read_bytes(path, compression, stdin)
+            return _read_text(name, source, TEXT_FORMATS[suffix], options)
         if suffix in (".npy", ".npz"):
             plain = compression is None and not stdin
             source = path if plain else io.BytesIO(_read_bytes(path, compression, stdin))
@@ -230,29 +232,38 @@ def _read_bytes(path: Path, compression: str | None, stdin: bool) -> bytes:
         return f.read()
 
 
-def _read_text(name, data: bytes, usual: str | None, options: ReadOptions) -> Table:
-    """CSV-like text through pyarrow's reader (typed columns, in C); a file it cannot
-    parse is checked line by line for a message that names the line. ``usual``: the
-    extension's delimiter, preferred where it fits the first lines."""
+def _read_text(name, source: bytes | Path, usual: str | None, options: ReadOptions) -> Table:
+    """CSV-like text (a file's path, or its bytes) through pyarrow's reader (typed
+    columns, in C); a file it cannot parse is checked line by line for a message that
+    names the line. ``usual``: the extension's delimiter, preferred where it fits the
+    first lines."""
     pa, pc = _pyarrow(), _pyarrow_csv()
-    data = data.removeprefix(b"\xef\xbb\xbf")
-    if re.search(rb"\S", data) is None:  # stops at the first character (strip would copy)
+    if isinstance(source, bytes):
+        source = source.removeprefix(b"\xef\xbb\xbf")
+        head, whole = source[: 1 << 16], lambda: source
+    else:
+        with open(source, "rb") as f:
+            head = f.read(1 << 16).removeprefix(b"\xef\xbb\xbf")
+        whole = functools.cache(lambda: source.read_bytes().removeprefix(b"\xef\xbb\xbf"))
+    complete = len(head) < 1 << 16 or (isinstance(source, bytes) and len(source) == len(head))
+    if re.search(rb"\S", head) is None and re.search(rb"\S", whole()) is None:
         raise DataError(f"{name}: the file is empty")
     delimiter = options.delimiter
     if delimiter is not None:
         delimiter = DELIMITER_NAMES.get(delimiter.lower(), delimiter)
         if len(delimiter) != 1:
             raise DataError(f"--delimiter {delimiter!r}: give one character, or tab or space")
-    sample = data[: 1 << 16].decode(options.encoding, errors="ignore")
+    sample = head.decode(options.encoding, errors="ignore")
     if delimiter is None:
-        delimiter = _sniff(sample, usual, complete=len(data) <= 1 << 16)
+        delimiter = _sniff(sample, usual, complete=complete)
     decimal = _decimal_mark(sample, delimiter)
     if delimiter == " " or options.encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
-        text = _decoded(name, data, options.encoding)
+        text = _decoded(name, whole(), options.encoding)
         if delimiter == " ":  # runs of blanks: fields cannot be quoted, commas cannot occur
             text = "\n".join(",".join(line.split()) for line in text.splitlines())
             delimiter = ","
-        data = text.encode("utf-8")
+        source = text.encode("utf-8")
+        whole = lambda: source
     read = pc.ReadOptions(autogenerate_column_names=not options.header, block_size=1 << 24)
     parse = pc.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     convert = pc.ConvertOptions(
@@ -261,16 +272,17 @@ def _read_text(name, data: bytes, usual: str | None, options: ReadOptions) -> Ta
         quoted_strings_can_be_null=True,
         decimal_point=decimal,
     )
+    given = pa.BufferReader(source) if isinstance(source, bytes) else str(source)
     try:
-        t = pc.read_csv(pa.BufferReader(data), read, parse, convert)
+        t = pc.read_csv(given, read, parse, convert)
     except pa.ArrowInvalid as e:
         if "UTF8" in str(e) or "UTF-8" in str(e):
-            _decoded(name, data, "utf-8")  # raises the message that names --encoding
-        _diagnose(name, data, delimiter, options.header)
+            _decoded(name, whole(), "utf-8")  # raises the message that names --encoding
+        _diagnose(name, whole(), delimiter, options.header)
         what = f"text separated by {delimiter!r}"
         raise DataError(f"{name}: cannot read it as {what} ({e}); see --delimiter") from None
     if any(pa.types.is_binary(c.type) for c in t.columns):  # pyarrow's reading of bad UTF-8
-        _decoded(name, data, "utf-8")  # raises the message that names --encoding
+        _decoded(name, whole(), "utf-8")  # raises the message that names --encoding
     names = t.column_names
     if options.header:
         names = [n.strip() or f"column{j + 1}" for j, n in enumerate(names)]
@@ -287,7 +299,7 @@ def _read_text(name, data: bytes, usual: str | None, options: ReadOptions) -> Ta
             "as column names; give --no-header if it is data"
         )
     columns = [_numpy_column(pa, t.column(j)) for j in range(t.num_columns)]
-    locate = lambda i: f"line {_line_of(data, delimiter, options.header, i)}"
+    locate = lambda i: f"line {_line_of(whole(), delimiter, options.header, i)}"
     return Table(name, names, columns, locate, note)
 
 
