@@ -191,3 +191,23 @@ def test_messages_name_the_commands_flags(env, files, tmp_path):
     bad(env, "fit", files / "data.csv", "-k", "2,x", expect="-k '2,x'")
     bad(env, "fit", files / "data.csv", "--exclude", "zz", expect="--exclude names no column")
     bad(env, "fit", "-", "-k", "2", expect="name the model file with -o")
+
+
+def test_numbers_come_from_arrow_buffers_with_nulls_offsets_and_chunks():
+    """The reader converts pyarrow's columns itself (pyarrow's to_numpy imports
+    pandas): every integer and float width, nulls, sliced chunks."""
+    import pyarrow as pa
+
+    from jaxgmm.cli._datafiles import _numpy_column
+
+    rng = np.random.default_rng(0)
+    values = [None if rng.random() < 0.2 else int(rng.integers(0, 100)) for _ in range(1000)]
+    for kind in (pa.int8(), pa.uint16(), pa.int64(), pa.uint64(), pa.float32(), pa.float64()):
+        for nulls in (True, False):
+            v = values if nulls else [7 if x is None else x for x in values]
+            parts = [pa.array(v[:300], kind), pa.array(v[300:], kind).slice(5, 500)]
+            column = pa.chunked_array([*parts, pa.array(v[:17], kind).slice(3)])
+            got = _numpy_column(pa, column)
+            want = np.array([np.nan if x is None else x for x in column.to_pylist()], float)
+            np.testing.assert_array_equal(got.astype(float), want)
+            assert (got.dtype.kind in "iu") == (pa.types.is_integer(kind) and not nulls)

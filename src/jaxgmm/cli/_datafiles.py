@@ -355,11 +355,30 @@ def _numpy_column(pa, column) -> np.ndarray:
     """A pyarrow column as numpy: numbers as numbers (integers stay integers; with
     nulls they become floats with NaN), anything else as Python objects (None where
     missing)."""
-    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        return np.asarray(column.to_numpy(zero_copy_only=False))
-    if pa.types.is_null(column.type):  # nothing but missing markers
+    kind = column.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        signed = pa.types.is_signed_integer(kind)
+        code = "f" if pa.types.is_floating(kind) else "i" if signed else "u"
+        dtype = np.dtype(f"{code}{kind.bit_width // 8}")
+        parts = [_primitive(chunk, dtype) for chunk in column.chunks]
+        return np.concatenate(parts) if parts else np.empty(0, dtype)
+    if pa.types.is_null(kind):  # nothing but missing markers
         return np.full(len(column), np.nan)
     return np.array(column.to_pylist(), dtype=object)
+
+
+def _primitive(chunk, dtype: np.dtype) -> np.ndarray:
+    """One chunk of numbers from its Arrow buffers (validity bitmap, values), NaN where
+    null. By hand: pyarrow's own ``to_numpy`` imports pandas, a quarter of a second
+    the command would otherwise pay on every run."""
+    values = np.frombuffer(
+        chunk.buffers()[1], dtype, count=len(chunk), offset=chunk.offset * dtype.itemsize
+    )
+    if chunk.null_count == 0:
+        return values
+    bits = np.unpackbits(np.frombuffer(chunk.buffers()[0], np.uint8), bitorder="little")
+    valid = bits[chunk.offset : chunk.offset + len(chunk)].astype(bool)
+    return np.where(valid, values, np.nan)
 
 
 def _text_rows(data: bytes, delimiter: str):
