@@ -211,3 +211,17 @@ def test_numbers_come_from_arrow_buffers_with_nulls_offsets_and_chunks():
             want = np.array([np.nan if x is None else x for x in column.to_pylist()], float)
             np.testing.assert_array_equal(got.astype(float), want)
             assert (got.dtype.kind in "iu") == (pa.types.is_integer(kind) and not nulls)
+
+
+def test_top_models_put_degenerate_fits_last_and_say_why():
+    from jaxgmm.cli._common import top_models
+
+    table = {
+        "covariance_type": ["diag", "diag", "full"],
+        "n_components": [8, 10, 8],
+        "bic": [100.0, 50.0, 120.0],
+        "degenerate": [False, True, False],
+    }
+    lines = top_models(table, "bic", ("diag", 8)).splitlines()
+    assert "K=8" in lines[1] and "<- chosen" in lines[1]
+    assert "full" in lines[2] and "K=10" in lines[3] and "too few rows" in lines[3]

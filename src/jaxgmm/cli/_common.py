@@ -267,6 +267,8 @@ def top_models(table: dict, criterion: str, chosen: tuple[str, int], n: int = 3)
     for rank, i in enumerate(order, 1):
         name, k = table["covariance_type"][i], table["n_components"][i]
         mark = "  <- chosen" if (name, k) == tuple(chosen) else ""
+        if degenerate[i]:
+            mark += "  (not chosen: a component holds too few rows)"
         lines.append(f"  {rank}. {name:>9} K={k:<3} {criterion.upper()} {values[i]:12.2f}{mark}")
     return "\n".join(lines)
 
