@@ -30,21 +30,13 @@ SHUFFLED_WEIGHTS = (
 )
 
 
-def _n_memory_maps() -> int:
-    try:
-        with open("/proc/self/maps") as f:
-            return sum(1 for _ in f)
-    except OSError:  # not Linux
-        return 0
-
-
 @pytest.fixture(autouse=True)
 def _release_compiled_programs():
     """Every compiled XLA CPU program holds ~150 memory maps; a suite compiling
     hundreds of shapes would pass Linux's default limit of 65530 maps and crash
     inside LLVM. Drop JAX's caches when the process holds many maps."""
     yield
-    if _n_memory_maps() > 20_000:
+    if _programs._n_memory_maps() > 20_000:
         jax.clear_caches()
         _programs.clear_programs()
 

@@ -151,6 +151,16 @@ def with_progress(args, bar: tuple[int, str, str, float], work):
 # --- reading ----------------------------------------------------------------------------
 
 
+def column_list(text: str | None, flag: str = "--columns") -> list[str] | None:
+    """The column names of a comma-separated option (None where it was not given)."""
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise Usage(f"{flag}: give column names separated by commas, e.g. {flag} a,b")
+    return names
+
+
 def read(args, path) -> Table:
     """Read a data file as the options say, passing on how its header was read."""
     options = ReadOptions(

@@ -245,7 +245,7 @@ def _read_text(name, source: bytes | Path, usual: str | None, options: ReadOptio
         with open(source, "rb") as f:
             head = f.read(1 << 16).removeprefix(b"\xef\xbb\xbf")
         whole = functools.cache(lambda: source.read_bytes().removeprefix(b"\xef\xbb\xbf"))
-    complete = len(head) < 1 << 16 or (isinstance(source, bytes) and len(source) == len(head))
+    complete = len(head) < 1 << 16  # the sample is the whole file
     if re.search(rb"\S", head) is None and re.search(rb"\S", whole()) is None:
         raise DataError(f"{name}: the file is empty")
     delimiter = options.delimiter

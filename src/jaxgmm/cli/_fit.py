@@ -16,6 +16,7 @@ from ._common import (
     Usage,
     add_command,
     add_read_options,
+    column_list,
     component_table,
     criterion_table,
     dropped_note,
@@ -115,15 +116,6 @@ def parse_k(text: str) -> tuple[list[int], bool]:
         ) from None
 
 
-def _columns(text: str | None, flag: str = "--columns") -> list[str] | None:
-    if text is None:
-        return None
-    names = [c.strip() for c in text.split(",") if c.strip()]
-    if not names:
-        raise Usage(f"{flag}: give column names separated by commas, e.g. {flag} a,b")
-    return names
-
-
 def _output_path(args) -> str | Path:
     if args.output is None and args.data == "-":
         raise Usage("reading standard input: name the model file with -o, e.g. -o model.jgmm")
@@ -151,7 +143,7 @@ def _read_data(args):
 def _chosen_columns(args, table) -> list[str]:
     """``--columns``, else every numeric column but ``--exclude``'s (the others are
     named in a note: an id, a species, a date)."""
-    columns, exclude = _columns(args.columns), _columns(args.exclude, "--exclude") or []
+    columns, exclude = column_list(args.columns), column_list(args.exclude, "--exclude") or []
     unknown = [n for n in exclude if n not in table.names]
     if unknown:
         raise DataError(
@@ -199,13 +191,13 @@ def run(args) -> int:
     ks, auto = parse_k(args.k)
     writes = _streaming.join_run(args)
     out = _output_path(args)
-    source = _streaming.source_for(args, _columns(args.columns))
+    source = _streaming.source_for(args, column_list(args.columns))
     if source is not None:
         return _run_streamed(args, source, (ks, auto), out, writes)
     table, x, keep, names = _read_data(args)
     n = x.shape[0]
     ks = _components(ks, auto, table, n)
-    scaling = Standardization.of(x, names, table.path) if args.standardize else Standardization()
+    scaling = Standardization.of(x) if args.standardize else Standardization()
     est, (total, unit) = _estimator(args, ks, auto)
     z = scaling.apply(x)
     with_progress(args, (total, unit, "fitting", scaling.log_det), lambda: est.fit(z))
@@ -220,7 +212,7 @@ def _run_streamed(args, source, k, out, writes: bool) -> int:
     scaling = Standardization()
     if args.standardize:
         moments = _streaming.column_moments(source)
-        scaling = Standardization.from_moments(*moments, names, place.path)
+        scaling = Standardization.from_moments(*moments)
         source = _streaming.Standardized(source, scaling.mean, scaling.scale)
     est, (total, unit) = _estimator(args, ks, k[1])
     own = _streaming.own_rows(args, source) if args.distributed else None

@@ -23,12 +23,12 @@ class Standardization:
     scale: np.ndarray | None = None
 
     @classmethod
-    def of(cls, x: np.ndarray, names: list[str], path) -> Standardization:
+    def of(cls, x: np.ndarray) -> Standardization:
         """Unit variance and zero mean for every column of ``x``."""
-        return cls.from_moments(x.mean(0), x.std(0), names, path)
+        return cls.from_moments(x.mean(0), x.std(0))
 
     @classmethod
-    def from_moments(cls, mean, scale, names: list[str], path) -> Standardization:
+    def from_moments(cls, mean, scale) -> Standardization:
         """From the columns' means and standard deviations; a constant column is
         centred and left unscaled (scale 1), as scikit-learn's StandardScaler does."""
         mean, scale = np.asarray(mean, np.float64), np.asarray(scale, np.float64)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import PRECISION, Usage, add_command, emit_table, free_name, load_model
+from ._common import Usage, add_command, add_table_output, emit_table, free_name, load_model
 
 EXAMPLES = """
 jaxgmm sample model.jgmm -n 1000 --seed 3 -o samples.csv
@@ -14,15 +14,7 @@ def register(sub) -> None:
     p.add_argument("model")
     p.add_argument("-n", type=int, default=100, help="number of samples (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("-o", "--output", help="output file; stdout (CSV) if omitted")
-    p.add_argument("--json", action="store_true", help="JSON records on stdout")
-    p.add_argument(
-        "--precision",
-        type=int,
-        default=PRECISION,
-        metavar="DIGITS",
-        help=f"significant digits in text and JSON output (default {PRECISION})",
-    )
+    add_table_output(p)
 
 
 def run(args) -> int:

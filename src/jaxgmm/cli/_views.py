@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from ._common import Usage, full_covariances, in_data_units
+from ._common import Usage, column_list, full_covariances, in_data_units
 from ._datafiles import DataError
 from ._record import FitRecord
 
@@ -100,7 +100,7 @@ class View:
 def chosen_columns(text: str | None, names: list[str]) -> list[int]:
     """The indices of ``--columns a,b,c`` among the model's columns (all by default),
     at most :data:`MAX_PAIRS` of them."""
-    wanted = names if text is None else [c.strip() for c in text.split(",") if c.strip()]
+    wanted = column_list(text) or names
     unknown = [c for c in wanted if c not in names]
     if unknown:
         raise Usage(
