@@ -10,9 +10,15 @@ defaults (K = 1..9, all 14 families) with ``--n-init`` k-means restarts: the cho
 model and its BIC against mclust's, and the best BIC of each family. BIC is as
 jaxgmm writes it, ``-2 log L + p log n`` (lower is better; mclust prints the negative).
 
-mclust's values (mclust 6.0.0, ``Mclust(X)`` with its defaults: hierarchical
-agglomeration start, K = 1..9, the 14 families) are recorded from issue 13 of this
-project, where they were measured; they are the chosen model and its BIC only.
+mclust's values: the chosen models and their BIC are issue 13's (mclust 6.0.0,
+``Mclust(X)`` with its defaults: hierarchical agglomeration start, K = 1..9, the 14
+families); the log-likelihood and BIC of every family and K are in
+``benchmarks/mclust_6.0.0.csv``, made by ``benchmarks/mclust_values.R`` from these data
+sets (``--export-data``; R and mclust are not needed to run this script). For each
+data set the script counts the (family, K) where jaxgmm's log-likelihood is at least
+mclust's less ``--ll-tol`` (1e-3), and lists the others. Fits are run to ``--tol``
+(1e-6, on the change of the mean log-likelihood; mclust stops at a relative change of
+1e-5 of the total, which is looser on these data), with ``--max-iter`` 1000.
 
 Speed: on ``--rows`` x 8 rows in 6 clusters, the sweep over the 14 families and
 K = 1..``--max-k`` (one k-means start each) against the same fits one by one
@@ -23,7 +29,9 @@ in the same run.
 from __future__ import annotations
 
 import argparse
+import csv
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -36,6 +44,19 @@ from jaxgmm._families import FAMILIES
 
 #: name -> (family, K, BIC) of mclust's choice (issue 13; mclust 6.0.0).
 MCLUST = {"wine": ("VVE", 3, 5416.9), "iris": ("VEV", 2, 561.7), "seed blobs": ("EII", 4, 881.8)}
+#: mclust's log-likelihood and BIC of every (data set, family, K); see the docstring.
+MCLUST_TABLE = Path(__file__).with_name("mclust_6.0.0.csv")
+
+
+def mclust_table() -> dict[tuple[str, str, int], tuple[float, float]]:
+    """(data, family, K) -> (log-likelihood, BIC) from MCLUST_TABLE; NaN where mclust
+    found no fit."""
+    lines = [ln for ln in MCLUST_TABLE.read_text().splitlines() if not ln.startswith("#")]
+    table = {}
+    for row in csv.DictReader(lines):
+        key = (row["data"], row["family"], int(row["K"]))
+        table[key] = tuple(float(row[c].replace("NA", "nan")) for c in ("log_likelihood", "bic"))
+    return table
 
 
 def data_sets() -> dict[str, np.ndarray]:
@@ -46,12 +67,21 @@ def data_sets() -> dict[str, np.ndarray]:
     return {"wine": wine, "iris": load_iris().data, "seed blobs": make_seed_blobs(0)[0]}
 
 
-def quality(n_init: int) -> None:
-    print(f"the sweep over K=1..9 and the 14 families, {n_init} k-means restarts")
+def quality(n_init: int, tol: float, max_iter: int, ll_tol: float) -> None:
+    print(f"the sweep over K=1..9 and the 14 families, {n_init} k-means restarts, tol={tol}")
     print(f"{'data':>11} {'mclust':>14} {'its BIC':>9} {'jaxgmm':>14} {'its BIC':>9} {'diff':>7}")
+    reference = mclust_table()
     for name, X in data_sets().items():
         t = time.perf_counter()
-        result = jaxgmm.sweep(jax.random.key(0), X, range(1, 10), list(FAMILIES), n_init=n_init)
+        result = jaxgmm.sweep(
+            jax.random.key(0),
+            X,
+            range(1, 10),
+            list(FAMILIES),
+            n_init=n_init,
+            tol=tol,
+            max_iter=max_iter,
+        )
         seconds = time.perf_counter() - t
         table = result.table
         family, k, bic = MCLUST[name]
@@ -70,10 +100,52 @@ def quality(n_init: int) -> None:
                 i = np.flatnonzero(rows)[np.argmin(table["bic"][rows])]
                 per_family.append(f"{fam} {table['bic'][i]:.1f} (K={table['n_components'][i]})")
         print("            best of each family: " + ", ".join(per_family))
-        # mclust's chosen model fitted alone, with the sweep's restarts
-        alone = jaxgmm.GaussianMixture(k, covariance_type=family, n_init=n_init, random_state=0)
-        alone.fit(X)
-        print(f"            mclust's model alone: {family}, K={k}: BIC {alone.bic(X):.1f}")
+        compare_log_likelihoods(name, table, reference, ll_tol)
+
+
+def compare_log_likelihoods(name, table, reference, ll_tol) -> None:
+    """jaxgmm's log-likelihood against mclust's at every (family, K) both fitted."""
+    at_least, short, only_ours, only_theirs, gains = 0, [], [], [], []
+    for fam, k, ll, degenerate in zip(
+        table["family"],
+        table["n_components"],
+        table["log_likelihood"],
+        table["degenerate"],
+        strict=True,
+    ):
+        theirs = reference[(name, fam, int(k))][0]
+        ours = np.nan if degenerate else float(ll)
+        if np.isnan(theirs) or np.isnan(ours):
+            if not np.isnan(ours):
+                only_ours.append(f"{fam} K={k}")
+            elif not np.isnan(theirs):
+                only_theirs.append(f"{fam} K={k}")
+            continue
+        gains.append(ours - theirs)
+        if ours >= theirs - ll_tol:
+            at_least += 1
+        else:
+            short.append(f"{fam} K={k} {ours - theirs:+.4f}")
+    gains = np.array(gains)
+    print(
+        f"            log-likelihood at least mclust's (-{ll_tol:g}): {at_least} of {len(gains)}"
+        f" (family, K) both fitted; largest gain {gains.max():+.3f}, median {np.median(gains):+.4f}"
+    )
+    if short:
+        print("            below mclust's: " + ", ".join(short))
+    if only_ours:
+        print("            fitted by jaxgmm only (mclust: NA): " + ", ".join(only_ours))
+    if only_theirs:
+        print("            fitted by mclust only (jaxgmm: degenerate): " + ", ".join(only_theirs))
+
+
+def export_data(directory: str) -> None:
+    """The data sets as CSV (17 digits) for benchmarks/mclust_values.R."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    for name, X in data_sets().items():
+        path = Path(directory) / (name.replace(" ", "_") + ".csv")
+        np.savetxt(path, X, delimiter=",", fmt="%.17g")
+        print(f"wrote {path}")
 
 
 def speed(rows: int, max_k: int) -> None:
@@ -129,13 +201,19 @@ def speed(rows: int, max_k: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-init", type=int, default=10)
+    p.add_argument("--tol", type=float, default=1e-6)
+    p.add_argument("--max-iter", type=int, default=1000)
+    p.add_argument("--ll-tol", type=float, default=1e-3)
+    p.add_argument("--export-data", metavar="DIR", help="write the data sets as CSV for R")
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--max-k", type=int, default=9)
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-quality", action="store_true")
     args = p.parse_args()
+    if args.export_data:
+        export_data(args.export_data)
     if not args.skip_quality:
-        quality(args.n_init)
+        quality(args.n_init, args.tol, args.max_iter, args.ll_tol)
     if not args.skip_speed:
         speed(args.rows, args.max_k)
 
