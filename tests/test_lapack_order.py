@@ -31,6 +31,10 @@ for cov in ("full", "tied", "diag", "spherical", "VVE"):
     gm = jaxgmm.GaussianMixture(2, covariance_type=cov, n_init=2, max_iter=3,
                                 random_state=0).fit(large)
     gm.score_samples(large[:10]), gm.predict_proba(large[:10]), gm.sample(3)
+# given precisions: their Cholesky factors and covariances
+for cov, prec in (("full", np.stack([np.eye(3)] * 2)), ("tied", np.eye(3))):
+    jaxgmm.GaussianMixture(2, covariance_type=cov, precisions_init=prec, max_iter=3,
+                           random_state=0).fit(large)
 # a sweep of large data fits its K in two groups, each its own EM loop
 jaxgmm.sweep(key, large, range(1, 5), ["full", "EEV"], n_init=1, max_iter=3)
 for cov in ("full", "VVE"):  # the streamed passes

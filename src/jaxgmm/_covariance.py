@@ -374,7 +374,14 @@ class _Matrices(Covariance):
 
     @classmethod
     def from_precisions(cls, precisions):
-        return cls(jnp.linalg.inv(precisions), _chol_precision_from_precision(precisions))
+        # The covariances from the Cholesky factor U (P = U U^T, so P^-1 = U^-T U^-1),
+        # not from a separate inverse: two independent LAPACK calls in one program
+        # can deadlock jaxlib's CPU kernels (ARCHITECTURE.md, "LAPACK calls in one
+        # program"), and this one depends on the Cholesky factorisation.
+        chol = _chol_precision_from_precision(precisions)
+        eye = jnp.broadcast_to(jnp.eye(chol.shape[-1], dtype=chol.dtype), chol.shape)
+        inv_chol = solve_triangular(chol, eye, lower=False)
+        return cls(jnp.swapaxes(inv_chol, -1, -2) @ inv_chol, chol)
 
     def precisions(self):
         return _gram(self.precisions_cholesky)
