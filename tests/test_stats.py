@@ -9,6 +9,7 @@ import pytest
 from conftest import COV_TYPES
 
 from jaxgmm._covariance import covariance_class
+from jaxgmm._em import phi_stats
 from jaxgmm._stats import SuffStats
 from jaxgmm._typing import x64_scope
 
@@ -34,11 +35,15 @@ def test_from_block_is_the_weighted_sums(cov_type):
     cls = covariance_class(cov_type)
     with x64_scope(np.float64):
         phi = jnp.stack([cls.features(jnp.asarray(r)) for r in x])
-        stats = SuffStats.from_block(jnp.asarray(resp), phi, x.shape[1])
+        stats = phi_stats(jnp.asarray(resp), phi, jnp.asarray(x), cls)
     np.testing.assert_allclose(np.asarray(stats.sum_r), resp.sum(0), rtol=1e-14)
     np.testing.assert_allclose(np.asarray(stats.sum_rx), resp.T @ x, rtol=1e-13)
-    np.testing.assert_allclose(np.asarray(stats.sum_rxx), resp.T @ _second(cov_type, x), rtol=1e-13)
-    assert stats.sum_rxx.shape == (resp.shape[1], cls.n_second(x.shape[1]))
+    per_component = resp.T @ _second(cov_type, x)
+    if cls.shared_second:  # tied: the components' sum, one row, from x^T x
+        assert phi.shape[1] == 1 + x.shape[1]
+        per_component = per_component.sum(0, keepdims=True)
+    np.testing.assert_allclose(np.asarray(stats.sum_rxx), per_component, rtol=1e-13)
+    assert stats.sum_rxx.shape == (len(per_component), cls.n_second(x.shape[1]))
 
 
 @pytest.mark.parametrize("cov_type", COV_TYPES)

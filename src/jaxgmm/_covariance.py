@@ -112,10 +112,40 @@ class Covariance(abc.ABC):
     def second_moments(x: Float[Array, " d"]) -> Float[Array, " n_second"]:
         """The second-order terms ``q(x)`` of one sample."""
 
+    #: Whether every component has the same second-order terms ('tied'). Then
+    #: ``phi(x)`` is ``[1, x]``: the E-step adds the quadratic form once per row
+    #: (:meth:`shared_quadratic`) instead of K times through ``phi @ A``, and the
+    #: second moments' statistic is the rows' own, ``sum_i (sum_k r_ik) q(x_i)``
+    #: (:meth:`pooled_second_moments`; scikit-learn's tied M-step reads ``X^T X``
+    #: too), a D x D product instead of K x D(D+1)/2 columns of features.
+    shared_second: ClassVar[bool] = False
+
     @classmethod
     def features(cls, x: Float[Array, " d"]) -> Float[Array, " n_phi"]:
-        """``phi(x) = [1, x, q(x)]`` for one sample (the seed's per-sample view)."""
-        return jnp.concatenate([jnp.ones((1,), x.dtype), x, cls.second_moments(x)])
+        """``phi(x) = [1, x, q(x)]`` for one sample (the seed's per-sample view);
+        ``[1, x]`` where the second-order terms are shared."""
+        parts = [jnp.ones((1,), x.dtype), x]
+        return jnp.concatenate(parts if cls.shared_second else [*parts, cls.second_moments(x)])
+
+    @classmethod
+    def n_phi(cls, n_features: int) -> int:
+        """Length of :meth:`features`."""
+        return 1 + n_features + (0 if cls.shared_second else cls.n_second(n_features))
+
+    def shared_quadratic(self, x: Float[Array, "... d"]) -> Float[Array, "..."]:
+        """The second-order term every component shares, ``-x^T P x / 2``, of rows
+        ``x`` (only where :attr:`shared_second`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no shared quadratic term")
+
+    @classmethod
+    def pooled_second_moments(
+        cls, resp: Float[Array, "b k"], x: Float[Array, "b d"]
+    ) -> Float[Array, "1 n_second"]:
+        """``sum_k sum_b resp[b, k] q(x[b])``, the statistic of :attr:`shared_second`
+        structures, as one row: a (D, B) x (B, D) product."""
+        i, j = np.triu_indices(x.shape[-1])
+        weighted = x * jnp.sum(resp, axis=1)[:, None]
+        return (weighted.T @ x)[i, j][None, :]
 
     @staticmethod
     @abc.abstractmethod
@@ -507,6 +537,12 @@ class TiedCovariance(_Matrices):
     name: ClassVar[str] = "tied"
     family: ClassVar[str] = "EEE"
     per_component: ClassVar[bool] = False
+    shared_second: ClassVar[bool] = True
+
+    def shared_quadratic(self, x):
+        y = x @ self.precisions_cholesky
+        return -0.5 * jnp.sum(y * y, axis=-1)
+
     covariances: Float[Array, "d d"]
     precisions_cholesky: Float[Array, "d d"]
 
@@ -536,7 +572,8 @@ class TiedCovariance(_Matrices):
     def estimate(sum_r, nk, means, sum_rxx, reg_covar, active, previous=None):
         d = means.shape[-1]
         nk = jnp.where(active, nk, 0)
-        # scikit-learn: (X^T X - sum_k nk mu_k mu_k^T) / sum(nk)
+        # scikit-learn: (X^T X - sum_k nk mu_k mu_k^T) / sum(nk). sum_rxx is one row
+        # (pooled_second_moments) or, from the exact pass, one per component.
         cov = (_unvech(jnp.sum(sum_rxx, 0), d) - (nk * means.T) @ means) / jnp.sum(nk)
         return cov + reg_covar * jnp.eye(d, dtype=cov.dtype)
 

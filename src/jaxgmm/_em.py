@@ -98,7 +98,9 @@ class Natural:
             A = jnp.zeros((0, means.shape[0]), means.dtype)
             return cls(A, offset, means, covariance, blocks.center, jnp.ones((), bool), True)
         lin, quad, const = covariance.natural(means - blocks.center)
-        A = jnp.concatenate([(const + offset)[:, None], lin, quad], axis=1).T
+        # a shared quadratic form is added once per row (_log_joint), not K times
+        parts = [(const + offset)[:, None], lin] + ([] if covariance.shared_second else [quad])
+        A = jnp.concatenate(parts, axis=1).T
         mode = jnp.abs(covariance.log_prob_constant(means))
         rtol = _E_STEP_RTOL[np.dtype(means.dtype)]
         error = covariance.fast_form_error(means - blocks.center, blocks.radius)
@@ -128,6 +130,8 @@ def _log_joint(x: Float[Array, " d"], model: Natural, phi=None) -> Float[Array, 
     """``log w_k + log N(x | mu_k, Sigma_k)`` for one sample, in the fast form
     (``phi``: its features about ``model.center``, when the caller has them)."""
     phi = model.covariance_class.features(x - model.center) if phi is None else phi
+    if model.covariance_class.shared_second:
+        return phi @ model.A + model.covariance.shared_quadratic(x - model.center)
     return phi @ model.A
 
 
@@ -159,7 +163,7 @@ def _e_step(
 def _m_step(x: Float[Array, " d"], resp: Float[Array, " k"], model: Natural) -> SuffStats:
     """One sample's contribution to the sufficient statistics: ``outer(r, phi(x))``."""
     phi = model.covariance_class.features(x)
-    return SuffStats.from_matrix(jnp.outer(resp, phi), x.shape[-1])
+    return phi_stats(resp[None], phi[None], x[None], model.covariance_class)
 
 
 def _log_lik(x: Float[Array, " d"], model: Natural) -> Float[Array, ""]:
@@ -266,6 +270,22 @@ def e_step_resp(model: Natural):
     return resp_fn
 
 
+def phi_stats(
+    resp: Float[Array, "b k"],
+    phi: Float[Array, "b n_phi"],
+    x: Float[Array, "b d"],
+    covariance_class: type[Covariance],
+) -> SuffStats:
+    """The statistics of a block from its features (``x``: the rows ``phi`` was
+    made of): one product ``resp.T @ phi``, and for a shared quadratic form
+    (:attr:`Covariance.shared_second`) the rows' pooled second moments."""
+    stats = SuffStats.from_block(resp, phi, x.shape[-1])
+    if covariance_class.shared_second:
+        second = covariance_class.pooled_second_moments(resp, x)
+        stats = dataclasses.replace(stats, sum_rxx=second)
+    return stats
+
+
 def block_stats(
     x: Float[Array, "b d"], w: Float[Array, " b"], model: Natural, centred: bool = False
 ) -> tuple[SuffStats, Float[Array, ""]]:
@@ -276,7 +296,7 @@ def block_stats(
     """
     phi = jax.vmap(model.covariance_class.features)(x)
     resp, log_lik = e_step_resp(model)(x, w, phi=phi, centred=centred)
-    return SuffStats.from_block(resp, phi, x.shape[-1]), log_lik
+    return phi_stats(resp, phi, x, model.covariance_class), log_lik
 
 
 def resp_sums(resp_fn, blocks: Blocks) -> tuple[Float[Array, " k"], Float[Array, "k d"]]:
@@ -351,7 +371,7 @@ def pass_stats(
     def fast(x, w, b, centred):
         phi = features(x - blocks.center)
         resp, log_lik = resp_fn(x, w, b, phi, centred)
-        return SuffStats.from_block(resp, phi, blocks.n_features), log_lik
+        return phi_stats(resp, phi, x - blocks.center, covariance_class), log_lik
 
     return (*scan_forms(fast, blocks, exact), blocks.center)
 

@@ -173,7 +173,7 @@ def plan_rows(X, sample_weight, covariance_class, dtype, block_rows=None, n_colu
         if covariance_class.prefers_direct(n_features):  # (rows, K, D) differences
             width = max(1 + n_features, n_columns * n_features)
         else:  # the features phi(x), and (rows, fits x K) intermediates
-            width = max(1 + n_features + covariance_class.n_second(n_features), n_columns)
+            width = max(covariance_class.n_phi(n_features), n_columns)
         block_rows = block_rows_for(n_samples, width, np.dtype(dtype).itemsize)
     n_rows = padded_rows(n_samples, block_rows)
     return RowPlan(x, sample_weight, dtype, n_rows, block_rows, n_samples)

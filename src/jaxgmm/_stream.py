@@ -201,7 +201,7 @@ def _plan(cov_cls, n_components, n_init: int, source: Source) -> _Group:
     the rows (so that a chunk is never small data) nor half a chunk."""
     ks = (int(n_components),) if np.ndim(n_components) == 0 else tuple(n_components)
     d, k_top = source.n_features, max(ks)
-    width = max(1 + d + cov_cls.n_second(d), len(ks) * n_init * k_top)
+    width = max(cov_cls.n_phi(d), len(ks) * n_init * k_top)
     block = block_rows_for(source.n_rows, width, source.dtype.itemsize)
     block = min(block, max(64, 1 << (max(source.n_rows, 2) - 1).bit_length()) // 2)
     half_chunk = CHUNK_BYTES // (2 * d * source.dtype.itemsize)  # two blocks a chunk
