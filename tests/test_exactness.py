@@ -80,8 +80,12 @@ def rel(a, b):
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1)))
 
 
+@pytest.mark.parametrize("on_host", [True, False], ids=["host", "compiled"])
 @pytest.mark.parametrize("covariance_type", COV_TYPES)
-def test_score_samples_and_proba_exact_far_and_tight(covariance_type):
+def test_score_samples_and_proba_exact_far_and_tight(covariance_type, on_host, monkeypatch):
+    """Both scoring paths: numpy on the host (small inputs) and the compiled passes."""
+    if not on_host:
+        monkeypatch.setattr(em, "HOST_SCORING_WORK", 0)
     for sep in (1e2, 1e4, 1e6):
         for std in (1e-1, 1e-3, 1e-5):
             x, w, m, c = two_clusters(covariance_type, sep, std)
@@ -92,6 +96,30 @@ def test_score_samples_and_proba_exact_far_and_tight(covariance_type):
             assert ours < 1e-12, (sep, std, ours)
             assert ours <= max(theirs, 1e-14), (sep, std, ours, theirs)
             np.testing.assert_allclose(gm.predict_proba(x), ref_resp, atol=1e-12)
+            np.testing.assert_array_equal(gm.predict(x), ref_resp.argmax(1))
+
+
+def test_small_inputs_are_scored_on_the_host(monkeypatch):
+    """Up to HOST_SCORING_WORK (rows x K x D^2) numpy scores the rows; past it the
+    compiled passes do; both agree, in the model's dtype."""
+    x, w, m, c = two_clusters("full", 10.0, 1.0, n=(600, 400))
+    gm = estimator("full", w, m, c)
+    calls = []
+    host = em.score_rows_host
+    monkeypatch.setattr(em, "HOST_SCORING_WORK", len(x) * 2 * 9)
+    monkeypatch.setattr(jaxgmm._base, "score_rows_host", lambda *a: calls.append(1) or host(*a))
+    small = gm.score_samples(x), gm.predict_proba(x)
+    assert calls == [1, 1]
+    assert gm.score_samples(np.concatenate([x, x[:1]])).shape == (len(x) + 1,)
+    assert calls == [1, 1]  # one row more: compiled
+    monkeypatch.setattr(em, "HOST_SCORING_WORK", 0)
+    large = gm.score_samples(x), gm.predict_proba(x)
+    np.testing.assert_allclose(small[0], large[0], rtol=1e-14)
+    np.testing.assert_allclose(small[1], large[1], atol=1e-14)
+    for dtype in (np.float32, np.float64):
+        gm32 = estimator("full", w.astype(dtype), m.astype(dtype), c.astype(dtype))
+        assert gm32.score_samples(x.astype(dtype)[:10]).dtype == dtype
+        assert gm32.predict_proba(x.astype(dtype)[:10]).dtype == dtype
 
 
 @pytest.mark.parametrize("covariance_type", COV_TYPES)

@@ -33,7 +33,7 @@ from sklearn.utils.validation import (
 )
 
 from ._covariance import COVARIANCE_TYPES, STRUCTURES, covariance_class
-from ._em import score_rows_padded
+from ._em import log_joint_host, score_rows_host, score_rows_padded, scores_on_host
 from ._io import save
 from ._multistart import best_index, select
 from ._params import GMMParams, sample_mixture
@@ -453,12 +453,24 @@ class BaseMixture(DensityMixin, BaseEstimator):
             return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
         return self._log_prob_resp_rows(X)
 
-    def _log_prob_resp_rows(self, X):
+    def _scoring_params(self, X):
+        """The model's parameters on the host, in the dtype scoring ``X`` takes."""
         dtype = (
             np.float32 if X.dtype == np.float32 and self.means_.dtype == np.float32 else np.float64
         )
-        params = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), self._params())
-        log_prob, log_resp, n, k = score_rows_padded(params, np.asarray(X, dtype))
+        return jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), self._params())
+
+    def _host_params(self, X):
+        """:meth:`_scoring_params` where ``X`` is scored on the host (small inputs,
+        :func:`~jaxgmm._em.scores_on_host`), else None."""
+        params = self._scoring_params(X)
+        return params if scores_on_host(params, len(X)) else None
+
+    def _log_prob_resp_rows(self, X):
+        params = self._scoring_params(X)
+        if scores_on_host(params, len(X)):
+            return score_rows_host(params, X)
+        log_prob, log_resp, n, k = score_rows_padded(params, np.asarray(X, params.means.dtype))
         return np.asarray(log_prob)[:n], np.asarray(log_resp)[:n, :k]
 
     def _validate(self, X):
@@ -545,6 +557,12 @@ class BaseMixture(DensityMixin, BaseEstimator):
         labels : array, shape (n_samples,)
             Component labels.
         """
+        if out is None and not is_source(X):  # small inputs: no normalising
+            X = self._validate(X)
+            params = self._host_params(X)
+            if params is not None:
+                return log_joint_host(params, X).argmax(axis=1)
+            return self._log_prob_resp_rows(X)[1].argmax(axis=1)
         return self._outputs(X, out, "label", lambda _, log_resp: log_resp.argmax(axis=1))
 
     def predict_proba(self, X, out=None):
