@@ -262,7 +262,9 @@ class Covariance(abc.ABC):
     def prefers_direct(cls, n_features: int) -> bool:
         """Whether the E-step and the statistics skip the expanded features phi(x)
         for ``n_features`` columns (from static shapes, so it costs no branch)."""
-        return cls.n_second(n_features) > Covariance.DIRECT_SECOND_MOMENTS
+        # a shared quadratic form (tied) has no second-moment features to outgrow
+        shared = cls.shared_second
+        return not shared and cls.n_second(n_features) > Covariance.DIRECT_SECOND_MOMENTS
 
     #: Whether ``covariances`` has a leading component axis (all but 'tied').
     per_component: ClassVar[bool] = True
