@@ -67,11 +67,13 @@ def data_sets() -> dict[str, np.ndarray]:
     return {"wine": wine, "iris": load_iris().data, "seed blobs": make_seed_blobs(0)[0]}
 
 
-def quality(n_init: int, tol: float, max_iter: int, ll_tol: float) -> None:
+def quality(n_init: int, tol: float, max_iter: int, ll_tol: float, only=None) -> None:
     print(f"the sweep over K=1..9 and the 14 families, {n_init} k-means restarts, tol={tol}")
     print(f"{'data':>11} {'mclust':>14} {'its BIC':>9} {'jaxgmm':>14} {'its BIC':>9} {'diff':>7}")
     reference = mclust_table()
     for name, X in data_sets().items():
+        if only and name not in only:
+            continue
         t = time.perf_counter()
         result = jaxgmm.sweep(
             jax.random.key(0),
@@ -205,6 +207,7 @@ def main() -> None:
     p.add_argument("--max-iter", type=int, default=1000)
     p.add_argument("--ll-tol", type=float, default=1e-3)
     p.add_argument("--export-data", metavar="DIR", help="write the data sets as CSV for R")
+    p.add_argument("--data", help="comma-separated data sets (wine, iris, 'seed blobs')")
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--max-k", type=int, default=9)
     p.add_argument("--skip-speed", action="store_true")
@@ -213,7 +216,8 @@ def main() -> None:
     if args.export_data:
         export_data(args.export_data)
     if not args.skip_quality:
-        quality(args.n_init, args.tol, args.max_iter, args.ll_tol)
+        only = args.data.split(",") if args.data else None
+        quality(args.n_init, args.tol, args.max_iter, args.ll_tol, only)
     if not args.skip_speed:
         speed(args.rows, args.max_k)
 

@@ -22,10 +22,13 @@ def _data(n=50, d=3, k=4, seed=0):
 
 
 def _second(cov_type, v):
-    """numpy's q(v): the upper triangle of v v^T, or v * v for per-feature variances."""
+    """numpy's q(v): the upper triangle of v v^T, v * v for per-feature variances,
+    |v|^2 for one variance (spherical)."""
     if cov_type in ("full", "tied"):
         i, j = np.triu_indices(v.shape[-1])
         return v[..., i] * v[..., j]
+    if cov_type == "spherical":
+        return np.sum(v * v, axis=-1, keepdims=True)
     return v * v
 
 

@@ -685,6 +685,25 @@ class SphericalCovariance(_Variances):
         """scikit-learn's default: the mean of the data's variances (numpy)."""
         return np.var(X, axis=0, ddof=1).mean()
 
+    # One second-order term, |x|^2: a spherical log-density and M-step read no other
+    # (phi has D + 2 columns, not 2D + 1).
+    @staticmethod
+    def second_moments(x):
+        return jnp.sum(x * x, axis=-1, keepdims=True)
+
+    @staticmethod
+    def n_second(n_features):
+        return 1
+
+    @staticmethod
+    def centered_second_moments(resp, diff):
+        return jnp.einsum("bk,bk->k", resp, jnp.sum(diff * diff, axis=-1))[:, None]
+
+    @staticmethod
+    def moments_from_full(sum_rxx, n_features):
+        i, j = _triu(n_features)
+        return jnp.sum(sum_rxx[..., np.flatnonzero(i == j)], axis=-1, keepdims=True)
+
     def variances(self):
         return self.covariances[:, None]
 
@@ -704,13 +723,15 @@ class SphericalCovariance(_Variances):
         prec = self.precisions_cholesky**2
         lin = prec[:, None] * means
         const = self.log_prob_constant(means) - 0.5 * jnp.sum(lin * means, -1)
-        return lin, jnp.broadcast_to(-0.5 * prec[:, None], means.shape), const
+        return lin, -0.5 * prec[:, None], const
 
     @staticmethod
     def estimate(sum_r, nk, means, sum_rxx, reg_covar, active, previous=None):
-        # scikit-learn: the mean over features of the diagonal estimate
-        diag = sum_rxx / nk[:, None] - means**2 + reg_covar
-        return jnp.where(active, jnp.mean(diag, -1), 1)
+        # scikit-learn: the mean over features of the diagonal estimate (sum_rxx is
+        # the sum over features of its second moments)
+        d = means.shape[-1]
+        mean_square = sum_rxx[:, 0] / (d * nk) - jnp.mean(means**2, -1)
+        return jnp.where(active, mean_square + reg_covar, 1)
 
     @staticmethod
     def n_parameters(n_components, n_features):

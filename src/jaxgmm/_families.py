@@ -106,8 +106,8 @@ class EII(SphericalCovariance):
 
     @staticmethod
     def estimate(sum_r, nk, means, sum_rxx, reg_covar, active, previous=None):
-        s = DiagCovariance.estimate(sum_r, nk, means, sum_rxx, reg_covar, active)
-        lam = jnp.sum(_shares(nk, active) * jnp.mean(s, -1))
+        s = SphericalCovariance.estimate(sum_r, nk, means, sum_rxx, reg_covar, active)
+        lam = jnp.sum(_shares(nk, active) * s)
         return jnp.where(active, lam, 1)
 
     @staticmethod
