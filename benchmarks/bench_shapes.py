@@ -27,11 +27,11 @@ if any(v in os.environ for v in _SLOW_BLAS):
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 import argparse  # noqa: E402
-import time  # noqa: E402
 import warnings  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from bench_em import best_of, make_data  # noqa: E402  (benchmarks/ is on the path)
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.mixture import GaussianMixture as SkGM  # noqa: E402
 
@@ -51,22 +51,6 @@ SHAPES = [
     ("full", 10_000, 128, 4, np.float64),
     ("diag", 100_000, 16, 64, np.float64),
 ]
-
-
-def best_of(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def make_data(n, d, k, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(scale=4.0, size=(k, d))
-    x = centers[rng.integers(0, k, n)] + rng.standard_normal((n, d))
-    return x.astype(dtype)
 
 
 def start(x, k, covariance_type, seed=1):
