@@ -23,6 +23,7 @@ lint: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_em.py
+	$(BIN)/python benchmarks/bench_shapes.py
 	$(BIN)/python benchmarks/bench_estimator.py
 	$(BIN)/python benchmarks/bench_selection.py
 
