@@ -62,17 +62,26 @@ def make_data(n, d, k, dtype, seed=0):
     return x.astype(dtype)
 
 
-def start(x, k, seed=1):
+def start(x, k, seed=1, covariance_type="full"):
+    """Equal weights, means drawn from the rows, identity precisions in the type's
+    shape (scikit-learn's ``precisions_init`` convention, which jaxgmm shares)."""
     rng = np.random.default_rng(seed)
+    d = x.shape[1]
     means = x[rng.choice(x.shape[0], k, replace=False)].astype(np.float64)
-    precisions = np.stack([np.eye(x.shape[1])] * k)
+    precisions = {
+        "full": lambda: np.stack([np.eye(d)] * k),
+        "tied": lambda: np.eye(d),
+        "diag": lambda: np.ones((k, d)),
+        "spherical": lambda: np.ones(k),
+    }[covariance_type]()
     return np.full(k, 1.0 / k), means, precisions
 
 
-def sklearn_fit(x, k, max_iter, init, n_init=1, init_params="kmeans"):
+def sklearn_fit(x, k, max_iter, init, n_init=1, init_params="kmeans", covariance_type="full"):
     w0, m0, p0 = init if init is not None else (None, None, None)
     gm = GaussianMixture(
         k,
+        covariance_type=covariance_type,
         max_iter=max_iter,
         tol=0.0,
         n_init=n_init,
@@ -87,12 +96,13 @@ def sklearn_fit(x, k, max_iter, init, n_init=1, init_params="kmeans"):
         return gm.fit(x)
 
 
-def jax_fit(x, k, max_iter, init, n_init=1, init_params="kmeans"):
+def jax_fit(x, k, max_iter, init, n_init=1, init_params="kmeans", covariance_type="full"):
     w0, m0, p0 = init if init is not None else (None, None, None)
     return jaxgmm.fit_restarts(
         jax.random.key(0),
         x,
         k,
+        covariance_type=covariance_type,
         n_init=n_init,
         init_params=init_params,
         weights_init=w0,
@@ -103,12 +113,13 @@ def jax_fit(x, k, max_iter, init, n_init=1, init_params="kmeans"):
     )
 
 
-def per_iteration(fit, x, k, iters, init):
-    """Seconds per iteration: (time of 1 + iters iterations - time of 1) / iters."""
+def per_iteration(fit, x, k, iters, init, repeat=3):
+    """Seconds per iteration: (time of 1 + iters iterations - time of 1) / iters,
+    each the best of ``repeat``."""
     for m in (1, 1 + iters):  # compile both programs first
         jax.block_until_ready(fit(x, k, m, init))
-    t_long = best_of(lambda: fit(x, k, 1 + iters, init))
-    t_short = best_of(lambda: fit(x, k, 1, init))
+    t_long = best_of(lambda: fit(x, k, 1 + iters, init), repeat)
+    t_short = best_of(lambda: fit(x, k, 1, init), repeat)
     return (t_long - t_short) / iters
 
 

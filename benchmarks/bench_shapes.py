@@ -27,12 +27,11 @@ if any(v in os.environ for v in _SLOW_BLAS):
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 import argparse  # noqa: E402
-import warnings  # noqa: E402
+import functools  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_em import best_of, make_data  # noqa: E402  (benchmarks/ is on the path)
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from bench_em import best_of, jax_fit, make_data, per_iteration, sklearn_fit, start  # noqa: E402
 from sklearn.mixture import GaussianMixture as SkGM  # noqa: E402
 
 import jaxgmm  # noqa: E402
@@ -53,62 +52,6 @@ SHAPES = [
 ]
 
 
-def start(x, k, covariance_type, seed=1):
-    """Equal weights, means drawn from the rows, identity precisions in the type's
-    shape (scikit-learn's ``precisions_init`` convention, which jaxgmm shares)."""
-    rng = np.random.default_rng(seed)
-    d = x.shape[1]
-    means = x[rng.choice(x.shape[0], k, replace=False)].astype(np.float64)
-    precisions = {
-        "full": np.stack([np.eye(d)] * k),
-        "tied": np.eye(d),
-        "diag": np.ones((k, d)),
-        "spherical": np.ones(k),
-    }[covariance_type]
-    return np.full(k, 1.0 / k), means, precisions
-
-
-def sklearn_fit(x, k, ctype, max_iter, init):
-    w0, m0, p0 = init
-    gm = SkGM(
-        k,
-        covariance_type=ctype,
-        max_iter=max_iter,
-        tol=0.0,
-        weights_init=w0,
-        means_init=m0,
-        precisions_init=p0,
-        random_state=0,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return gm.fit(x)
-
-
-def jax_fit(x, k, ctype, max_iter, init):
-    w0, m0, p0 = init
-    return jaxgmm.fit_restarts(
-        jax.random.key(0),
-        x,
-        k,
-        covariance_type=ctype,
-        weights_init=w0,
-        means_init=m0,
-        precisions_init=p0,
-        max_iter=max_iter,
-        tol=0.0,
-    )
-
-
-def per_iteration(fit, x, k, ctype, iters, init, repeat):
-    """Seconds per iteration: (time of 1 + iters iterations - time of 1) / iters."""
-    for m in (1, 1 + iters):  # compile both programs first
-        jax.block_until_ready(fit(x, k, ctype, m, init))
-    t_long = best_of(lambda: fit(x, k, ctype, 1 + iters, init), repeat)
-    t_short = best_of(lambda: fit(x, k, ctype, 1, init), repeat)
-    return (t_long - t_short) / iters
-
-
 def em_grid(shapes, iters, repeat):
     header = (
         f"{'#':>2} {'type':9} {'N':>7} {'D':>4} {'K':>3} {'dtype':7}"
@@ -119,9 +62,9 @@ def em_grid(shapes, iters, repeat):
     ratios = {}
     for i, (ctype, n, d, k, dtype) in shapes:
         x = make_data(n, d, k, dtype)
-        init = start(x, k, ctype)
-        t_sk = per_iteration(sklearn_fit, x, k, ctype, iters, init, repeat)
-        t_jx = per_iteration(jax_fit, x, k, ctype, iters, init, repeat)
+        init = start(x, k, covariance_type=ctype)
+        fits = [functools.partial(f, covariance_type=ctype) for f in (sklearn_fit, jax_fit)]
+        t_sk, t_jx = (per_iteration(f, x, k, iters, init, repeat) for f in fits)
         ratios[i] = t_sk / t_jx
         print(
             f"{i:>2} {ctype:9} {n:>7} {d:>4} {k:>3} {np.dtype(dtype).name:7}"

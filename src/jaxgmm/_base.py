@@ -460,14 +460,10 @@ class BaseMixture(DensityMixin, BaseEstimator):
         )
         return jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), self._params())
 
-    def _host_params(self, X):
-        """:meth:`_scoring_params` where ``X`` is scored on the host (small inputs,
-        :func:`~jaxgmm._em.scores_on_host`), else None."""
-        params = self._scoring_params(X)
-        return params if scores_on_host(params, len(X)) else None
-
-    def _log_prob_resp_rows(self, X):
-        params = self._scoring_params(X)
+    def _log_prob_resp_rows(self, X, params=None):
+        """``(log_prob, log_resp)`` of in-memory rows (``params``: their
+        :meth:`_scoring_params`, when the caller has them)."""
+        params = self._scoring_params(X) if params is None else params
         if scores_on_host(params, len(X)):
             return score_rows_host(params, X)
         log_prob, log_resp, n, k = score_rows_padded(params, np.asarray(X, params.means.dtype))
@@ -557,12 +553,12 @@ class BaseMixture(DensityMixin, BaseEstimator):
         labels : array, shape (n_samples,)
             Component labels.
         """
-        if out is None and not is_source(X):  # small inputs: no normalising
+        if out is None and not is_source(X):
             X = self._validate(X)
-            params = self._host_params(X)
-            if params is not None:
+            params = self._scoring_params(X)
+            if scores_on_host(params, len(X)):  # small inputs: no normalising
                 return log_joint_host(params, X).argmax(axis=1)
-            return self._log_prob_resp_rows(X)[1].argmax(axis=1)
+            return self._log_prob_resp_rows(X, params)[1].argmax(axis=1)
         return self._outputs(X, out, "label", lambda _, log_resp: log_resp.argmax(axis=1))
 
     def predict_proba(self, X, out=None):

@@ -137,15 +137,13 @@ class Covariance(abc.ABC):
         ``x`` (only where :attr:`shared_second`)."""
         raise NotImplementedError(f"{type(self).__name__} has no shared quadratic term")
 
-    @classmethod
+    @staticmethod
     def pooled_second_moments(
-        cls, resp: Float[Array, "b k"], x: Float[Array, "b d"]
+        resp: Float[Array, "b k"], x: Float[Array, "b d"]
     ) -> Float[Array, "1 n_second"]:
         """``sum_k sum_b resp[b, k] q(x[b])``, the statistic of :attr:`shared_second`
-        structures, as one row: a (D, B) x (B, D) product."""
-        i, j = np.triu_indices(x.shape[-1])
-        weighted = x * jnp.sum(resp, axis=1)[:, None]
-        return (weighted.T @ x)[i, j][None, :]
+        structures, as one row (only where :attr:`shared_second`)."""
+        raise NotImplementedError("only a shared quadratic form pools its second moments")
 
     @staticmethod
     @abc.abstractmethod
@@ -544,6 +542,13 @@ class TiedCovariance(_Matrices):
     def shared_quadratic(self, x):
         y = x @ self.precisions_cholesky
         return -0.5 * jnp.sum(y * y, axis=-1)
+
+    @staticmethod
+    def pooled_second_moments(resp, x):
+        # one (D, B) x (B, D) product, in q's layout (the upper triangle)
+        i, j = _triu(x.shape[-1])
+        weighted = x * jnp.sum(resp, axis=1)[:, None]
+        return (weighted.T @ x)[i, j][None, :]
 
     covariances: Float[Array, "d d"]
     precisions_cholesky: Float[Array, "d d"]

@@ -713,6 +713,8 @@ def score_rows_host(params: GMMParams, X: np.ndarray) -> tuple[np.ndarray, np.nd
     """:func:`score_rows` in numpy (:func:`log_joint_host`, normalised as
     :func:`_normalise` does)."""
     log_joint = log_joint_host(params, X)
+    # by hand: scipy's logsumexp took 0.1 ms more at 1,000 rows (predict_proba 1.7x
+    # scikit-learn's speed -> 1.1x)
     with np.errstate(divide="ignore", invalid="ignore"):  # rows of -inf give NaN, as there
         top = np.max(log_joint, axis=1, keepdims=True)
         top = np.where(np.isfinite(top), top, 0)
