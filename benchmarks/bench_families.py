@@ -6,7 +6,8 @@ and the sweep's speed against fitting the same models one by one.
 
 Quality: on wine (13 features standardised by StandardScaler), iris (4
 features) and the seed's four blobs (``make_seed_blobs(0)``), the sweep over mclust's
-defaults (K = 1..9, all 14 families) with ``--n-init`` k-means restarts: the chosen
+defaults (K = 1..9, all 14 families) with ``--n-init`` k-means restarts and the
+sweep's default hierarchical start (mclust's own partition, one more start): the chosen
 model and its BIC against mclust's, and the best BIC of each family. BIC is as
 jaxgmm writes it, ``-2 log L + p log n`` (lower is better; mclust prints the negative).
 
@@ -16,14 +17,19 @@ families); the log-likelihood and BIC of every family and K are in
 ``benchmarks/mclust_6.0.0.csv``, made by ``benchmarks/mclust_values.R`` from these data
 sets (``--export-data``; R and mclust are not needed to run this script). For each
 data set the script counts the (family, K) where jaxgmm's log-likelihood is at least
-mclust's less ``--ll-tol`` (1e-3), and lists the others. Fits are run to ``--tol``
+mclust's less ``--ll-tol`` (1e-3), and lists the others, each fitted again with the
+degeneracy rule off (``min_component_samples=0``) to show whether the sweep reached
+mclust's value and dropped it for a component of fewer than d + 1 effective samples.
+Fits are run to ``--tol``
 (1e-6, on the change of the mean log-likelihood; mclust stops at a relative change of
 1e-5 of the total, which is looser on these data), with ``--max-iter`` 1000.
 
 Speed: on ``--rows`` x 8 rows in 6 clusters, the sweep over the 14 families and
-K = 1..``--max-k`` (one k-means start each) against the same fits one by one
-(``jaxgmm.fit``, each compiled beforehand), and scikit-learn's loop over its four types
-in the same run.
+K = 1..``--max-k`` (one k-means start each, no hierarchical start: the same fits as
+the loop) against the same fits one by one (``jaxgmm.fit``, each compiled beforehand),
+and scikit-learn's loop over its four types in the same run; then what the
+hierarchical start adds to the sweep (its partition on 2000 sampled rows, and one more
+fit per model).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from sklearn.datasets import load_iris, load_wine, make_blobs
 from sklearn.mixture import GaussianMixture as SkGM
 
 import jaxgmm
+from jaxgmm import _agglomerate
 from jaxgmm._datasets import make_seed_blobs
 from jaxgmm._families import FAMILIES
 
@@ -102,12 +109,31 @@ def quality(n_init: int, tol: float, max_iter: int, ll_tol: float, only=None) ->
                 i = np.flatnonzero(rows)[np.argmin(table["bic"][rows])]
                 per_family.append(f"{fam} {table['bic'][i]:.1f} (K={table['n_components'][i]})")
         print("            best of each family: " + ", ".join(per_family))
-        compare_log_likelihoods(name, table, reference, ll_tol)
+        short = compare_log_likelihoods(name, table, reference, ll_tol)
+        if short:  # the sweep dropped a fit with a component below d + 1 samples?
+            print("            the same cells, degenerate fits kept (min_component_samples=0):")
+        for fam, k in short:
+            kept = jaxgmm.sweep(
+                jax.random.key(0),
+                X,
+                [k],
+                [fam],
+                n_init=n_init,
+                tol=tol,
+                max_iter=max_iter,
+                min_component_samples=0,
+            ).table
+            gain = float(kept["log_likelihood"][0]) - reference[(name, fam, k)][0]
+            print(
+                f"              {fam} K={k}: {gain:+.4f} against mclust's, smallest component "
+                f"{kept['smallest_component'][0]:.2f} samples (the rule: {X.shape[1] + 1})"
+            )
 
 
-def compare_log_likelihoods(name, table, reference, ll_tol) -> None:
-    """jaxgmm's log-likelihood against mclust's at every (family, K) both fitted."""
-    at_least, short, only_ours, only_theirs, gains = 0, [], [], [], []
+def compare_log_likelihoods(name, table, reference, ll_tol) -> list[tuple[str, int]]:
+    """jaxgmm's log-likelihood against mclust's at every (family, K) both fitted;
+    returns the (family, K) below it."""
+    at_least, short, only_ours, only_theirs, gains, below = 0, [], [], [], [], []
     for fam, k, ll, degenerate in zip(
         table["family"],
         table["n_components"],
@@ -128,6 +154,7 @@ def compare_log_likelihoods(name, table, reference, ll_tol) -> None:
             at_least += 1
         else:
             short.append(f"{fam} K={k} {ours - theirs:+.4f}")
+            below.append((str(fam), int(k)))
     gains = np.array(gains)
     print(
         f"            log-likelihood at least mclust's (-{ll_tol:g}): {at_least} of {len(gains)}"
@@ -139,6 +166,7 @@ def compare_log_likelihoods(name, table, reference, ll_tol) -> None:
         print("            fitted by jaxgmm only (mclust: NA): " + ", ".join(only_ours))
     if only_theirs:
         print("            fitted by mclust only (jaxgmm: degenerate): " + ", ".join(only_theirs))
+    return below
 
 
 def export_data(directory: str) -> None:
@@ -157,8 +185,9 @@ def speed(rows: int, max_k: int) -> None:
     ks = range(1, max_k + 1)
     key = jax.random.key(0)
 
-    def sweep():
-        return jaxgmm.sweep(key, X, ks, list(FAMILIES), n_init=1).table
+    def sweep(hierarchical_start=False):
+        families = list(FAMILIES)
+        return jaxgmm.sweep(key, X, ks, families, n_init=1, hierarchical_start=hierarchical_start)
 
     def one_by_one(families):
         for fam in families:
@@ -176,8 +205,9 @@ def speed(rows: int, max_k: int) -> None:
         ("one by one", lambda: one_by_one(FAMILIES)),
         ("one by one, 4", lambda: one_by_one(shared)),
         ("sklearn", sklearn),
+        ("sweep, hierarchical start", lambda: sweep(True)),
     ]
-    for label, fn in runs[:3]:  # compile
+    for label, fn in [*runs[:3], runs[4]]:  # compile
         t = time.perf_counter()
         fn()
         print(f"  (first {label}: {time.perf_counter() - t:.1f} s)", flush=True)
@@ -197,6 +227,13 @@ def speed(rows: int, max_k: int) -> None:
     print(
         f"  scikit-learn's loop, its 4 ({n4} fits):      {timings['sklearn']:7.2f} s"
         f"  ({timings['sklearn'] / timings['sweep']:.1f}x the 14-family sweep's time)"
+    )
+    t = time.perf_counter()
+    _agglomerate.sampled_partitions(X, None, ks, seed=0)
+    print(
+        f"  the sweep with its hierarchical start ({2 * n} fits): "
+        f"{timings['sweep, hierarchical start']:7.2f} s, of which the partition "
+        f"(2000 rows): {time.perf_counter() - t:.2f} s"
     )
 
 

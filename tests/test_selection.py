@@ -26,7 +26,16 @@ def test_masked_fit_equals_plain_fit_from_same_key(covariance_type, init_params)
     key = jax.random.key(4)
     kw = dict(n_init=2, init_params=init_params, tol=1e-6, max_iter=60)
     # min_component_samples=0: keep the highest-likelihood restart, as fit() does
-    result = jaxgmm.sweep(key, x, [1, 2, 3, 5], [covariance_type], min_component_samples=0, **kw)
+    # hierarchical_start=False: the k-means restarts alone, as fit() runs them
+    result = jaxgmm.sweep(
+        key,
+        x,
+        [1, 2, 3, 5],
+        [covariance_type],
+        min_component_samples=0,
+        hierarchical_start=False,
+        **kw,
+    )
     for row, k in enumerate(result.table["n_components"]):
         plain = jaxgmm.fit(key, x, int(k), covariance_type=covariance_type, **kw)
         masked = result.params[row]
@@ -124,7 +133,11 @@ def test_ic_chooses_and_delegates():
     np.testing.assert_allclose(ic.score_samples(x), best.score_samples(x))
     assert ic.score(x) == best.score(x) and ic.aic(x) == best.aic(x)
     assert ic.sample(10, random_state=0)[0].shape == (10, 2)
-    # the chosen model equals a plain fit of that K and type from the same seed
+    # without the hierarchical start, the chosen model equals a plain fit of that K and
+    # type from the same seed
+    ic = GaussianMixtureIC(random_state=0, hierarchical_start=False).fit(x)
+    best = ic.best_estimator_
+    assert table["bic"].min() <= ic.criterion_["bic"].min() + 1e-9  # one start more
     plain = GaussianMixture(4, covariance_type=ic.covariance_type_, n_init=5, random_state=0).fit(x)
     # Restarts that reach one optimum tie to ~1e-13 and may list its components in
     # another order (as in test_sharding.py): compare the components, in one order.

@@ -40,7 +40,7 @@ from . import _progress
 from ._covariance import Covariance, SwitchedCovariance
 from ._em import FITS, final_scores, run_em
 from ._families import SwitchedFamilies
-from ._init import initialize, kmeans, kmeans_centers, params_from_centers
+from ._init import initialize, kmeans, kmeans_centers, params_from_centers, params_from_labels
 from ._params import GMMParams
 from ._programs import compile_then_upload, compiles_ahead, rounded_components
 from ._pytree import pytree_dataclass
@@ -94,6 +94,12 @@ class Inputs:
     # each fit's own starting parameters (leading fit axis, K-major, padded to the
     # batch's largest K): a multi-process fit's sample initialization (jaxgmm._spmd)
     starts: Any = None
+    # mclust's hierarchical start (:mod:`jaxgmm._agglomerate`): the rows it was built
+    # on (indices, shared) and each fit's labels of them (leading fit axis, -1 for a
+    # fit that starts otherwise); the labelled fits start from the M-step of their
+    # partition of those rows
+    partition_rows: Array | None = None
+    partition: Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +110,25 @@ class MaximumLikelihood:
     scale_free: ClassVar[bool] = True
 
     def start(self, options: Options, key, blocks: Blocks, inputs: Inputs, active):
+        params = self._start(options, key, blocks, inputs, active)
+        if inputs.partition is None:
+            return params
+        cov_cls = options.covariance.chosen(inputs.structure)
+        rows, labels = inputs.partition_rows, inputs.partition
+        # after the other start, not beside it: two independent LAPACK calls in one
+        # program can deadlock (ARCHITECTURE.md, "LAPACK calls in one program")
+        rows = rows + _zero_after(params, rows.dtype)
+        given = params_from_labels(rows, labels, blocks, cov_cls, inputs.reg_covar, active)
+        chosen = labels[0] >= 0  # a fit without a partition has -1 throughout
+
+        # the float arrays only: an integer leaf (a switched covariance's traced index)
+        # selected per fit would be batched, and a batched lax.switch runs every branch
+        def pick(a, b):
+            return jnp.where(chosen, a, b) if jnp.issubdtype(a.dtype, jnp.floating) else b
+
+        return jax.tree_util.tree_map(pick, given, params)
+
+    def _start(self, options: Options, key, blocks: Blocks, inputs: Inputs, active):
         cov_cls, k = options.covariance.chosen(inputs.structure), active.shape[0]
         if inputs.centers is not None:  # the 'kmeans' centres, computed once for all types
             centers = inputs.centers
@@ -304,12 +329,14 @@ def over_fits(fn, batched, shared, n_devices):
     return jax.tree_util.tree_map(lambda a: a[:n_fits], run(*batched, *shared))
 
 
-def _one_fit(options: Options, key, n_active, centers, start, blocks: Blocks, inputs, k_max):
+def _one_fit(
+    options: Options, key, n_active, centers, start, labels, blocks: Blocks, inputs, k_max
+):
     """One cell of the batch: start (from ``start`` where given), iterate, and (if
     asked) score."""
     # Components past n_active are padding (a sweep over K): weight 0, no data.
     active = jnp.arange(k_max) < n_active
-    inputs = dataclasses.replace(inputs, centers=centers)
+    inputs = dataclasses.replace(inputs, centers=centers, partition=labels)
     if start is not None:  # this fit's own start: a warm start of this fit alone
         inputs = dataclasses.replace(inputs, params0=start)
     model = options.model
@@ -329,13 +356,16 @@ def fit_batch(options: Options, batch: Batch, key, rows: Rows, inputs: Inputs):
 
 def fit_blocks(options: Options, batch: Batch, key, blocks: Blocks, inputs: Inputs):
     """:func:`fit_batch` on rows already cut into blocks (traced)."""
-    per_fit = dataclasses.replace(inputs, centers=None, n_components=None, starts=None)
+    per_fit = dataclasses.replace(
+        inputs, centers=None, n_components=None, starts=None, partition=None
+    )
     shared = (blocks, per_fit)
     parts, start, k_top = [], 0, max(batch.ks)
     for group in batch.groups():
         k_max = max(group)
         stop = start + len(group) * batch.n_init
         c = None if inputs.centers is None else inputs.centers[start:stop, :k_max]
+        labels = None if inputs.partition is None else inputs.partition[start:stop]
         s = None
         if inputs.starts is not None:
             s = jax.tree_util.tree_map(lambda a, i=start, j=stop: a[i:j], inputs.starts)
@@ -348,7 +378,7 @@ def fit_blocks(options: Options, batch: Batch, key, blocks: Blocks, inputs: Inpu
         if parts:  # this group after the last (ARCHITECTURE.md, "LAPACK calls in one
             # program": two groups' fits at once deadlocked jaxlib 0.10's LAPACK kernels)
             counts = counts + _zero_after(parts[-1], counts.dtype)
-        fits = (keys, counts, c, s)
+        fits = (keys, counts, c, s, labels)
         if batch.sequential:
             out, scores = best_of(one, fits, shared, inputs.n_restarts)
         else:
@@ -481,7 +511,7 @@ def _shared(options: Options, batch: Batch, plan: RowPlan, inputs: Inputs, X, we
         return None
     n_rows, n_features = plan.n_rows, plan.x.shape[1]
     rounded = None
-    if len(batch.ks) == 1 and inputs.centers is None:
+    if len(batch.ks) == 1 and inputs.centers is None and inputs.partition is None:
         if batch.best_only and jax.config.jax_threefry_partitionable:
             # restart i keeps key i of any number of slots (see Batch.bucketed)
             slots = max(SEQUENTIAL_SLOTS, 1 << (batch.n_init - 1).bit_length())
@@ -534,10 +564,14 @@ def shared_centers(key, X, sample_weight, cov_cls: type[Covariance], batch: Batc
 
 
 def inputs_as(inputs: Inputs, dtype) -> Inputs:
-    """Every array of ``inputs`` in ``dtype`` (:func:`~jaxgmm._typing.as_dtype`)."""
+    """Every array of ``inputs`` in ``dtype`` (:func:`~jaxgmm._typing.as_dtype`), but
+    the partition's indices and labels."""
     # lists and tuples (weights_init=[0.5, 0.5]) are arrays here, not pytrees
     is_array = lambda a: isinstance(a, (list, tuple))
-    return jax.tree_util.tree_map(lambda a: as_dtype(a, dtype), inputs, is_leaf=is_array)
+    indices = dict(partition_rows=inputs.partition_rows, partition=inputs.partition)
+    floats = dataclasses.replace(inputs, partition_rows=None, partition=None)
+    cast = jax.tree_util.tree_map(lambda a: as_dtype(a, dtype), floats, is_leaf=is_array)
+    return dataclasses.replace(cast, **indices)
 
 
 def unit_weights(sample_weight, largest=None):

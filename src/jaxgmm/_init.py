@@ -27,7 +27,7 @@ from jax import lax
 from ._covariance import Covariance
 from ._em import batch_max, centred_estimate, resp_sums
 from ._params import GMMParams
-from ._rows import Blocks, sum_rows
+from ._rows import Blocks, make_blocks, sum_rows
 from ._stats import SuffStats
 from ._typing import Array, Float, Int, PRNGKeyArray
 
@@ -38,6 +38,7 @@ __all__ = [
     "kmeans_centers",
     "kmeans_plusplus",
     "params_from_centers",
+    "params_from_labels",
 ]
 
 
@@ -245,6 +246,20 @@ def params_from_centers(centers, blocks: Blocks, cov_cls, reg_covar, active) -> 
     labels = nearest(centers, c_sq, blocks)
 
     return _params_from_resp(labels, blocks, cov_cls, reg_covar, active)
+
+
+def params_from_labels(
+    rows: Int[Array, " t"], labels: Int[Array, " t"], blocks: Blocks, cov_cls, reg_covar, active
+) -> GMMParams:
+    """Parameters from a partition of some rows (indices into the blocks' rows):
+    row ``rows[i]`` in component ``labels[i]``; the M-step of those rows alone (the
+    weights are each component's share of them), as mclust starts EM from a
+    partition of a sample."""
+    x = blocks.rows_of(rows, centred=False)
+    part = make_blocks(x, blocks.weights_of(rows), x.shape[0], center=blocks.center)
+    k = active.shape[0]
+    resp = lambda _x, wb, _b: jax.nn.one_hot(labels, k, dtype=x.dtype) * wb[:, None]
+    return _params_from_resp(resp, part, cov_cls, reg_covar, active)
 
 
 def _init_kmeans(key, blocks, k, cov_cls, reg_covar, active):

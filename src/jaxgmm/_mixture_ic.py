@@ -64,6 +64,11 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         one or two points, held finite only by ``reg_covar``): each candidate keeps
         its best non-degenerate restart and degenerate candidates are not chosen
         while any other is left. 'auto' is ``n_features + 1``; 0 turns this off.
+    hierarchical_start : bool, default=True
+        Every candidate also starts once from mclust's default partition (model-based
+        agglomerative clustering, built once on at most 2000 rows), besides its
+        ``n_init`` restarts: EM from it reaches the optima mclust reports. In-memory
+        data only (a data source starts from the restarts alone).
 
     Attributes
     ----------
@@ -108,6 +113,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             StrOptions({"auto"}),
             Interval(numbers.Real, 0.0, None, closed="left"),
         ],
+        "hierarchical_start": ["boolean"],
     }
 
     def __init__(
@@ -123,6 +129,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         reg_covar=1e-6,
         random_state=None,
         min_component_samples="auto",
+        hierarchical_start=True,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -134,6 +141,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         self.reg_covar = reg_covar
         self.random_state = random_state
         self.min_component_samples = min_component_samples
+        self.hierarchical_start = hierarchical_start
 
     def _candidates(self):
         def positive_int(k) -> bool:
@@ -216,6 +224,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             reg_covar=self.reg_covar,
             max_iter=self.max_iter,
             min_component_samples=self.min_component_samples,
+            hierarchical_start=self.hierarchical_start,
         )
         row = result.best
         if not np.isfinite(result.table[self.criterion][row]):

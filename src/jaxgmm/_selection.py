@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 import jax
 import numpy as np
 
-from . import _progress, _spmd, distributed
+from . import _agglomerate, _progress, _spmd, distributed
 from ._covariance import STRUCTURES, covariance_class
 from ._engine import Batch, Inputs, Options, check_key, run, shared_centers
 from ._families import FAMILIES
@@ -95,6 +95,7 @@ def sweep(
     max_iter: int = 100,
     n_devices: int | None = None,
     min_component_samples: float | str = "auto",
+    hierarchical_start: bool = True,
 ) -> SweepResult:
     """Fit every K and covariance type with ``n_init`` restarts; score them.
 
@@ -124,6 +125,15 @@ def sweep(
         (among all rows if every one is degenerate). 'auto' is ``n_features + 1``,
         the fewest points that span a ``n_features``-dimensional Gaussian; 0 turns the
         check off.
+    hierarchical_start : bool, default=True
+        Every model also starts once from mclust's default partition (one more
+        restart than ``n_init``): the K-cluster level of model-based agglomerative
+        clustering (unconstrained Gaussian criterion, on data scaled by an SVD;
+        :mod:`jaxgmm._agglomerate`), built once on at most 2000 rows (a random sample
+        of larger data, as mclust samples) and shared by every type. From it EM
+        reaches the optima mclust reports, which k-means restarts may miss. In-memory
+        data on one process only: a streamed source or data split over processes
+        starts from k-means alone.
 
     Returns
     -------
@@ -162,9 +172,13 @@ def sweep(
     fits = []
     if init_params not in INIT_METHODS:
         raise ValueError(f"init_params must be one of {sorted(INIT_METHODS)}, got {init_params!r}")
-    cells = Batch(ks, n_init, n_devices)
-    inputs = Inputs(tol=tol, reg_covar=reg_covar, lower_bound0=-np.inf)
     across = across_processes(X)
+    inputs = Inputs(tol=tol, reg_covar=reg_covar, lower_bound0=-np.inf)
+    per_k = n_init  # fits of each K: the restarts, and the hierarchical start
+    if hierarchical_start and not streams(X) and not across:
+        inputs = _with_partition(inputs, key, x, sample_weight, ks, n_init)
+        per_k = n_init + 1
+    cells = Batch(ks, per_k, n_devices)
     if across:  # every fit's start, from the whole data's sample
         groups = [(covariance_class(name), ks) for name in types]
         kw = dict(n_init=n_init, init_params=init_params, given=(None,) * 3, params0=None)
@@ -197,11 +211,11 @@ def sweep(
         log_lik, entropy = np.asarray(log_lik, np.float64), np.asarray(entropy, np.float64)
         weights = np.asarray(results.params.weights, np.float64)
         for j, k in enumerate(ks):
-            batch = slice(j * n_init, (j + 1) * n_init)
+            batch = slice(j * per_k, (j + 1) * per_k)
             smallest = weights[batch, :k].min(axis=1) * total
             sound = smallest >= min_component_samples
             i = best_index(select(results, batch), among=sound if sound.any() else None)
-            row = j * n_init + i
+            row = j * per_k + i
             best = select(results, row)
             failed = int(best.status) == Status.NON_FINITE
             p = _n_parameters(cov_cls, k, d)
@@ -229,3 +243,17 @@ def sweep(
     if not table["degenerate"].all():
         values = np.where(table["degenerate"], np.inf, values)
     return SweepResult(table, params, fits, criterion, int(np.argmin(values)))
+
+
+def _with_partition(inputs: Inputs, key, x, sample_weight, ks, n_init) -> Inputs:
+    """``inputs`` with mclust's hierarchical partition for every K as the last fit of
+    that K (after its ``n_init`` restarts; -1: the restarts start otherwise)."""
+    seed = np.asarray(jax.random.key_data(jax.random.fold_in(key, 0x6863)))
+    weights = None if sample_weight is None else np.asarray(sample_weight)
+    rows, parts = _agglomerate.sampled_partitions(np.asarray(x), weights, ks, seed)
+    labels = np.full((len(ks), n_init + 1, rows.size), -1, np.int32)
+    for j, k in enumerate(ks):
+        if k in parts:  # K at most the rows sampled
+            labels[j, n_init] = parts[k]
+    labels = labels.reshape(len(ks) * (n_init + 1), rows.size)
+    return dataclasses.replace(inputs, partition_rows=rows.astype(np.int32), partition=labels)

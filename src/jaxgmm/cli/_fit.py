@@ -70,6 +70,13 @@ def register(sub) -> None:
     )
     p.add_argument("--criterion", choices=("bic", "aic", "icl"), default="bic")
     p.add_argument("--n-init", type=int, default=5, help="restarts per model (default 5)")
+    p.add_argument(
+        "--no-hierarchical-start",
+        dest="hierarchical_start",
+        action="store_false",
+        help="where K or the type is chosen, start from the k-means restarts alone (by "
+        "default each model also starts once from mclust's hierarchical partition)",
+    )
     p.add_argument("--max-iter", type=int, default=100)
     p.add_argument("--tol", type=float, default=1e-3)
     p.add_argument(
@@ -181,7 +188,13 @@ def _estimator(args, ks: list[int], auto: bool):
     covariance = args.covariance or ("all" if auto else "full")
     common = dict(n_init=args.n_init, max_iter=args.max_iter, tol=args.tol, random_state=args.seed)
     if auto or covariance in ("all", "sklearn"):
-        est = GaussianMixtureIC(ks, covariance_type=covariance, criterion=args.criterion, **common)
+        est = GaussianMixtureIC(
+            ks,
+            covariance_type=covariance,
+            criterion=args.criterion,
+            hierarchical_start=args.hierarchical_start,
+            **common,
+        )
         n_types = {"all": len(_FAMILIES), "sklearn": 4}.get(covariance, 1)
         return est, (n_types * len(ks), "model")
     return GaussianMixture(ks[0], covariance_type=covariance, **common), (args.max_iter, "iter")
