@@ -50,6 +50,23 @@ def test_kmeans_plusplus_never_draws_rows_of_zero_weight():
             assert idx.max() < len(x)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kmeans_plusplus_never_draws_blocks_past_the_data(weighted):
+    # The rows are padded to a shared program's size in whole blocks (plan_rows):
+    # blocks with no data keep k-means++'s distances at +inf, and 0 * inf = NaN
+    # once drew zero padding rows as centres (every centre after the first).
+    x, label = _blobs()
+    padded = np.concatenate([x, np.zeros((60, 2))])  # 7 blocks of 16 rows of data, 10 in all
+    w = jnp.asarray(np.r_[np.ones(len(x)), np.zeros(60)]) if weighted else None
+    blocks = make_blocks(jnp.asarray(padded), w, 16, n_samples=len(x), center="mean")
+    assert blocks.x.shape[0] == 10 and int(blocks.n_used) == 7
+    with x64_scope(np.float64):
+        for seed in range(3):
+            idx = np.asarray(_init.kmeans_plusplus(jax.random.key(seed), blocks, 4))
+            assert idx.max() < len(x)
+            assert sorted(label[idx]) == [0, 1, 2, 3]
+
+
 def test_rows_are_drawn_in_proportion_block_by_block():
     """The two-stage draw (a block by its sum, then a row in it) draws row i with
     probability p_i / sum p, and never a row with p = 0 (zeros inside blocks, a whole

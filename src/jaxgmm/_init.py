@@ -164,8 +164,10 @@ def kmeans_plusplus(
         def p_of(b):
             wb = blocks.block(b)[1]
             # The first centre, or all rows already coincide with a centre: draw
-            # among the rows by weight.
-            return jnp.where(anywhere, wb * closest[b], wb)
+            # among the rows by weight. Blocks past the data (rows padded to a shared
+            # program's size) keep ``closest`` at +inf, and 0 * inf is NaN: a NaN sum
+            # drew padding rows (zeros) as centres.
+            return jnp.where(anywhere, jnp.where(wb > 0, wb * closest[b], 0), wb)
 
         cand = _sample_rows(sub, p_of, blocks, max_trials)
         pots = potentials(blocks.rows_of(cand), closest)
