@@ -124,3 +124,18 @@ def test_the_restarts_are_those_without_the_hierarchical_start():
         jax.random.key(3), X, [1, 3], ["VVV", "EII"], hierarchical_start=False, **kw
     )
     assert np.all(with_start.table["log_likelihood"] >= without.table["log_likelihood"] - 1e-9)
+
+
+def test_weights_choose_the_rows_and_a_lone_row_has_no_partition():
+    x = make_seed_blobs(0)[0]
+    w = np.zeros(len(x))
+    w[0] = 1.0  # one row: nothing to partition; the restarts alone
+    lone = jaxgmm.sweep(jax.random.key(0), x, [1, 2], ["EII"], n_init=1, sample_weight=w)
+    assert np.all(np.isfinite(lone.table["log_likelihood"]))
+    w[:60] = 1.0  # the partition of the weighted rows only equals theirs alone
+    kw = dict(n_init=1, tol=1e-6, max_iter=200)
+    weighted = jaxgmm.sweep(jax.random.key(0), x, [3], ["VVV"], sample_weight=w, **kw)
+    alone = jaxgmm.sweep(jax.random.key(0), x[:60], [3], ["VVV"], **kw)
+    np.testing.assert_allclose(
+        weighted.table["log_likelihood"], alone.table["log_likelihood"], rtol=1e-8
+    )

@@ -4,7 +4,9 @@ For each covariance type, every K and every restart is fitted by ONE compiled pr
 components are padded to K_max and the unused ones masked out (zero weight, excluded
 from every statistic and from the likelihood), and the program is vmapped over
 (K, restart) -- and sharded over devices like the core's restarts. Fit (K, i) uses
-restart key i, so it equals the plain K-component fit from the same key.
+restart key i, so it equals the plain K-component fit from the same key; with the
+hierarchical start, fit (K, n_init) starts from mclust's partition into K clusters
+(:mod:`jaxgmm._agglomerate`), computed once on the host for every type.
 """
 
 from __future__ import annotations
@@ -176,8 +178,9 @@ def sweep(
     inputs = Inputs(tol=tol, reg_covar=reg_covar, lower_bound0=-np.inf)
     per_k = n_init  # fits of each K: the restarts, and the hierarchical start
     if hierarchical_start and not streams(X) and not across:
-        inputs = _with_partition(inputs, key, x, sample_weight, ks, n_init)
-        per_k = n_init + 1
+        partitioned = _with_partition(inputs, key, x, sample_weight, ks, n_init)
+        if partitioned is not None:  # None: too few rows of positive weight
+            inputs, per_k = partitioned, n_init + 1
     cells = Batch(ks, per_k, n_devices)
     if across:  # every fit's start, from the whole data's sample
         groups = [(covariance_class(name), ks) for name in types]
@@ -245,12 +248,15 @@ def sweep(
     return SweepResult(table, params, fits, criterion, int(np.argmin(values)))
 
 
-def _with_partition(inputs: Inputs, key, x, sample_weight, ks, n_init) -> Inputs:
+def _with_partition(inputs: Inputs, key, x, sample_weight, ks, n_init) -> Inputs | None:
     """``inputs`` with mclust's hierarchical partition for every K as the last fit of
-    that K (after its ``n_init`` restarts; -1: the restarts start otherwise)."""
+    that K (after its ``n_init`` restarts; -1: the restarts start otherwise), or None
+    where there is no partition to start from."""
     seed = np.asarray(jax.random.key_data(jax.random.fold_in(key, 0x6863)))
     weights = None if sample_weight is None else np.asarray(sample_weight)
     rows, parts = _agglomerate.sampled_partitions(np.asarray(x), weights, ks, seed)
+    if rows.size < 2 or not parts:
+        return None
     labels = np.full((len(ks), n_init + 1, rows.size), -1, np.int32)
     for j, k in enumerate(ks):
         if k in parts:  # K at most the rows sampled
