@@ -12,6 +12,8 @@ from sklearn.metrics import adjusted_rand_score
 import jaxgmm
 from jaxgmm import _agglomerate
 from jaxgmm._datasets import make_seed_blobs
+from jaxgmm._engine import Inputs
+from jaxgmm._selection import _with_partition
 
 DATA = Path(__file__).with_name("data")
 
@@ -132,10 +134,20 @@ def test_weights_choose_the_rows_and_a_lone_row_has_no_partition():
     w[0] = 1.0  # one row: nothing to partition; the restarts alone
     lone = jaxgmm.sweep(jax.random.key(0), x, [1, 2], ["EII"], n_init=1, sample_weight=w)
     assert np.all(np.isfinite(lone.table["log_likelihood"]))
-    w[:60] = 1.0  # the partition of the weighted rows only equals theirs alone
-    kw = dict(n_init=1, tol=1e-6, max_iter=200)
-    weighted = jaxgmm.sweep(jax.random.key(0), x, [3], ["VVV"], sample_weight=w, **kw)
-    alone = jaxgmm.sweep(jax.random.key(0), x[:60], [3], ["VVV"], **kw)
-    np.testing.assert_allclose(
-        weighted.table["log_likelihood"], alone.table["log_likelihood"], rtol=1e-8
-    )
+    w[:60] = 1.0  # the partition of the weighted rows only, padded to a power of two
+    inputs = Inputs(tol=1e-3, reg_covar=1e-6, lower_bound0=-np.inf)
+    given = _with_partition(inputs, jax.random.key(0), x, w, (1, 3), 2)
+    rows, labels = given.partition_rows, given.partition.reshape(2, 3, -1)
+    assert rows.shape == (64,) and np.all(rows[:60] == np.arange(60)) and np.all(rows[60:] == 0)
+    assert np.all(labels[:, :2] == -1) and np.all(labels[:, 2, 60:] == -1)  # restarts; padding
+    assert adjusted_rand_score(labels[1, 2, :60], _agglomerate.partitions(x[:60], [3])[3]) == 1
+    constant = _with_partition(inputs, jax.random.key(0), np.ones((20, 2)), None, (1, 3), 2)
+    assert constant is None  # nothing to cluster on
+
+
+def test_wide_data_is_sampled_to_fewer_rows_and_a_bad_key_is_named():
+    x = np.random.default_rng(2).normal(size=(500, 100))
+    rows, parts = _agglomerate.sampled_partitions(x, None, [2], seed=[0])
+    assert rows.size == _agglomerate.MAX_ROWS_FEATURES // 100 and parts[2].shape == rows.shape
+    with pytest.raises(TypeError, match="jax.random.key"):
+        jaxgmm.sweep(0, x[:, :2], [1, 2])

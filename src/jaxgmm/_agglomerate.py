@@ -24,7 +24,7 @@ Written here in NumPy from those formulas: the pair costs are held in an ``n x n
 matrix and each step recomputes one row of it (the merged cluster against every other,
 batched), with each cluster's cheapest partner kept so that the step's minimum is a
 scan of ``n`` values. Rows beyond :data:`MAX_ROWS` are subsampled as mclust does
-(its ``subset`` option, 2000 by default).
+(its ``subset`` option, 2000 by default), and fewer for wide data.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ __all__ = ["MAX_ROWS", "merges", "partitions", "sampled_partitions", "svd_scaled
 #: The most rows the hierarchy is built on (mclust's ``subset`` default); a larger
 #: data set contributes a random sample of this many rows.
 MAX_ROWS = 2000
+#: Each step holds a p x p scatter matrix per cluster: rows x features is capped at
+#: this (2000 rows up to 8 features; 1.6 s there), so that wide data stays cheap.
+MAX_ROWS_FEATURES = 16000
 
 
 def svd_scaled(x: np.ndarray) -> np.ndarray:
@@ -161,6 +164,8 @@ def partitions(x: np.ndarray, ks: Iterable[int]) -> dict[int, np.ndarray]:
     of ``ks`` with 1 <= K <= the rows: labels 0..K-1 (numbered by first row)."""
     z = svd_scaled(x)
     n = z.shape[0]
+    if z.shape[1] == 0:  # every feature constant: nothing to cluster on
+        return {}
     wanted = {int(k) for k in ks if 1 <= k <= n}
     labels = np.arange(n)
     out = {}
@@ -177,10 +182,12 @@ def sampled_partitions(
     x: np.ndarray, sample_weight: np.ndarray | None, ks: Iterable[int], seed
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """:func:`partitions` of the rows of positive weight, or of :data:`MAX_ROWS` of
-    them drawn without replacement (``seed`` seeds NumPy's generator; in order of
-    row); returns the rows used (indices into ``x``) and the partitions. The
+    them (fewer for wide data, :data:`MAX_ROWS_FEATURES`) drawn without replacement
+    (``seed`` seeds NumPy's generator; in order of row); returns the rows used
+    (indices into ``x``, an array of the host or a device) and the partitions. The
     hierarchy itself does not weigh the rows."""
     rows = np.arange(x.shape[0]) if sample_weight is None else np.flatnonzero(sample_weight > 0)
-    if rows.size > MAX_ROWS:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, MAX_ROWS, replace=False))
-    return rows, partitions(np.asarray(x)[rows], ks)
+    most = min(MAX_ROWS, max(MAX_ROWS_FEATURES // max(x.shape[1], 1), 2))
+    if rows.size > most:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, most, replace=False))
+    return rows, partitions(np.asarray(x[rows]), ks)

@@ -256,9 +256,10 @@ def params_from_labels(
     """Parameters from a partition of some rows (indices into the blocks' rows):
     row ``rows[i]`` in component ``labels[i]``; the M-step of those rows alone (the
     weights are each component's share of them), as mclust starts EM from a
-    partition of a sample."""
+    partition of a sample. Rows labelled -1 (padding) weigh nothing."""
     x = blocks.rows_of(rows, centred=False)
-    part = make_blocks(x, blocks.weights_of(rows), x.shape[0], center=blocks.center)
+    w = jnp.where(labels >= 0, blocks.weights_of(rows), 0)
+    part = make_blocks(x, w, x.shape[0], center=blocks.center)
     k = active.shape[0]
     resp = lambda _x, wb, _b: jax.nn.one_hot(labels, k, dtype=x.dtype) * wb[:, None]
     return _params_from_resp(resp, part, cov_cls, reg_covar, active)

@@ -53,7 +53,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         scikit-learn's BIC and AIC; ICL is BIC plus twice the entropy of the
         responsibilities (mclust). Lower is better.
     n_init : int, default=5
-        Restarts of every model, in parallel.
+        Restarts of every model, in parallel (and one more from the hierarchical
+        start, below).
     init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
     max_iter : int, default=100
     tol : float, default=1e-3
@@ -66,7 +67,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         while any other is left. 'auto' is ``n_features + 1``; 0 turns this off.
     hierarchical_start : bool, default=True
         Every candidate also starts once from mclust's default partition (model-based
-        agglomerative clustering, built once on at most 2000 rows), besides its
+        agglomerative clustering, built once on at most 2000 sampled rows), besides its
         ``n_init`` restarts: EM from it reaches the optima mclust reports. In-memory
         data only (a data source starts from the restarts alone).
 

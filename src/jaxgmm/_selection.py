@@ -104,7 +104,9 @@ def sweep(
     Parameters
     ----------
     key : jax.random key
-        Restart i of every model uses ``jax.random.split(key, n_init)[i]``.
+        Restart i of every model uses ``jax.random.split(key, n_init)[i]`` (with
+        the hierarchical start, ``split(key, n_init + 1)[i]``: the same keys under
+        JAX's partitionable threefry, the default).
     X : array-like of shape (n_samples, n_features), data source or path
         A source (:mod:`jaxgmm.data`) is streamed: each iteration is one pass over
         its rows for every K and restart of a covariance type at once.
@@ -133,14 +135,15 @@ def sweep(
         clustering (unconstrained Gaussian criterion, on data scaled by an SVD;
         :mod:`jaxgmm._agglomerate`), built once on at most 2000 rows (a random sample
         of larger data, as mclust samples) and shared by every type. From it EM
-        reaches the optima mclust reports, which k-means restarts may miss. In-memory
-        data on one process only: a streamed source or data split over processes
-        starts from k-means alone.
+        reaches the optima mclust reports, which the restarts may miss. Skipped for
+        a K above the rows sampled, and for a streamed source or data split over
+        processes (they start from the restarts alone).
 
     Returns
     -------
     SweepResult
     """
+    check_key(key)
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     ks = tuple(sorted({int(k) for k in n_components}))
@@ -254,12 +257,16 @@ def _with_partition(inputs: Inputs, key, x, sample_weight, ks, n_init) -> Inputs
     where there is no partition to start from."""
     seed = np.asarray(jax.random.key_data(jax.random.fold_in(key, 0x6863)))
     weights = None if sample_weight is None else np.asarray(sample_weight)
-    rows, parts = _agglomerate.sampled_partitions(np.asarray(x), weights, ks, seed)
+    rows, parts = _agglomerate.sampled_partitions(x, weights, ks, seed)
     if rows.size < 2 or not parts:
         return None
-    labels = np.full((len(ks), n_init + 1, rows.size), -1, np.int32)
+    # padded (row 0, label -1: no weight) to a power of two, so that nearby sizes of
+    # small data keep sharing one compiled program
+    size = 1 << (rows.size - 1).bit_length()
+    labels = np.full((len(ks), n_init + 1, size), -1, np.int32)
     for j, k in enumerate(ks):
         if k in parts:  # K at most the rows sampled
-            labels[j, n_init] = parts[k]
-    labels = labels.reshape(len(ks) * (n_init + 1), rows.size)
-    return dataclasses.replace(inputs, partition_rows=rows.astype(np.int32), partition=labels)
+            labels[j, n_init, : rows.size] = parts[k]
+    labels = labels.reshape(len(ks) * (n_init + 1), size)
+    rows = np.pad(rows.astype(np.int32), (0, size - rows.size))
+    return dataclasses.replace(inputs, partition_rows=rows, partition=labels)

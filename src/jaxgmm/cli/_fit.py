@@ -69,7 +69,13 @@ def register(sub) -> None:
         "(default: full for a fixed K, all for a range)",
     )
     p.add_argument("--criterion", choices=("bic", "aic", "icl"), default="bic")
-    p.add_argument("--n-init", type=int, default=5, help="restarts per model (default 5)")
+    p.add_argument(
+        "--n-init",
+        type=int,
+        default=5,
+        help="restarts per model (default 5; where K or the type is chosen, one more "
+        "from mclust's hierarchical partition)",
+    )
     p.add_argument(
         "--no-hierarchical-start",
         dest="hierarchical_start",
