@@ -18,12 +18,16 @@ from jaxgmm._selection import _with_partition
 DATA = Path(__file__).with_name("data")
 
 
+def _records(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file whose comment lines start with '#'."""
+    return list(csv.DictReader(ln for ln in path.read_text().splitlines() if ln[0] != "#"))
+
+
 def _mclust_partitions():
     """(data, K) -> mclust 6.0.0's partition, recorded by R (tests/data/mclust_hc.csv)."""
-    lines = [ln for ln in (DATA / "mclust_hc.csv").read_text().splitlines() if ln[0] != "#"]
     return {
         (row["data"], int(row["K"])): np.array([int(c) for c in row["labels"]])
-        for row in csv.DictReader(lines)
+        for row in _records(DATA / "mclust_hc.csv")
     }
 
 
@@ -96,9 +100,7 @@ def test_large_data_is_sampled_without_zero_weight_rows(monkeypatch):
 
 
 def _mclust_log_likelihood(name: str, family: str, k: int) -> float:
-    path = Path(__file__).parents[1] / "benchmarks" / "mclust_6.0.0.csv"
-    lines = [ln for ln in path.read_text().splitlines() if ln[0] != "#"]
-    for row in csv.DictReader(lines):
+    for row in _records(Path(__file__).parents[1] / "benchmarks" / "mclust_6.0.0.csv"):
         if (row["data"], row["family"], row["K"]) == (name, family, str(k)):
             return float(row["log_likelihood"])
     raise KeyError((name, family, k))
@@ -149,5 +151,5 @@ def test_wide_data_is_sampled_to_fewer_rows_and_a_bad_key_is_named():
     x = np.random.default_rng(2).normal(size=(500, 100))
     rows, parts = _agglomerate.sampled_partitions(x, None, [2], seed=[0])
     assert rows.size == _agglomerate.MAX_ROWS_FEATURES // 100 and parts[2].shape == rows.shape
-    with pytest.raises(TypeError, match="jax.random.key"):
+    with pytest.raises(TypeError, match=r"jax\.random\.key"):
         jaxgmm.sweep(0, x[:, :2], [1, 2])

@@ -298,24 +298,28 @@ def test_tight_component_far_away_is_exact_in_float32(covariance_type, key):
     np.testing.assert_allclose(r32.params.means, r64.params.means, rtol=1e-5, atol=1e-5)
 
 
+def _both_from_sklearn_start(x, k, covariance_type, max_iter):
+    """jaxgmm's and scikit-learn's fits from scikit-learn's start (tol 0, reg_covar 1e-3)."""
+    from sklearn.mixture import GaussianMixture as SkGMM
+
+    w0, m0, p0 = sklearn_init(x, k, covariance_type)
+    kw = dict(covariance_type=covariance_type, tol=0.0, max_iter=max_iter, reg_covar=1e-3)
+    init = dict(weights_init=w0, means_init=m0, precisions_init=p0)
+    return jaxgmm.GaussianMixture(k, **kw, **init).fit(x), SkGMM(k, **kw, **init).fit(x)
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
 def test_wide_data_uses_the_direct_form_and_equals_sklearn(covariance_type):
     """D = 70: D(D+1)/2 second moments are past the threshold, so 'full' forms no
     features ('tied' forms [1, x] alone at any width); the fit still follows
     scikit-learn's from the same start."""
-    from sklearn.mixture import GaussianMixture as SkGMM
-
     from jaxgmm._covariance import COVARIANCE_TYPES
 
     x, _ = blobs(n=240, d=70, k=2, seed=4)
     assert COVARIANCE_TYPES[covariance_type].prefers_direct(70) == (covariance_type == "full")
     assert not COVARIANCE_TYPES[covariance_type].prefers_direct(63)
-    w0, m0, p0 = sklearn_init(x, 2, covariance_type)
-    kw = dict(covariance_type=covariance_type, tol=0.0, max_iter=5, reg_covar=1e-3)
-    init = dict(weights_init=w0, means_init=m0, precisions_init=p0)
-    sk = SkGMM(2, **kw, **init).fit(x)
-    ours = jaxgmm.GaussianMixture(2, **kw, **init).fit(x)
+    ours, sk = _both_from_sklearn_start(x, 2, covariance_type, max_iter=5)
     np.testing.assert_allclose(ours.means_, sk.means_, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(ours.covariances_, sk.covariances_, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(ours.lower_bound_, sk.lower_bound_, rtol=1e-8)
@@ -327,14 +331,8 @@ def test_tied_wide_data_past_one_block_equals_sklearn():
     """Tied with D = 70 over several blocks: phi is [1, x], the quadratic form is
     added per row and the second moments are the rows' own (x^T x, as scikit-learn's
     tied M-step reads them)."""
-    from sklearn.mixture import GaussianMixture as SkGMM
-
     x, _ = blobs(n=20000, d=70, k=3, seed=6)
-    w0, m0, p0 = sklearn_init(x, 3, "tied")
-    kw = dict(covariance_type="tied", tol=0.0, max_iter=3, reg_covar=1e-3)
-    init = dict(weights_init=w0, means_init=m0, precisions_init=p0)
-    sk = SkGMM(3, **kw, **init).fit(x)
-    ours = jaxgmm.GaussianMixture(3, **kw, **init).fit(x)
+    ours, sk = _both_from_sklearn_start(x, 3, "tied", max_iter=3)
     np.testing.assert_allclose(ours.means_, sk.means_, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(ours.covariances_, sk.covariances_, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(ours.lower_bound_, sk.lower_bound_, rtol=1e-10)

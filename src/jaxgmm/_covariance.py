@@ -706,8 +706,8 @@ class SphericalCovariance(_Variances):
 
     @staticmethod
     def moments_from_full(sum_rxx, n_features):
-        i, j = _triu(n_features)
-        return jnp.sum(sum_rxx[..., np.flatnonzero(i == j)], axis=-1, keepdims=True)
+        squares = _Variances.moments_from_full(sum_rxx, n_features)
+        return jnp.sum(squares, axis=-1, keepdims=True)
 
     def variances(self):
         return self.covariances[:, None]
