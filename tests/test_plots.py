@@ -125,6 +125,29 @@ def test_bic_axis_has_whole_k_and_a_style_per_family(files):
     assert len({(line.get_color(), line.get_marker()) for line in families}) == 14
 
 
+def test_degenerate_fits_are_hollow_and_off_the_line(files):
+    # a degenerate fit's BIC can be below the chosen model's: it must not read as a
+    # point of its family's line
+    from jaxgmm.cli._figures import Request, sweep_figure
+
+    model, _, record = load_model(files / "iris.jgmm")
+    table = {name: np.asarray(values) for name, values in record.table.items()}
+    name = "full" if "full" in set(table["covariance_type"]) else "VVV"
+    table["degenerate"] = (table["covariance_type"] == name) & (table["n_components"] == 3)
+    table["bic"] = np.where(table["degenerate"], table["bic"].min() - 100, table["bic"])
+    fig = sweep_figure(table, "bic", (model.covariance_type, model.n_components), Request())
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    k, y = lines[name].get_data()
+    assert np.isnan(y[list(k).index(3)]) and np.isfinite(y[list(k).index(1)])
+    hollow = [
+        line
+        for line in fig.axes[0].get_lines()
+        if line.get_markerfacecolor() == "none" and list(line.get_xdata()) == [3]
+    ]
+    assert len(hollow) == 1 and hollow[0].get_ydata()[0] == table["bic"].min()
+    assert "hollow: degenerate\n(not chosen)" in lines
+
+
 def test_principal_components_of_standardised_columns(files):
     """wine's proline (hundreds) against the other columns (units): the raw data's
     first principal axis is proline alone; the model, fitted on standardised columns,

@@ -154,11 +154,21 @@ def plot_criterion(
     ks = np.asarray(table["n_components"])
     values = np.asarray(table[criterion], np.float64)
     colors = colormaps["tab20"].colors
+    # Degenerate fits (a component on too few rows, never chosen) are drawn hollow and
+    # off the line: a spike's BIC can be below the chosen model's.
+    degenerate = np.asarray(table.get("degenerate", np.zeros(len(ks), bool)), bool)
     for i, t in enumerate(types):
         rows = np.asarray(table["covariance_type"]) == t
         order = np.argsort(ks[rows])
+        k, v, bad = ks[rows][order], values[rows][order], degenerate[rows][order]
         style = dict(marker=_MARKERS[i % len(_MARKERS)], color=colors[(2 * i) % 20 + i // 10])
-        ax.plot(ks[rows][order], values[rows][order], label=t, ms=5, lw=1.2, **style)
+        ax.plot(k, np.where(bad, np.nan, v), label=t, ms=5, lw=1.2, **style)
+        if bad.any():
+            ax.plot(k[bad], v[bad], ls="none", ms=5, mfc="none", **style)
+    if degenerate.any():
+        ax.plot(
+            [], [], "o", color="grey", mfc="none", ms=5, label="hollow: degenerate\n(not chosen)"
+        )
     if chosen is not None:
         by = f" by {chosen_by.upper()}" if chosen_by and chosen_by != criterion else ""
         rows = (np.asarray(table["covariance_type"]) == chosen[0]) & (ks == chosen[1])
@@ -177,5 +187,5 @@ def plot_criterion(
     ax.set_ylabel(f"{criterion.upper()} (lower is better)")
     ax.set_title(f"{criterion.upper()} against K")
     ax.grid(alpha=0.3)
-    n = len(types) + (chosen is not None)
+    n = len(types) + (chosen is not None) + bool(degenerate.any())
     ax.legend(fontsize="small", title="covariance", title_fontsize="small", **outside_right(n))
