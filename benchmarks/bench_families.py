@@ -26,16 +26,20 @@ Fits are run to ``--tol``
 
 Speed: on ``--rows`` x 8 rows in 6 clusters, the sweep over the 14 families and
 K = 1..``--max-k`` (one k-means start each, no hierarchical start: the same fits as
-the loop) against the same fits one by one (``jaxgmm.fit``, each compiled beforehand),
-and scikit-learn's loop over its four types in the same run; then what the
-hierarchical start adds to the sweep (its partition on 2000 sampled rows, and one more
-fit per model).
+the loop), with its one shared program and with a program per family, against the
+same fits one by one (``jaxgmm.fit``): each the first time (compiling, jaxgmm's
+program cache empty) and again; scikit-learn's loop over its four types in the same run;
+then what the hierarchical start adds to the sweep (its partition on 2000 sampled
+rows, and one more fit per model).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -178,9 +182,20 @@ def export_data(directory: str) -> None:
         print(f"wrote {path}")
 
 
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
 def speed(rows: int, max_k: int) -> None:
     """The sweep (all 14 families x K = 1..max_k in one call) against the same fits one
-    by one, each compiled once beforehand, and scikit-learn's loop over its four."""
+    by one, first runs (compiling; jaxgmm's program cache empty) and then again, and
+    scikit-learn's loop over its four."""
+    # first runs compile: jaxgmm's program cache starts empty (programs stored by an
+    # earlier run would be loaded instead), and it is on, as users have it: a process
+    # past its share of memory maps drops its programs and loads them again from it
+    os.environ["JAXGMM_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_families")
     X = make_blobs(rows, 8, centers=6, random_state=0)[0]
     ks = range(1, max_k + 1)
     key = jax.random.key(0)
@@ -199,45 +214,62 @@ def speed(rows: int, max_k: int) -> None:
             for k in ks:
                 SkGM(k, covariance_type=cov, random_state=0).fit(X)
 
+    first, again = {}, {}
+    first["sweep"], again["sweep"] = timed(sweep), timed(sweep)
+    with _sharing_off():
+        first["types"], again["types"] = timed(sweep), timed(sweep)
+    # each family's loop again right after its first run: the loop's 126 programs
+    # would otherwise push the first ones out of memory (jaxgmm._programs drops
+    # programs near the process's memory-map limit), and running them again would
+    # load them anew
+    first["loop"] = again["loop"] = 0.0
+    for fam in FAMILIES:
+        first["loop"] += timed(lambda fam=fam: one_by_one([fam]))
+        again["loop"] += timed(lambda fam=fam: one_by_one([fam]))
     shared = ["full", "tied", "diag", "spherical"]
-    runs = [
-        ("sweep", sweep),
-        ("one by one", lambda: one_by_one(FAMILIES)),
-        ("one by one, 4", lambda: one_by_one(shared)),
-        ("sklearn", sklearn),
-        ("sweep, hierarchical start", lambda: sweep(True)),
-    ]
-    # each timed right after its first run (which compiles): the loop's 126 programs
-    # may push earlier ones out of memory (jaxgmm._programs drops programs near the
-    # process's memory-map limit), and a timed run would then load them again
-    timings = {}
-    for label, fn in runs:
-        if label != "sklearn":
-            t = time.perf_counter()
-            fn()
-            print(f"  (first {label}: {time.perf_counter() - t:.1f} s)", flush=True)
-        t = time.perf_counter()
-        fn()
-        timings[label] = time.perf_counter() - t
+    again["loop, 4"] = timed(lambda: one_by_one(shared))
+    again["sklearn"] = timed(sklearn)
+    timed(lambda: sweep(True))
+    again["hierarchical"] = timed(lambda: sweep(True))
+    partition = timed(lambda: _agglomerate.sampled_partitions(X, None, ks, seed=0))
+
     n, n4 = len(FAMILIES) * len(ks), 4 * len(ks)
-    print(f"\n{rows} x 8 rows, K=1..{max_k}, one k-means start each, after compiling:")
-    print(f"  jaxgmm sweep, 14 families ({n} fits):        {timings['sweep']:7.2f} s")
+    print(f"\n{rows} x 8 rows, K=1..{max_k}, one k-means start each ({n} fits)")
+    print(f"{'':48} {'first run':>10} {'again':>8}")
+    lines = [
+        ("jaxgmm sweep, 14 families (one program)", "sweep"),
+        ("jaxgmm sweep, a program per family", "types"),
+        (f"jaxgmm one by one, the same {n} fits", "loop"),
+    ]
+    for label, name in lines:
+        print(f"  {label:46} {first[name]:9.1f}s {again[name]:7.2f}s")
     print(
-        f"  jaxgmm one by one, the same {n} fits:       {timings['one by one']:7.2f} s"
-        f"  ({timings['one by one'] / timings['sweep']:.1f}x the sweep's time)"
+        f"  the loop over the sweep: {first['loop'] / first['sweep']:.1f}x first, "
+        f"{again['loop'] / again['sweep']:.1f}x again"
     )
-    print(f"  jaxgmm one by one, sklearn's 4 ({n4} fits):   {timings['one by one, 4']:7.2f} s")
+    print(f"  jaxgmm one by one, scikit-learn's 4 ({n4} fits), again: {again['loop, 4']:7.2f}s")
     print(
-        f"  scikit-learn's loop, its 4 ({n4} fits):      {timings['sklearn']:7.2f} s"
-        f"  ({timings['sklearn'] / timings['sweep']:.1f}x the 14-family sweep's time)"
+        f"  scikit-learn's loop over its 4 ({n4} fits):           {again['sklearn']:7.2f}s"
+        f"  ({again['sklearn'] / again['sweep']:.1f}x the 14-family sweep again)"
     )
-    t = time.perf_counter()
-    _agglomerate.sampled_partitions(X, None, ks, seed=0)
     print(
-        f"  the sweep with its hierarchical start ({2 * n} fits): "
-        f"{timings['sweep, hierarchical start']:7.2f} s, of which the partition "
-        f"(2000 rows): {time.perf_counter() - t:.2f} s"
+        f"  the sweep with its hierarchical start ({2 * n} fits), again: "
+        f"{again['hierarchical']:.2f}s, of which the partition (2000 rows): {partition:.2f}s"
     )
+
+
+@contextlib.contextmanager
+def _sharing_off():
+    """Sweeps with a program per type (the families share one below
+    ``_engine.SWEEP_SHARING_WORK`` per pass)."""
+    from jaxgmm import _engine
+
+    saved = _engine.SWEEP_SHARING_WORK
+    _engine.SWEEP_SHARING_WORK = 0
+    try:
+        yield
+    finally:
+        _engine.SWEEP_SHARING_WORK = saved
 
 
 def main() -> None:

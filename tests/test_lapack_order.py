@@ -35,7 +35,9 @@ for cov in ("full", "tied", "diag", "spherical", "VVE"):
 for cov, prec in (("full", np.stack([np.eye(3)] * 2)), ("tied", np.eye(3))):
     jaxgmm.GaussianMixture(2, covariance_type=cov, precisions_init=prec, max_iter=3,
                            random_state=0).fit(large)
-# a sweep of large data fits its K in two groups, each its own EM loop
+# a sweep of large data fits its K in two groups, each its own EM loop: one type's
+# program, and the program the types of a sweep share
+jaxgmm.sweep(key, large, range(1, 5), ["EEV"], n_init=1, max_iter=3)
 jaxgmm.sweep(key, large, range(1, 5), ["full", "EEV"], n_init=1, max_iter=3)
 for cov in ("full", "VVE"):  # the streamed passes
     jaxgmm.fit(key, data.ArraySource(large), 2, covariance_type=cov, max_iter=3)

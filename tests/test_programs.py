@@ -123,6 +123,38 @@ def test_small_data_shares_one_program_across_k_n_init_and_types(monkeypatch):
         np.testing.assert_allclose(sa, sb, rtol=1e-12)
 
 
+def test_a_sweeps_types_share_one_program_beyond_small_data(monkeypatch):
+    """The covariance types of a sweep share one switched program on data larger
+    than small data too (6,000 rows: several blocks, the expanded E-step), up to
+    SWEEP_SHARING_WORK per pass: another set of types compiles nothing, and every
+    row equals the sweep with a program per type."""
+    from conftest import blobs
+
+    from jaxgmm import _engine
+
+    monkeypatch.setenv("JAXGMM_CACHE_DIR", "off")
+    x, _ = blobs(n=6000, d=3, k=3, seed=5)
+    key = jax.random.key(2)
+    kw = dict(n_init=2, hierarchical_start=False, tol=1e-6)
+    _programs.clear_programs()
+    shared = jaxgmm.sweep(key, x, [1, 2, 3], ["full", "spherical", "VEI", "EVV"], **kw)
+    n = len(_programs._PROGRAMS)
+    assert n <= 2  # the shared centres' program and the fits' one
+    jaxgmm.sweep(key, x, [1, 2, 3], ["tied", "VVE", "EEI"], **kw)
+    assert len(_programs._PROGRAMS) == n
+    monkeypatch.setattr(_engine, "SWEEP_SHARING_WORK", 0)  # a program per type
+    plain = jaxgmm.sweep(key, x, [1, 2, 3], ["full", "spherical", "VEI", "EVV"], **kw)
+    assert len(_programs._PROGRAMS) == n + 4
+    np.testing.assert_array_equal(shared.table["n_iter"], plain.table["n_iter"])
+    np.testing.assert_allclose(
+        shared.table["log_likelihood"], plain.table["log_likelihood"], rtol=1e-12
+    )
+    for a, b in zip(shared.params, plain.params, strict=True):
+        assert type(a.covariance) is type(b.covariance)
+        np.testing.assert_allclose(a.means, b.means, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(a.covariance.covariances, b.covariance.covariances, rtol=1e-9)
+
+
 def test_large_batches_are_not_rounded():
     """Past the rounding's work limit (here 2,048 rows of 64 features) each K keeps a
     program of its own: rounding up would cost more per pass than compiling."""

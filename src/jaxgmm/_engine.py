@@ -195,6 +195,10 @@ class Options:
     #: Small data shares a program among mclust's 14 families (a sweep over them),
     #: not only among scikit-learn's four (:func:`_shared`).
     families: bool = False
+    #: The fit is one covariance type of a sweep over several: data up to
+    #: :data:`SWEEP_SHARING_WORK` per pass, not only small data, shares one program
+    #: among the types (:func:`_shared`).
+    sweep: bool = False
 
 
 #: The most work (rows x components x fits x features^2, about the flops of one pass)
@@ -202,6 +206,15 @@ class Options:
 #: program at all (:func:`_shared`): a few milliseconds a pass on one core, against a
 #: second or more to compile another program.
 ROUNDING_WORK = 2**25
+
+
+#: The most work per pass (as :data:`ROUNDING_WORK`) at which the types of a sweep
+#: share one program beyond small data. Sharing compiles one program instead of one
+#: per type (14 families over 100k x 8 rows: 23 s to the first result instead of
+#: 83 s), but the shared program's E-step is the full one, so a diagonal family's
+#: pass costs a full pass: at this bound, about 0.4 s more per iteration for the six
+#: diagonal families together (about 4e8 work a second on 2 cores).
+SWEEP_SHARING_WORK = 2**30
 
 
 #: The restarts a sequential small-data program has keys for (at least): any n_init
@@ -498,10 +511,13 @@ def _shared(options: Options, batch: Batch, plan: RowPlan, inputs: Inputs, X, we
     one device (the results of several stay sharded over them; restoring them on the
     host would gather them), no given starting parameters, and at most
     :data:`ROUNDING_WORK` per pass. Rounding K also needs no shared centres (their
-    shape is the batch's).
+    shape is the batch's). The types of a sweep (:attr:`Options.sweep`) share a
+    program on larger data too, up to :data:`SWEEP_SHARING_WORK` per pass.
     """
     given = (inputs.params0, *jax.tree_util.tree_leaves(inputs.given))
-    allowed = plan.small and batch.n_devices == 1 and options.model.shares_programs
+    most_work = SWEEP_SHARING_WORK if options.sweep else ROUNDING_WORK
+    sized = plan.small or options.sweep
+    allowed = sized and batch.n_devices == 1 and options.model.shares_programs
     switched = SwitchedCovariance  # scikit-learn's four, or all 14 families
     if options.families or options.covariance not in switched.choices:
         switched = SwitchedFamilies
@@ -521,11 +537,11 @@ def _shared(options: Options, batch: Batch, plan: RowPlan, inputs: Inputs, X, we
         else:
             rounded = batch.bucketed(n_rows, n_features)
     compiled = dataclasses.replace(batch if rounded is None else rounded, best_only=False)
-    if compiled.work(n_rows, n_features) > ROUNDING_WORK:
+    if compiled.work(n_rows, n_features) > most_work:
         return None
     shared_options = dataclasses.replace(options, covariance=switched)
     shared_plan, compiled = compiled.resolved(X, weights, switched, dtype)
-    if not shared_plan.small:
+    if not (shared_plan.small or options.sweep):
         return None
     index = np.asarray(switched.choices.index(options.covariance), np.int32)
     inputs = dataclasses.replace(inputs, structure=index)

@@ -205,7 +205,12 @@ def sweep(
             results, (log_lik, entropy), total = streamed[name]
         else:
             options = Options(
-                cov_cls, init=init_params, max_iter=max_iter, with_scores=True, families=families
+                cov_cls,
+                init=init_params,
+                max_iter=max_iter,
+                with_scores=True,
+                families=families,
+                sweep=len(types) > 1,
             )
             fit, given = run, inputs
             if across:  # one program over every process's rows
