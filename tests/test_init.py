@@ -169,3 +169,43 @@ def test_unknown_method_is_a_clear_error():
         _init.initialize(
             jax.random.key(0), _blocks(x), 2, covariance_class("full"), "nope", jnp.asarray(1e-6)
         )
+
+
+@pytest.mark.parametrize("cov", [*COV_TYPES, "VVE", "EVI"])
+def test_hard_assignments_estimate_as_the_centred_m_step_of_one_hot_responsibilities(cov):
+    """A start from hard assignments (k-means centres, a partition) forms each row's
+    difference to its own component's mean alone; it equals the exact centred
+    M-step of the one-hot responsibilities, over several blocks, with weights, a
+    row assigned to none, an empty component, and tight blobs 1e6 from the origin."""
+    from jaxgmm._em import centred_estimate, labelled_estimate
+
+    x, labels = _blobs(per_blob=23, offset=1e6)
+    x = (x - 1e6) * 1e-3 + 1e6  # std 1e-3 at 1e6: raw moments would cancel
+    rng = np.random.default_rng(3)
+    w = rng.uniform(0.5, 2.0, len(x))
+    labels = np.where(labels == 3, 4, labels)  # component 3 empty, 4 of 5 used
+    labels[7] = -1  # in no component
+    cls, k = covariance_class(cov), 5
+    with x64_scope(np.float64):
+        blocks = _blocks(x, w, block_rows=16)
+        padded = np.full(blocks.x.shape[0] * blocks.x.shape[1], -1)
+        padded[: len(x)] = labels
+        per_block = jnp.asarray(padded.reshape(blocks.x.shape[:2]))
+        assign = lambda _x, wb, b: (per_block[b], wb)
+
+        def one_hot(xb, wb, b):
+            return jax.nn.one_hot(per_block[b], k, dtype=xb.dtype) * wb[:, None]
+
+        active = jnp.ones(k, bool)
+        hard = labelled_estimate(assign, blocks, cls, 1e-12, k, blocks.total, active)
+        soft = centred_estimate(one_hot, blocks, cls, 1e-12, blocks.total, active)[0]
+        spread = np.asarray(hard.covariance.variances())  # (1 or K) x D
+    np.testing.assert_allclose(hard.weights, soft.weights, rtol=1e-14)
+    np.testing.assert_allclose(hard.means, soft.means, rtol=1e-15)
+    np.testing.assert_allclose(
+        hard.covariance.covariances, soft.covariance.covariances, rtol=1e-11, atol=1e-20
+    )
+    used = np.asarray(hard.weights) > 1e-6  # the empty one keeps 10 eps, as scikit-learn
+    assert used.sum() == 4
+    spread = spread[used] if spread.shape[0] == len(used) else spread
+    assert np.all(spread > 1e-7) and np.all(spread < 1e-5)  # about (1e-3)^2

@@ -335,9 +335,7 @@ def centred_estimate(
     if blocks.single:  # sum_rows of one block is that block's value
         resp = sum_rows(resp_fn, blocks)
         resp_fn = lambda *_: resp
-    count, total_x = resp_sums(resp_fn, blocks)
-    shift = jnp.where(count[:, None] > 0, total_x / jnp.maximum(count, 1e-300)[:, None], 0)
-    shift = shift + blocks.center
+    shift = _means(*resp_sums(resp_fn, blocks), blocks.center)
     moments = covariance_class.centered_second_moments
     block = lambda x, w, b: SuffStats.from_block_centered(resp_fn(x, w, b), x, shift, moments)
     stats = sum_rows(block, blocks)
@@ -345,6 +343,42 @@ def centred_estimate(
         stats, covariance_class, reg_covar, total_weight, shift, active, previous
     )
     return params, stats
+
+
+def _means(count: Float[Array, " k"], total_x: Float[Array, "k d"], center) -> Array:
+    """Each component's mean from its count and sum about ``center``; an empty
+    component's is ``center``."""
+    shift = jnp.where(count[:, None] > 0, total_x / jnp.maximum(count, 1e-300)[:, None], 0)
+    return shift + center
+
+
+def labelled_estimate(
+    assign: Callable[..., tuple[Array, Array]],
+    blocks: Blocks,
+    covariance_class: type[Covariance],
+    reg_covar: Float[Array, ""],
+    n_components: int,
+    total_weight: Float[Array, ""] | None = None,
+    active: Array | None = None,
+) -> GMMParams:
+    """:func:`centred_estimate` for hard assignments: ``assign(x_b, w_b, b)`` gives
+    each row's component (-1 for none) and weight. Exact and equal to it with
+    one-hot responsibilities, but the second pass forms each row's difference to its
+    own component's mean only (:meth:`SuffStats.from_block_labelled`): a start from
+    k-means centres or a partition on large data cost as much as a pass of K x D^2
+    per row, for every fit of a batch (a fifth of a 14-family sweep's time)."""
+
+    def one_hot(x, w, b):
+        labels, weights = assign(x, w, b)
+        return jax.nn.one_hot(labels, n_components, dtype=x.dtype) * weights[:, None]
+
+    shift = _means(*resp_sums(one_hot, blocks), blocks.center)
+    moments = covariance_class.second_moments
+    block = lambda x, w, b: SuffStats.from_block_labelled(*assign(x, w, b), x, shift, moments)
+    stats = sum_rows(block, blocks)
+    return GMMParams.from_stats(
+        stats, covariance_class, reg_covar, total_weight, shift, active, None
+    )
 
 
 def pass_stats(

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._covariance import Covariance
-from ._em import batch_max, centred_estimate, resp_sums
+from ._em import batch_max, centred_estimate, labelled_estimate, resp_sums
 from ._params import GMMParams
 from ._rows import Blocks, make_blocks, sum_rows
 from ._stats import SuffStats
@@ -49,14 +49,25 @@ def _params_from_resp(resp_fn, blocks: Blocks, cov_cls, reg_covar, active) -> GM
     return centred_estimate(resp_fn, blocks, cov_cls, reg_covar, blocks.total, active)[0]
 
 
+def nearest_labels(centers: Float[Array, "k d"], c_sq: Float[Array, " k"], blocks: Blocks):
+    """``assign(x_b, w_b, b)``: each row's nearest of ``centers`` (about
+    ``blocks.center``; ``c_sq``: their squared norms, +inf for clusters not in use)
+    and its weight."""
+
+    def assign(xb, wb, _):
+        return jnp.argmin(c_sq - 2 * (xb - blocks.center) @ centers.T, 1), wb
+
+    return assign
+
+
 def nearest(centers: Float[Array, "k d"], c_sq: Float[Array, " k"], blocks: Blocks):
     """The responsibilities ``resp_fn(x_b, w_b, b)`` of hard assignment to the nearest
-    of ``centers`` (about ``blocks.center``; ``c_sq``: their squared norms, +inf for
-    clusters not in use), weighted."""
+    of ``centers`` (:func:`nearest_labels`), weighted."""
+    assign = nearest_labels(centers, c_sq, blocks)
 
-    def labels(xb, wb, _):
-        lab = jnp.argmin(c_sq - 2 * (xb - blocks.center) @ centers.T, 1)
-        return jax.nn.one_hot(lab, centers.shape[0], dtype=xb.dtype) * wb[:, None]
+    def labels(xb, wb, b):
+        lab, w = assign(xb, wb, b)
+        return jax.nn.one_hot(lab, centers.shape[0], dtype=xb.dtype) * w[:, None]
 
     return labels
 
@@ -245,9 +256,8 @@ def params_from_centers(centers, blocks: Blocks, cov_cls, reg_covar, active) -> 
     k = centers.shape[0]
     centers = centers - blocks.center  # distances about the data's centre: less cancellation
     c_sq = jnp.sum(centers * centers, 1) + _inactive_penalty(k, active, centers.dtype)
-    labels = nearest(centers, c_sq, blocks)
-
-    return _params_from_resp(labels, blocks, cov_cls, reg_covar, active)
+    assign = nearest_labels(centers, c_sq, blocks)
+    return labelled_estimate(assign, blocks, cov_cls, reg_covar, k, blocks.total, active)
 
 
 def params_from_labels(
@@ -260,9 +270,8 @@ def params_from_labels(
     x = blocks.rows_of(rows, centred=False)
     w = jnp.where(labels >= 0, blocks.weights_of(rows), 0)
     part = make_blocks(x, w, x.shape[0], center=blocks.center)
-    k = active.shape[0]
-    resp = lambda _x, wb, _b: jax.nn.one_hot(labels, k, dtype=x.dtype) * wb[:, None]
-    return _params_from_resp(resp, part, cov_cls, reg_covar, active)
+    assign = lambda _x, wb, _b: (labels, wb)
+    return labelled_estimate(assign, part, cov_cls, reg_covar, active.shape[0], part.total, active)
 
 
 def _init_kmeans(key, blocks, k, cov_cls, reg_covar, active):

@@ -67,5 +67,23 @@ class SuffStats:
             second_moments(resp, diff),
         )
 
+    @classmethod
+    def from_block_labelled(
+        cls,
+        labels,
+        w: Float[Array, " b"],
+        x: Float[Array, "b d"],
+        shift: Float[Array, "k d"],
+        second_moments,
+    ) -> SuffStats:
+        """:meth:`from_block_centered` for rows that each belong to one component
+        (``labels``, weighted by ``w``; -1 for none): the same sums, with each row's
+        differences taken to its own component's centre alone, ``b x d`` of them
+        instead of ``b x k x d`` (the other components' terms weigh nothing).
+        ``second_moments``: one row's second-order terms."""
+        resp = jax.nn.one_hot(labels, shift.shape[0], dtype=x.dtype) * w[:, None]
+        diff = x - shift[jnp.maximum(labels, 0)]
+        return cls(jnp.sum(resp, 0), resp.T @ diff, resp.T @ jax.vmap(second_moments)(diff))
+
     def add(self, other: SuffStats) -> SuffStats:
         return jax.tree_util.tree_map(jnp.add, self, other)

@@ -52,7 +52,7 @@ from ._em import (
     resp_sums,
 )
 from ._engine import GivenInit, Inputs, MaximumLikelihood, Options
-from ._init import kmeans_centers, nearest
+from ._init import kmeans_centers, nearest, nearest_labels
 from ._params import GMMParams, all_finite
 from ._rows import Blocks, block_rows_for, make_blocks, pad_rows, padded_rows, sum_rows
 from ._stats import SuffStats
@@ -579,11 +579,12 @@ def _chunk_scores(cov_cls, block, params, x, w, center, radius, total):
     return jax.vmap(lambda p: final_scores(p, blocks), axis_name=FITS)(params)
 
 
-def _labels(centers, active, blocks: Blocks):
+def _labels(centers, active, blocks: Blocks, hard=False):
     """``resp_fn`` of one-hot responsibilities at each row's nearest centre (about
-    ``blocks.center``), weighted."""
+    ``blocks.center``), weighted; with ``hard``, ``assign`` giving the centre's index
+    and the weight (:func:`~jaxgmm._init.nearest_labels`)."""
     c_sq = jnp.sum(centers * centers, 1) + jnp.where(active, 0, jnp.inf).astype(centers.dtype)
-    return nearest(centers, c_sq, blocks)
+    return (nearest_labels if hard else nearest)(centers, c_sq, blocks)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -599,11 +600,11 @@ def _chunk_sums(block, inputs, x, w, center, radius, total):
 def _chunk_label_stats(cov_cls, block, shift, inputs, x, w, center, radius, total):
     """Every fit's moments about ``shift`` of the rows nearest each centre, over one chunk."""
     blocks = _chunk_blocks(x, w, block, center, radius, total)
-    moments = cov_cls.centered_second_moments
+    moments = cov_cls.second_moments
 
     def one(c, a, s):
-        labels = _labels(c, a, blocks)
-        stats = lambda xb, wb, b: SuffStats.from_block_centered(labels(xb, wb, b), xb, s, moments)
+        assign = _labels(c, a, blocks, hard=True)
+        stats = lambda xb, wb, b: SuffStats.from_block_labelled(*assign(xb, wb, b), xb, s, moments)
         return sum_rows(stats, blocks)
 
     return jax.vmap(one, axis_name=FITS)(*inputs, shift)
