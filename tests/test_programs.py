@@ -124,10 +124,12 @@ def test_small_data_shares_one_program_across_k_n_init_and_types(monkeypatch):
 
 
 def test_a_sweeps_types_share_one_program_beyond_small_data(monkeypatch):
-    """The covariance types of a sweep share one switched program on data larger
-    than small data too (6,000 rows: several blocks, the expanded E-step), up to
-    SWEEP_SHARING_WORK per pass: another set of types compiles nothing, and every
-    row equals the sweep with a program per type."""
+    """The families of a sweep over mclust's share one switched program on narrow
+    data larger than small data too (6,000 rows: several blocks, the expanded
+    E-step), up to SWEEP_SHARING_WORK per pass: another set of families compiles
+    nothing, and every row equals the sweep with a program per type. scikit-learn's
+    types alone, or wider data, keep a program per type (the shared program's
+    full-form passes cost more than the compiling they save)."""
     from conftest import blobs
 
     from jaxgmm import _engine
@@ -145,6 +147,12 @@ def test_a_sweeps_types_share_one_program_beyond_small_data(monkeypatch):
     monkeypatch.setattr(_engine, "SWEEP_SHARING_WORK", 0)  # a program per type
     plain = jaxgmm.sweep(key, x, [1, 2, 3], ["full", "spherical", "VEI", "EVV"], **kw)
     assert len(_programs._PROGRAMS) == n + 4
+    monkeypatch.setattr(_engine, "SWEEP_SHARING_WORK", 2**30)
+    jaxgmm.sweep(key, x, [1, 2, 3], ["full", "diag"], **kw)  # scikit-learn's types
+    assert len(_programs._PROGRAMS) == n + 6  # a program each (their options differ)
+    monkeypatch.setattr(_engine, "SWEEP_SHARING_FEATURES", 2)
+    jaxgmm.sweep(key, x, [1, 2, 3], ["tied", "VVE"], **kw)  # 3 features > 2
+    assert len(_programs._PROGRAMS) == n + 8
     np.testing.assert_array_equal(shared.table["n_iter"], plain.table["n_iter"])
     np.testing.assert_allclose(
         shared.table["log_likelihood"], plain.table["log_likelihood"], rtol=1e-12

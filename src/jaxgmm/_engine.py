@@ -195,9 +195,9 @@ class Options:
     #: Small data shares a program among mclust's 14 families (a sweep over them),
     #: not only among scikit-learn's four (:func:`_shared`).
     families: bool = False
-    #: The fit is one covariance type of a sweep over several: data up to
-    #: :data:`SWEEP_SHARING_WORK` per pass, not only small data, shares one program
-    #: among the types (:func:`_shared`).
+    #: The fit is one covariance type of a sweep over several: with ``families``,
+    #: narrow data up to :data:`SWEEP_SHARING_WORK` per pass, not only small data,
+    #: shares one program among the families (:func:`_shared`).
     sweep: bool = False
 
 
@@ -208,13 +208,17 @@ class Options:
 ROUNDING_WORK = 2**25
 
 
-#: The most work per pass (as :data:`ROUNDING_WORK`) at which the types of a sweep
-#: share one program beyond small data. Sharing compiles one program instead of one
-#: per type (14 families over 100k x 8 rows: 23 s to the first result instead of
-#: 83 s), but the shared program's E-step is the full one, so a diagonal family's
-#: pass costs a full pass: at this bound, about 0.4 s more per iteration for the six
-#: diagonal families together (about 4e8 work a second on 2 cores).
+#: Beyond small data, a sweep over mclust's families on at most
+#: :data:`SWEEP_SHARING_FEATURES` features and at most this much work per pass (as
+#: :data:`ROUNDING_WORK`) runs its families in one shared program. Compiling one
+#: program instead of one per family and K group is most of such a sweep's first run
+#: (14 families over 100k x 8 rows, K=1..9, one restart: 20 s to the first result
+#: instead of 75 s; run again 5.4 s against 6.6 s). The shared program computes a
+#: diagonal family's pass in the full form, which costs more as D grows (4 types on
+#: 20k x 16 rows ran 3x slower, and on 20k x 32 rows 38x slower, than a program per
+#: type), hence the narrow bound on features.
 SWEEP_SHARING_WORK = 2**30
+SWEEP_SHARING_FEATURES = 8
 
 
 #: The restarts a sequential small-data program has keys for (at least): any n_init
@@ -511,12 +515,15 @@ def _shared(options: Options, batch: Batch, plan: RowPlan, inputs: Inputs, X, we
     one device (the results of several stay sharded over them; restoring them on the
     host would gather them), no given starting parameters, and at most
     :data:`ROUNDING_WORK` per pass. Rounding K also needs no shared centres (their
-    shape is the batch's). The types of a sweep (:attr:`Options.sweep`) share a
-    program on larger data too, up to :data:`SWEEP_SHARING_WORK` per pass.
+    shape is the batch's). The families of a sweep over mclust's (:attr:`Options.sweep`
+    and :attr:`Options.families`) on narrow data share a program on larger data too,
+    up to :data:`SWEEP_SHARING_WORK` per pass (see there).
     """
     given = (inputs.params0, *jax.tree_util.tree_leaves(inputs.given))
-    most_work = SWEEP_SHARING_WORK if options.sweep else ROUNDING_WORK
-    sized = plan.small or options.sweep
+    narrow = plan.x.shape[1] <= SWEEP_SHARING_FEATURES
+    family_sweep = options.sweep and options.families and narrow
+    most_work = ROUNDING_WORK if plan.small else SWEEP_SHARING_WORK
+    sized = plan.small or family_sweep
     allowed = sized and batch.n_devices == 1 and options.model.shares_programs
     switched = SwitchedCovariance  # scikit-learn's four, or all 14 families
     if options.families or options.covariance not in switched.choices:
@@ -541,7 +548,7 @@ def _shared(options: Options, batch: Batch, plan: RowPlan, inputs: Inputs, X, we
         return None
     shared_options = dataclasses.replace(options, covariance=switched)
     shared_plan, compiled = compiled.resolved(X, weights, switched, dtype)
-    if not (shared_plan.small or options.sweep):
+    if not (shared_plan.small or family_sweep):
         return None
     index = np.asarray(switched.choices.index(options.covariance), np.int32)
     inputs = dataclasses.replace(inputs, structure=index)
