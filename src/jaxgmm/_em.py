@@ -319,6 +319,7 @@ def centred_estimate(
     total_weight: Float[Array, ""] | None = None,
     active: Array | None = None,
     previous: Array | None = None,
+    assign: Callable[..., tuple[Array, Array]] | None = None,
 ) -> tuple[GMMParams, SuffStats]:
     """The M-step from responsibilities ``resp_fn(x_b, w_b, b)`` (already weighted),
     as scikit-learn's ``_estimate_gaussian_parameters``: one pass for each
@@ -331,25 +332,29 @@ def centred_estimate(
     Returns the parameters (see :meth:`GMMParams.from_stats` for ``total_weight``
     and ``active``) and the statistics, about the new means. An empty component sits
     at the rows' centre.
+
+    ``assign(x_b, w_b, b)``, for hard assignments (``resp_fn`` one-hot), gives each
+    row's component (-1 for none) and weight: the second pass then takes each row's
+    difference to its own component's mean only (:meth:`SuffStats.from_block_labelled`;
+    the same sums, as the other components' terms weigh nothing).
     """
     if blocks.single:  # sum_rows of one block is that block's value
         resp = sum_rows(resp_fn, blocks)
         resp_fn = lambda *_: resp
-    shift = _means(*resp_sums(resp_fn, blocks), blocks.center)
-    moments = covariance_class.centered_second_moments
-    block = lambda x, w, b: SuffStats.from_block_centered(resp_fn(x, w, b), x, shift, moments)
+    count, total_x = resp_sums(resp_fn, blocks)
+    shift = jnp.where(count[:, None] > 0, total_x / jnp.maximum(count, 1e-300)[:, None], 0)
+    shift = shift + blocks.center
+    if assign is None:
+        moments = covariance_class.centered_second_moments
+        block = lambda x, w, b: SuffStats.from_block_centered(resp_fn(x, w, b), x, shift, moments)
+    else:
+        moments = covariance_class.second_moments
+        block = lambda x, w, b: SuffStats.from_block_labelled(*assign(x, w, b), x, shift, moments)
     stats = sum_rows(block, blocks)
     params = GMMParams.from_stats(
         stats, covariance_class, reg_covar, total_weight, shift, active, previous
     )
     return params, stats
-
-
-def _means(count: Float[Array, " k"], total_x: Float[Array, "k d"], center) -> Array:
-    """Each component's mean from its count and sum about ``center``; an empty
-    component's is ``center``."""
-    shift = jnp.where(count[:, None] > 0, total_x / jnp.maximum(count, 1e-300)[:, None], 0)
-    return shift + center
 
 
 def labelled_estimate(
@@ -373,13 +378,8 @@ def labelled_estimate(
         labels, weights = assign(x, w, b)
         return jax.nn.one_hot(labels, n_components, dtype=x.dtype) * weights[:, None]
 
-    shift = _means(*resp_sums(one_hot, blocks), blocks.center)
-    moments = covariance_class.second_moments
-    block = lambda x, w, b: SuffStats.from_block_labelled(*assign(x, w, b), x, shift, moments)
-    stats = sum_rows(block, blocks)
-    return GMMParams.from_stats(
-        stats, covariance_class, reg_covar, total_weight, shift, active, None
-    )
+    args = (covariance_class, reg_covar, total_weight, active)
+    return centred_estimate(one_hot, blocks, *args, assign=assign)[0]
 
 
 def pass_stats(
