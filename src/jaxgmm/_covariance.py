@@ -120,6 +120,10 @@ class Covariance(abc.ABC):
     #: too), a D x D product instead of K x D(D+1)/2 columns of features.
     shared_second: ClassVar[bool] = False
 
+    #: The fused CPU pass's name for :meth:`second_moments` (``_kernels``: 'squares',
+    #: 'norm' or 'triangle'); None where it has none (tied's shared quadratic form).
+    fused_features: ClassVar[str | None] = None
+
     @classmethod
     def features(cls, x: Float[Array, " d"]) -> Float[Array, " n_phi"]:
         """``phi(x) = [1, x, q(x)]`` for one sample (the seed's per-sample view);
@@ -374,6 +378,7 @@ class _Matrices(Covariance):
     matrices: ClassVar[bool] = True
     #: Dimensions of the variational covariance prior (scikit-learn's shape).
     prior_ndim: ClassVar[int] = 2
+    fused_features: ClassVar[str | None] = "triangle"
 
     @staticmethod
     def empirical_prior(X):
@@ -426,6 +431,7 @@ class _Variances(Covariance):
 
     matrices: ClassVar[bool] = False
     prior_ndim: ClassVar[int] = 1
+    fused_features: ClassVar[str | None] = "squares"
 
     @staticmethod
     def empirical_prior(X):
@@ -538,6 +544,7 @@ class TiedCovariance(_Matrices):
     family: ClassVar[str] = "EEE"
     per_component: ClassVar[bool] = False
     shared_second: ClassVar[bool] = True
+    fused_features: ClassVar[str | None] = None
 
     def shared_quadratic(self, x):
         y = x @ self.precisions_cholesky
@@ -684,6 +691,7 @@ class SphericalCovariance(_Variances):
     covariances: Float[Array, " k"]
     precisions_cholesky: Float[Array, " k"]
     prior_ndim: ClassVar[int] = 0
+    fused_features: ClassVar[str | None] = "norm"
 
     @staticmethod
     def empirical_prior(X):

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from . import _progress
+from . import _kernels, _progress
 from ._covariance import Covariance, FullCovariance
 from ._params import GMMParams, all_finite
 from ._programs import compile_then_upload, compiles_ahead, rounded_components
@@ -261,14 +261,44 @@ def map_forms(fn: Callable[..., Any], blocks: Blocks, exact: Bool[Array, ""]) ->
     return either(exact, in_form(True), in_form(False))
 
 
-def e_step_resp(model: Natural):
-    """The E-step of a block as ``(weighted responsibilities, summed log-likelihood)``."""
+@dataclasses.dataclass(frozen=True)
+class EStep:
+    """A mixture's E-step of a block, ``(x, w, b, phi, centred) -> (weighted
+    responsibilities, summed log-likelihood)``, which keeps its ``model`` so that a
+    pass may compute it fused with the statistics (:func:`fused_pass`)."""
 
-    def resp_fn(x: Float[Array, "b d"], w: Float[Array, " b"], _=None, phi=None, centred=False):
-        resp, _, log_norm = block_e_step(x, model, phi, centred)
+    model: Natural
+
+    def __call__(
+        self, x: Float[Array, "b d"], w: Float[Array, " b"], _=None, phi=None, centred=False
+    ):
+        resp, _, log_norm = block_e_step(x, self.model, phi, centred)
         return resp * w[:, None], jnp.sum(w * log_norm)
 
-    return resp_fn
+
+def e_step_resp(model: Natural) -> EStep:
+    """The E-step of a block as ``(weighted responsibilities, summed log-likelihood)``."""
+    return EStep(model)
+
+
+def fused_pass(resp_fn, covariance_class: type[Covariance], blocks: Blocks):
+    """``(x_b, w_b) -> (stats, log_lik)``: the fast form's pass over a block as one
+    fused CPU kernel (:mod:`jaxgmm._kernels`), where it applies: a mixture's E-step
+    (:class:`EStep`; the variational fit's returns an entropy), a structure with
+    features the kernel knows, and a shape and backend where it is faster. Else None.
+    """
+    features = covariance_class.fused_features
+    if not isinstance(resp_fn, EStep) or features is None:
+        return None
+    A = resp_fn.model.A
+    if not _kernels.usable(A.dtype, A.shape[-2], A.shape[-1]):
+        return None
+
+    def fused(x, w):
+        s, log_lik = _kernels.fused_pass(x, w, blocks.center, A, features)
+        return SuffStats.from_matrix(s, x.shape[-1]), log_lik
+
+    return fused
 
 
 def phi_stats(
@@ -403,8 +433,11 @@ def pass_stats(
 
         return (*scan_forms(direct, blocks, exact), shift)
     features = jax.vmap(covariance_class.features)
+    fused = fused_pass(resp_fn, covariance_class, blocks)
 
     def fast(x, w, b, centred):
+        if fused is not None and not centred:
+            return fused(x, w)
         phi = features(x - blocks.center)
         resp, log_lik = resp_fn(x, w, b, phi, centred)
         return phi_stats(resp, phi, x - blocks.center, covariance_class), log_lik

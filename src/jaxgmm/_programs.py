@@ -32,7 +32,7 @@ from pathlib import Path
 
 import jax
 
-from . import _progress
+from . import _kernels, _progress
 from ._rows import RowPlan, release_free_memory
 
 __all__ = ["cache_dir", "clear_programs", "compile_then_upload"]
@@ -51,7 +51,6 @@ _SMALL_DATA_COMPILER_OPTIONS = {
     "xla_backend_optimization_level": 0,
     "xla_cpu_use_fusion_emitters": False,
 }
-_OFF = ("off", "0", "none", "false", "no")
 #: The program cache keeps at most this much; the programs used longest ago go first.
 _CACHE_BYTES = 512 * 2**20
 #: Every XLA:CPU program holds memory maps until JAX's caches let it go (a large-data
@@ -65,13 +64,8 @@ _MAPS_SHARE = 0.6
 
 def cache_dir() -> Path | None:
     """Where compiled programs are kept between processes (None: nowhere)."""
-    env = os.environ.get("JAXGMM_CACHE_DIR", "")
-    if env.lower() in _OFF:
-        return None
-    if env:
-        return Path(env) / "programs"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "jaxgmm" / "programs"
+    root = _kernels.cache_root()
+    return None if root is None else root / "programs"
 
 
 def clear_programs() -> None:
@@ -142,6 +136,8 @@ def _signature(fn, static, dynamic, small: bool) -> tuple:
         bool(jax.config.read("jax_enable_x64")),
         (device.platform, device.device_kind, jax.device_count()),
         small,
+        # a program may call the fused CPU pass (never small data's: no such pass)
+        not small and _kernels.wanted(),
     )
 
 
@@ -176,7 +172,7 @@ def _n_memory_maps() -> int:
 def _load_or_compile(fn, static, dynamic, signature, small: bool, on_disk: bool):
     path = _cache_path(signature) if on_disk else None
     if path is not None and path.exists():
-        program = _load(path)
+        program = _load(path, signature)
         if program is not None:
             return program
     options = _SMALL_DATA_COMPILER_OPTIONS if small else None
@@ -210,11 +206,11 @@ def _cache_path(signature) -> Path | None:
 
 @functools.cache
 def _versions() -> str:
-    """jaxgmm's source (every module: a program depends on all of them), and the
-    versions of JAX, jaxlib and Python."""
+    """jaxgmm's source (every module and the fused pass's C++: a program depends on
+    all of them), and the versions of JAX, jaxlib and Python."""
     digest = hashlib.sha256()
     package = Path(__file__).parent
-    for source in sorted(package.glob("*.py")):
+    for source in sorted([*package.glob("*.py"), *package.glob("*.cc")]):
         digest.update(source.name.encode())
         digest.update(source.read_bytes())
     import jaxlib
@@ -222,7 +218,7 @@ def _versions() -> str:
     return f"{digest.hexdigest()} jax {jax.__version__} jaxlib {jaxlib.__version__} {sys.version}"
 
 
-def _load(path: Path):
+def _load(path: Path, signature: tuple):
     """The program stored at ``path``, or None if it cannot be loaded (a file from
     another build, cut short, or unreadable: it is then compiled again)."""
     from jax.experimental.serialize_executable import deserialize_and_load
@@ -230,6 +226,8 @@ def _load(path: Path):
     try:
         serialized, in_tree, out_tree = pickle.loads(path.read_bytes())
         _prepare_lapack()
+        if signature[-1] and not _kernels.prepare():  # it may call the fused pass
+            return None
         program = deserialize_and_load(serialized, in_tree, out_tree)
         os.utime(path)  # used now: the last to be removed
         return program

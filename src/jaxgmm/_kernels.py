@@ -1,0 +1,175 @@
+"""The fused pass: the E-step of a block of rows and its statistics in one loop over
+the rows, in C++ (``_phi_pass.cc``), for XLA's CPU backend.
+
+XLA:CPU computes a block's pass as separate operations: the features ``phi`` written
+out, ``phi @ A``, the exponentials, a transposed copy of the responsibilities and
+``resp.T @ phi``, each reading and writing the whole block, the element-wise ones on
+one core. The fused pass builds each row's features in registers, normalises eight
+rows at a time and adds them to the statistics at once, on two threads; it computes
+the same fast form (the same ``A``, the same exactness checks around it) in another
+order of summation (measured in ``benchmarks/bench_shapes.py``).
+
+It is compiled on first use with the machine's C++ compiler (``-march=native``) and
+kept beside the compiled programs (``<cache>/kernels``; a temporary directory when the
+cache is off), keyed by its source, the compiler, jaxlib and the processor. Without a
+compiler, on other backends, or with ``JAXGMM_KERNELS=off``, passes are XLA's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["fused_pass", "prepare", "wanted"]
+
+_LOG = logging.getLogger("jaxgmm")
+_SOURCE = Path(__file__).with_name("_phi_pass.cc")
+_OFF = ("off", "0", "none", "false", "no")
+#: The C++ symbols and the names XLA knows them by, per dtype.
+_TARGETS = {
+    np.dtype(np.float64): ("JaxgmmPhiPassF64", "jaxgmm_phi_pass_f64"),
+    np.dtype(np.float32): ("JaxgmmPhiPassF32", "jaxgmm_phi_pass_f32"),
+}
+#: ``Covariance.fused_features`` -> the kernel's ``mode``.
+_MODES = {"squares": 0, "norm": 1, "triangle": 2}
+_FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w")
+#: Bytes per vector in the kernel: components are padded to a multiple of its lanes.
+_VECTOR_BYTES = 64
+
+
+def wanted() -> bool:
+    """Whether programs may use the fused pass (``JAXGMM_KERNELS`` is not off, a C++
+    compiler is on the path): cheap, for program signatures; it builds nothing."""
+    return os.environ.get("JAXGMM_KERNELS", "").lower() not in _OFF and _compiler() is not None
+
+
+def usable(dtype, n_phi: int, n_components: int) -> bool:
+    """Whether a pass of this shape takes the fused kernel: on the CPU backend, in
+    float32 or float64, where it was measured faster than XLA's pass (8 or more
+    components; phi of 16 or more columns unless 16 or more components: with fewer,
+    each row's normalisation costs more than its products), once built."""
+    if np.dtype(dtype) not in _TARGETS or jax.default_backend() != "cpu":
+        return False
+    if n_components < 8 or (n_phi < 16 and n_components < 16):
+        return False
+    return wanted() and prepare()
+
+
+def fused_pass(x, w, center, A, features: str):
+    """``(resp.T @ phi, sum_i w_i log_norm_i)`` of one block (``x``: rows, ``w``:
+    weights, ``phi = [1, x - center, q(x - center)]``, ``q`` by ``features``), with
+    ``resp`` the weighted responsibilities of the log-joint ``phi @ A``: what
+    ``_em.pass_stats`` computes in its fast form. Any leading (``vmap``) axes."""
+    k = A.shape[-1]
+    lanes = _VECTOR_BYTES // A.dtype.itemsize
+    padded = -(-k // lanes) * lanes
+    if padded != k:  # components of log-joint -inf: responsibility 0
+        pad = jnp.zeros((*A.shape[:-1], padded - k), A.dtype).at[..., 0, :].set(-jnp.inf)
+        A = jnp.concatenate([A, pad], axis=-1)
+    target = _TARGETS[np.dtype(A.dtype)][1]
+    shapes = (
+        jax.ShapeDtypeStruct(A.shape[-2:], A.dtype),
+        jax.ShapeDtypeStruct((), A.dtype),
+    )
+    call = jax.ffi.ffi_call(target, shapes, vmap_method="expand_dims")
+    s, log_lik = call(x, w, center, A, mode=np.int32(_MODES[features]))
+    return jnp.swapaxes(s[..., :k], -1, -2), log_lik
+
+
+@functools.cache
+def prepare() -> bool:
+    """Build the kernel (once per machine) and register it with XLA (once per
+    process); False, with the reason logged, where it cannot be."""
+    try:
+        library = ctypes.cdll.LoadLibrary(str(_build()))
+        for symbol, target in _TARGETS.values():
+            capsule = jax.ffi.pycapsule(getattr(library, symbol))
+            jax.ffi.register_ffi_target(target, capsule, platform="cpu")
+    except (OSError, subprocess.SubprocessError, AttributeError) as error:
+        _LOG.info("jaxgmm: the fused CPU pass is not available (%s); using XLA's", error)
+        return False
+    return True
+
+
+@functools.cache
+def _compiler() -> str | None:
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+
+
+def _build() -> Path:
+    """The kernel's shared library, compiled now unless already there."""
+    compiler = _compiler()
+    if compiler is None:
+        raise OSError("no C++ compiler on the path")
+    include = jax.ffi.include_dir()
+    command = [compiler, *_FLAGS, f"-I{include}"]
+    path = _directory() / f"phi_pass-{_key(command)}.so"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        subprocess.run(
+            [*command, str(_SOURCE), "-o", tmp],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        os.replace(tmp, path)  # atomic: another process may be building the same
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _key(command: list[str]) -> str:
+    """What the library depends on: its source, the command (compiler and flags),
+    jaxlib (the FFI headers) and the processor (``-march=native``: a cache directory
+    shared by machines of several kinds keeps one library per kind)."""
+    import jaxlib
+
+    digest = hashlib.sha256(_SOURCE.read_bytes())
+    for part in (*command, jaxlib.__version__, platform.machine(), _cpu_flags()):
+        digest.update(part.encode())
+    return digest.hexdigest()[:24]
+
+
+def _cpu_flags() -> str:
+    """The processor's model and instruction sets (Linux), else what Python knows."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    wanted = ("model name", "flags", "Features", "CPU part")
+    return "\n".join(sorted({line for line in lines if line.startswith(wanted)}))
+
+
+def cache_root() -> Path | None:
+    """jaxgmm's cache directory (``JAXGMM_CACHE_DIR``; default ``~/.cache/jaxgmm``,
+    under ``$XDG_CACHE_HOME`` when set); None where it is off."""
+    env = os.environ.get("JAXGMM_CACHE_DIR", "")
+    if env.lower() in _OFF:
+        return None
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jaxgmm"
+
+
+@functools.cache
+def _directory() -> Path:
+    root = cache_root()
+    if root is None:
+        return Path(tempfile.mkdtemp(prefix="jaxgmm-kernels-"))
+    return root / "kernels"

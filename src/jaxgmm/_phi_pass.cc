@@ -1,0 +1,467 @@
+// jaxgmm's fused pass for XLA's CPU backend: the E-step of one block of rows and
+// its sufficient statistics in one loop over the rows, for one or more fits.
+//
+// For each fit f and row i, with phi = [1, x_i - c, q(x_i - c)] (q by `mode`: the
+// squares, the squared norm, or the upper triangle of the outer product, row by row):
+//   L = phi @ a[f]                      (n_phi x k: the fast form of the log-joint)
+//   r = exp(L - max L) / sum exp(...)   (responsibilities; max taken as 0 if not finite)
+//   s[f] += w_i * r (x) phi             (n_phi x k, the layout of a)
+//   ll[f] += w_i * (max L + log sum exp(L - max L))
+// exactly what jaxgmm's XLA pass computes (`_em.pass_stats`), in another order of
+// summation. Built by jaxgmm on first use (`_kernels.py`) with -march=native.
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int kBytes = 64;  // one vector register's worth of lanes (AVX-512, or two AVX2)
+
+template <typename T>
+struct Vec {
+  static constexpr int N = kBytes / sizeof(T);
+  typedef T type __attribute__((vector_size(kBytes)));
+};
+template <typename T>
+using V = typename Vec<T>::type;
+template <typename T>
+struct VecI;
+template <>
+struct VecI<double> {
+  typedef int64_t type __attribute__((vector_size(kBytes)));
+};
+template <>
+struct VecI<float> {
+  typedef int32_t type __attribute__((vector_size(kBytes)));
+};
+template <typename T>
+using VI = typename VecI<T>::type;
+
+template <typename T>
+inline V<T> load(const T* p) {
+  V<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <typename T>
+inline void store(T* p, V<T> v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+template <typename T>
+inline V<T> splat(T a) {
+  return a - V<T>{};  // a broadcast (a - 0 is a for every a; 0 + a is not, for -0)
+}
+
+// Horizontal sum and maximum, pairwise (depth log2 N, not N).
+template <typename T>
+inline T hsum(V<T> v) {
+  constexpr int N = Vec<T>::N;
+  T a[N];
+  std::memcpy(a, &v, sizeof(a));
+  for (int w = N / 2; w >= 1; w /= 2)
+    for (int i = 0; i < w; ++i) a[i] += a[i + w];
+  return a[0];
+}
+template <typename T>
+inline T hmax(V<T> v) {
+  constexpr int N = Vec<T>::N;
+  T a[N];
+  std::memcpy(a, &v, sizeof(a));
+  for (int w = N / 2; w >= 1; w /= 2)
+    for (int i = 0; i < w; ++i) a[i] = a[i] < a[i + w] ? a[i + w] : a[i];
+  return a[0];
+}
+
+// exp(x) for x <= 0 (L - max): Cody-Waite reduction, a Taylor polynomial, and the
+// power of two as two factors so that results down to the smallest subnormal stay
+// right. exp(-inf) = 0, NaN stays NaN.
+template <typename T>
+struct ExpConsts;
+template <>
+struct ExpConsts<double> {
+  static constexpr double ln2_hi = 6.93147180369123816490e-01;
+  static constexpr double ln2_lo = 1.90821492927058770002e-10;
+  static constexpr double log2e = 1.44269504088896338700e+00;
+  static constexpr double lowest = -745.2;
+  static constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52
+  static constexpr int degree = 13;
+  static constexpr double inverse_factorial[14] = {1.0 / 1.0, 1.0 / 1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0, 1.0 / 40320.0, 1.0 / 362880.0, 1.0 / 3628800.0, 1.0 / 39916800.0, 1.0 / 479001600.0, 1.0 / 6227020800.0};
+  static constexpr int mantissa = 52;
+  static constexpr int bias = 1023;
+};
+template <>
+struct ExpConsts<float> {
+  static constexpr float ln2_hi = 6.93145752e-01f;
+  static constexpr float ln2_lo = 1.42860677e-06f;
+  static constexpr float log2e = 1.44269504e+00f;
+  static constexpr float lowest = -104.0f;
+  static constexpr float shifter = 12582912.0f;  // 1.5 * 2^23
+  static constexpr int degree = 8;
+  static constexpr double inverse_factorial[14] = {1.0 / 1.0, 1.0 / 1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0, 1.0 / 40320.0, 1.0 / 362880.0, 1.0 / 3628800.0, 1.0 / 39916800.0, 1.0 / 479001600.0, 1.0 / 6227020800.0};
+  static constexpr int mantissa = 23;
+  static constexpr int bias = 127;
+};
+
+template <typename T>
+inline V<T> vexp(V<T> x) {
+  using C = ExpConsts<T>;
+  V<T> xc = x < splat<T>(C::lowest) ? splat<T>(C::lowest) : x;  // NaN passes through
+  V<T> t = xc * C::log2e + C::shifter;
+  V<T> n = t - C::shifter;  // round(x / ln 2)
+  V<T> r = (xc - n * C::ln2_hi) - n * C::ln2_lo;
+  // 1/k! for k = degree..0, Horner
+  // Taylor coefficients 1/k!, Horner
+  V<T> p = splat<T>(T(C::inverse_factorial[C::degree]));
+  for (int k = C::degree - 1; k >= 0; --k) p = p * r + T(C::inverse_factorial[k]);
+  VI<T> ni = __builtin_convertvector(n, VI<T>);
+  VI<T> half = ni >> 1;
+  VI<T> e1 = (half + C::bias) << C::mantissa;
+  VI<T> e2 = (ni - half + C::bias) << C::mantissa;
+  V<T> s1, s2;
+  std::memcpy(&s1, &e1, sizeof(s1));
+  std::memcpy(&s2, &e2, sizeof(s2));
+  V<T> y = p * s1 * s2;
+  y = x < splat<T>(C::lowest) ? splat<T>(T(0)) : y;
+  // +inf (a log-joint that overflowed): inf, as XLA's exp, not inf - inf
+  return x == std::numeric_limits<T>::infinity() ? x : y;
+}
+
+
+// log(x) for positive normal x (the totals, >= 1 unless every component is -inf;
+// the caller takes std::log for any lane that is not): x = 2^e m, m in
+// [sqrt(1/2), sqrt(2)), log m = 2 atanh(f), f = (m - 1) / (m + 1).
+template <typename T>
+struct LogConsts;
+template <>
+struct LogConsts<double> {
+  static constexpr int terms = 11;
+  static constexpr double inverse_odd[11] = {1.0 / 1.0, 1.0 / 3.0, 1.0 / 5.0, 1.0 / 7.0, 1.0 / 9.0, 1.0 / 11.0, 1.0 / 13.0, 1.0 / 15.0, 1.0 / 17.0, 1.0 / 19.0, 1.0 / 21.0};
+  static constexpr int64_t one = 0x3ff0000000000000LL, mant = 0x000fffffffffffffLL;
+  static constexpr int shift = 52;
+  static constexpr double ln2_hi = 6.93147180369123816490e-01;
+  static constexpr double ln2_lo = 1.90821492927058770002e-10;
+};
+template <>
+struct LogConsts<float> {
+  static constexpr int terms = 6;
+  static constexpr double inverse_odd[11] = {1.0 / 1.0, 1.0 / 3.0, 1.0 / 5.0, 1.0 / 7.0, 1.0 / 9.0, 1.0 / 11.0, 1.0 / 13.0, 1.0 / 15.0, 1.0 / 17.0, 1.0 / 19.0, 1.0 / 21.0};
+  static constexpr int32_t one = 0x3f800000, mant = 0x007fffff;
+  static constexpr int shift = 23;
+  static constexpr float ln2_hi = 6.93145752e-01f;
+  static constexpr float ln2_lo = 1.42860677e-06f;
+};
+
+template <typename T>
+inline V<T> vlog(V<T> x) {
+  using C = LogConsts<T>;
+  VI<T> bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  VI<T> e = (bits >> C::shift) - (C::one >> C::shift);
+  VI<T> mbits = (bits & C::mant) | C::one;
+  V<T> m;
+  std::memcpy(&m, &mbits, sizeof(m));
+  const T sqrt2 = T(1.41421356237309504880);
+  auto big = m > sqrt2;
+  m = big ? m * T(0.5) : m;
+  e = big ? e + 1 : e;
+  V<T> f = (m - T(1)) / (m + T(1));
+  V<T> s2 = f * f;
+  // 1/(2n+1), n = terms-1..0, Horner in s2
+  V<T> p = splat<T>(T(C::inverse_odd[C::terms - 1]));
+  for (int n = C::terms - 2; n >= 0; --n) p = p * s2 + T(C::inverse_odd[n]);
+  V<T> ef = __builtin_convertvector(e, V<T>);
+  return ef * C::ln2_hi + (T(2) * f * p + ef * C::ln2_lo);
+}
+
+// The features phi(x - c) of one row: [1, xc, q(xc)], q by mode.
+enum Mode : int32_t { kSquares = 0, kNorm = 1, kTriangle = 2 };
+
+template <typename T>
+inline void features(const T* __restrict x, const T* __restrict c, int d, int mode,
+                     T* __restrict phi) {
+  // Vector stores may run up to N - 1 elements past the end of a part: every such
+  // element is written again afterwards (the next part, the next row) or lies in the
+  // buffer's padding; the lanes read past xc's end only feed those elements.
+  constexpr int N = Vec<T>::N;
+  phi[0] = T(1);
+  T* xc = phi + 1;
+  for (int i = 0; i < d; ++i) xc[i] = x[i] - c[i];
+  T* q = phi + 1 + d;
+  if (mode == kSquares) {
+    for (int j = 0; j < d; j += N) {
+      V<T> v = load(xc + j);
+      store(q + j, v * v);
+    }
+  } else if (mode == kNorm) {
+    V<T> acc = V<T>{};
+    int i = 0;
+    for (; i + N <= d; i += N) {
+      V<T> v = load(xc + i);
+      acc += v * v;
+    }
+    T s = hsum<T>(acc);
+    for (; i < d; ++i) s += xc[i] * xc[i];
+    q[0] = s;
+  } else {
+    for (int i = 0, p = 0; i < d; p += d - i, ++i) {
+      V<T> xi = splat<T>(xc[i]);
+      for (int j = i; j < d; j += N) store(q + p + (j - i), xi * load(xc + j));
+    }
+  }
+}
+
+// One fit over rows [begin, end): adds sum_i w_i r_ik phi_ij to s (n_phi x k, the
+// layout of a), and returns sum_i w_i log sum_k exp(L_ik), L = phi @ a.
+template <typename T, int R>
+struct Pass {
+  const T *x, *w, *c, *a;
+  int d, n_phi, k, mode;
+
+  // R rows: their log-joints L (R x k), then responsibilities in place.
+  T rows(int64_t i, T* __restrict phi, T* __restrict L, T* __restrict s) const {
+    constexpr int N = Vec<T>::N;
+    for (int r = 0; r < R; ++r) features(x + (i + r) * d, c, d, mode, phi + r * n_phi);
+    for (int kc = 0; kc < k; kc += 2 * N) {
+      const bool two = kc + N < k;
+      V<T> acc0[R], acc1[R];
+      for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = V<T>{};
+      if (two) {
+        for (int j = 0; j < n_phi; ++j) {
+          const T* aj = a + int64_t(j) * k + kc;
+          V<T> a0 = load(aj), a1 = load(aj + N);
+          for (int r = 0; r < R; ++r) {
+            V<T> p = splat<T>(phi[r * n_phi + j]);
+            acc0[r] += p * a0;
+            acc1[r] += p * a1;
+          }
+        }
+      } else {
+        for (int j = 0; j < n_phi; ++j) {
+          V<T> a0 = load(a + int64_t(j) * k + kc);
+          for (int r = 0; r < R; ++r) acc0[r] += splat<T>(phi[r * n_phi + j]) * a0;
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        store(L + r * k + kc, acc0[r]);
+        if (two) store(L + r * k + kc + N, acc1[r]);
+      }
+    }
+    T tops[N], totals[N];
+    for (int j = 0; j < N; ++j) tops[j] = 0, totals[j] = 1;
+    T ll = 0;
+    static_assert(R <= N, "one vector of totals");
+    for (int r = 0; r < R; ++r) {
+      T* Lr = L + r * k;
+      V<T> m = load(Lr);
+      for (int kc = N; kc < k; kc += N) {
+        V<T> v = load(Lr + kc);
+        m = m < v ? v : m;
+      }
+      T top = hmax<T>(m);  // a NaN in L may be skipped here; it reaches the sums below
+      if (!std::isfinite(top)) top = 0;
+      V<T> tot = V<T>{};
+      for (int kc = 0; kc < k; kc += N) {
+        V<T> e = vexp<T>(load(Lr + kc) - top);
+        store(Lr + kc, e);
+        tot += e;
+      }
+      tops[r] = top;
+      totals[r] = hsum<T>(tot);
+    }
+    T ws[N] = {}, scales[N];
+    for (int r = 0; r < R; ++r) ws[r] = w[i + r];
+    // as XLA's (1 / total) * w; the lanes past R have total 1 and weight 0
+    store(scales, (T(1) / load(totals)) * load(ws));
+    for (int r = 0; r < R; ++r) {
+      T* Lr = L + r * k;
+      for (int kc = 0; kc < k; kc += N) store(Lr + kc, load(Lr + kc) * scales[r]);
+    }
+    V<T> tv = load(totals);
+    bool normal = true;
+    for (int r = 0; r < R; ++r)
+      normal &= totals[r] >= T(1) && totals[r] <= std::numeric_limits<T>::max();
+    V<T> logs = normal ? vlog<T>(tv) : V<T>{};
+    for (int r = 0; r < R; ++r) {
+      T lg = normal ? logs[r] : std::log(totals[r]);
+      ll += w[i + r] * (tops[r] + lg);
+    }
+    for (int kc = 0; kc < k; kc += N) {
+      V<T> lr[R];
+      for (int r = 0; r < R; ++r) lr[r] = load(L + r * k + kc);
+      T* sk = s + kc;
+      for (int j = 0; j < n_phi; ++j) {
+        V<T> acc = load(sk + int64_t(j) * k);
+        for (int r = 0; r < R; ++r) acc += splat<T>(phi[r * n_phi + j]) * lr[r];
+        store(sk + int64_t(j) * k, acc);
+      }
+    }
+    return ll;
+  }
+};
+
+template <typename T>
+T pass_rows(const T* x, const T* w, const T* c, const T* a, int d, int n_phi, int k, int mode,
+            int64_t begin, int64_t end, T* s) {
+  constexpr int R = 8;
+  std::vector<T> phi(R * n_phi + 2 * Vec<T>::N), L(R * k);
+  T ll = 0;
+  int64_t i = begin;
+  Pass<T, R> many{x, w, c, a, d, n_phi, k, mode};
+  for (; i + R <= end; i += R) ll += many.rows(i, phi.data(), L.data(), s);
+  Pass<T, 1> one{x, w, c, a, d, n_phi, k, mode};
+  for (; i < end; ++i) ll += one.rows(i, phi.data(), L.data(), s);
+  return ll;
+}
+
+// One helper thread beside the caller's: the second half of the rows.
+class Helper {
+ public:
+  static Helper& get() {
+    static Helper* h = new Helper();  // never destroyed: no join at exit
+    return *h;
+  }
+  // Runs f on the helper while the caller runs g; false (nothing run) if busy.
+  bool run(const std::function<void()>& f, const std::function<void()>& g) {
+    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+    if (!busy.owns_lock()) return false;
+    {
+      std::lock_guard<std::mutex> l(m_);
+      job_ = &f;
+      done_ = false;
+    }
+    cv_.notify_one();
+    g();
+    std::unique_lock<std::mutex> l(m_);
+    done_cv_.wait(l, [&] { return done_; });
+    return true;
+  }
+
+ private:
+  Helper() { std::thread([this] { loop(); }).detach(); }
+  void loop() {
+    for (;;) {
+      const std::function<void()>* job;
+      {
+        std::unique_lock<std::mutex> l(m_);
+        cv_.wait(l, [&] { return job_ != nullptr; });
+        job = job_;
+      }
+      (*job)();
+      {
+        std::lock_guard<std::mutex> l(m_);
+        job_ = nullptr;
+        done_ = true;
+      }
+      done_cv_.notify_one();
+    }
+  }
+  std::mutex busy_, m_;
+  std::condition_variable cv_, done_cv_;
+  const std::function<void()>* job_ = nullptr;
+  bool done_ = true;
+};
+
+// Leading (batch) dimensions: every operand has as many (vmap's expand_dims adds one
+// per level); size 1 broadcasts.
+struct Lead {
+  std::vector<int64_t> out;  // the result's leading shape
+  int64_t size() const {
+    int64_t n = 1;
+    for (auto v : out) n *= v;
+    return n;
+  }
+  // Offset (in elements) of batch index f in an operand of leading dims `dims` and
+  // trailing size `inner`.
+  static int64_t offset(int64_t f, const std::vector<int64_t>& out,
+                        const std::vector<int64_t>& dims, int64_t inner) {
+    int64_t off = 0, stride = inner;
+    for (int j = int(out.size()) - 1; j >= 0; --j) {
+      int64_t idx = f % out[j];
+      f /= out[j];
+      if (dims[j] != 1) off += idx * stride;
+      stride *= dims[j];
+    }
+    return off;
+  }
+};
+
+template <typename Buf>
+std::vector<int64_t> leading(const Buf& b, int core) {
+  auto dims = b.dimensions();
+  return std::vector<int64_t>(dims.begin(), dims.end() - core);
+}
+
+template <ffi::DataType DT>
+ffi::Error PhiPass(ffi::Buffer<DT> x, ffi::Buffer<DT> w, ffi::Buffer<DT> c, ffi::Buffer<DT> a,
+                   ffi::ResultBuffer<DT> s, ffi::ResultBuffer<DT> ll, int32_t mode) {
+  using T = ffi::NativeType<DT>;
+  auto xd = x.dimensions();
+  auto ad = a.dimensions();
+  if (xd.size() < 2 || ad.size() < 2) return ffi::Error::InvalidArgument("phi_pass: rank");
+  const int64_t b = xd[xd.size() - 2];
+  const int d = int(xd[xd.size() - 1]);
+  const int n_phi = int(ad[ad.size() - 2]);
+  const int k = int(ad[ad.size() - 1]);
+  if (k % Vec<T>::N != 0) return ffi::Error::InvalidArgument("phi_pass: k not padded");
+  Lead lead{leading(*s, 2)};
+  auto lx = leading(x, 2), lw = leading(w, 1), lc = leading(c, 1), la = leading(a, 2);
+  const size_t nl = lead.out.size();
+  if (lx.size() != nl || lw.size() != nl || lc.size() != nl || la.size() != nl)
+    return ffi::Error::InvalidArgument("phi_pass: batch ranks differ");
+  const int64_t fits = lead.size();
+  for (int64_t f = 0; f < fits; ++f) {
+    const T* xf = x.typed_data() + Lead::offset(f, lead.out, lx, b * d);
+    const T* wf = w.typed_data() + Lead::offset(f, lead.out, lw, b);
+    const T* cf = c.typed_data() + Lead::offset(f, lead.out, lc, d);
+    const T* af = a.typed_data() + Lead::offset(f, lead.out, la, int64_t(n_phi) * k);
+    T* sf = s->typed_data() + f * int64_t(n_phi) * k;
+    std::fill(sf, sf + int64_t(n_phi) * k, T(0));
+    T total;
+    const int64_t mid = (b / 2) & ~int64_t(7);
+    if (b >= 256) {
+      std::vector<T> s2(int64_t(n_phi) * k, T(0));
+      T ll1 = 0, ll2 = 0;
+      auto first = [&] { ll1 = pass_rows<T>(xf, wf, cf, af, d, n_phi, k, mode, 0, mid, sf); };
+      auto second = [&] {
+        ll2 = pass_rows<T>(xf, wf, cf, af, d, n_phi, k, mode, mid, b, s2.data());
+      };
+      if (!Helper::get().run(second, first)) {
+        first();
+        second();
+      }
+      for (int64_t j = 0; j < int64_t(n_phi) * k; ++j) sf[j] += s2[j];
+      total = ll1 + ll2;
+    } else {
+      total = pass_rows<T>(xf, wf, cf, af, d, n_phi, k, mode, 0, b, sf);
+    }
+    ll->typed_data()[f] = total;
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+#define JAXGMM_PHI_PASS(name, DT)                          \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, PhiPass<DT>,         \
+                                ffi::Ffi::Bind()           \
+                                    .Arg<ffi::Buffer<DT>>() \
+                                    .Arg<ffi::Buffer<DT>>() \
+                                    .Arg<ffi::Buffer<DT>>() \
+                                    .Arg<ffi::Buffer<DT>>() \
+                                    .Ret<ffi::Buffer<DT>>() \
+                                    .Ret<ffi::Buffer<DT>>() \
+                                    .Attr<int32_t>("mode"));
+
+JAXGMM_PHI_PASS(JaxgmmPhiPassF64, ffi::F64)
+JAXGMM_PHI_PASS(JaxgmmPhiPassF32, ffi::F32)

@@ -1,0 +1,205 @@
+"""The fused CPU pass (``_kernels``, ``_phi_pass.cc``): the same statistics and
+log-likelihood as XLA's pass, in every structure it serves, under ``vmap``, in whole
+fits, from the program cache, and XLA's pass where it is turned off."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxgmm
+from jaxgmm import _covariance, _em, _kernels
+from jaxgmm._params import GMMParams
+from jaxgmm._rows import make_blocks
+from jaxgmm._typing import x64_scope
+
+pytestmark = pytest.mark.skipif(not _kernels.wanted(), reason="no C++ compiler here")
+
+STRUCTURES = {
+    "full": _covariance.FullCovariance,
+    "diag": _covariance.DiagCovariance,
+    "spherical": _covariance.SphericalCovariance,
+}
+
+
+@pytest.fixture
+def xla_pass(monkeypatch):
+    """Run a function with the fused pass turned off (``JAXGMM_KERNELS=off``; JAX's
+    traces, which do not know the variable, are dropped before and after)."""
+
+    def run(fn, *args):
+        jax.clear_caches()
+        try:
+            with monkeypatch.context() as m:
+                m.setenv("JAXGMM_KERNELS", "off")
+                return fn(*args)
+        finally:
+            jax.clear_caches()
+
+    return run
+
+
+def _params(rng, cov_cls, k, d, dtype, far=0.0):
+    """A mixture of ``k`` components in ``d`` dimensions: random means (shifted by
+    ``far``), covariances of every scale from 0.3 to 3, one component of weight 0 (a
+    sweep's padding: log-weight -inf)."""
+    means = rng.normal(size=(k, d)) * 2 + far
+    scales = rng.uniform(0.3, 3.0, size=k)
+    full = np.stack([s * (np.eye(d) + 0.3 * np.diag(np.ones(d - 1), 1) * (d > 1)) for s in scales])
+    full = np.einsum("kij,klj->kil", full, full)
+    if cov_cls is _covariance.DiagCovariance:
+        cov = np.diagonal(full, axis1=1, axis2=2).copy()
+    elif cov_cls is _covariance.SphericalCovariance:
+        cov = scales**2
+    else:
+        cov = full
+    weights = rng.uniform(0.5, 1.5, size=k)
+    weights[-1] = 0.0
+    weights /= weights.sum()
+    covariance = cov_cls.from_covariances(jnp.asarray(cov, dtype))
+    return GMMParams(jnp.asarray(weights, dtype), jnp.asarray(means, dtype), covariance)
+
+
+def _blocks(rng, n, d, dtype, block_rows, weighted, far=0.0):
+    x = jnp.asarray(rng.normal(size=(n, d)) * 2 + far, dtype)
+    w = jnp.asarray(rng.uniform(0, 2, size=n) * (rng.random(n) > 0.1), dtype) if weighted else None
+    return make_blocks(x, w, block_rows, center="mean")
+
+
+def _pass(params, blocks):
+    model = _em.Natural.of(params, blocks)
+    cov_cls = params.covariance.structure()
+    stats, log_lik, _ = _em.pass_stats(_em.e_step_resp(model), blocks, cov_cls, False, None)
+    return stats, log_lik
+
+
+def _assert_close(a, b, rtol):
+    for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        u, v = np.asarray(u), np.asarray(v)
+        scale = np.max(np.abs(v)) if v.size else 1.0
+        np.testing.assert_allclose(u, v, rtol=0, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("structure", list(STRUCTURES))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("d", "k"), [(5, 16), (16, 8), (3, 20), (9, 33)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_fused_pass_gives_xla_passs_statistics(structure, dtype, d, k, weighted, xla_pass):
+    cov_cls = STRUCTURES[structure]
+    rng = np.random.default_rng(d * 100 + k)
+    with x64_scope(dtype):
+        params = _params(rng, cov_cls, k, d, dtype)
+        # 1,500 rows in blocks of 512: two threads per block, a tail of rows, padding
+        blocks = _blocks(rng, 1500, d, dtype, 512, weighted)
+        fused = jax.jit(_pass)(params, blocks)
+        assert "jaxgmm_phi_pass" in jax.jit(_pass).lower(params, blocks).as_text()
+        reference = xla_pass(lambda: jax.jit(_pass)(params, blocks))
+        xla_text = xla_pass(lambda: jax.jit(_pass).lower(params, blocks).as_text())
+    assert "jaxgmm_phi_pass" not in xla_text
+    _assert_close(fused, reference, 1e-12 if dtype == np.float64 else 2e-5)
+    # the padding component (weight 0) gets exactly nothing
+    assert float(fused[0].sum_r[-1]) == 0.0
+
+
+def test_the_fused_pass_is_batched_over_fits_and_any_vmap(xla_pass):
+    rng = np.random.default_rng(0)
+    cov_cls = _covariance.FullCovariance
+    with x64_scope(np.float64):
+        blocks = _blocks(rng, 2000, 4, np.float64, 1024, False)
+        many = [_params(rng, cov_cls, 8, 4, np.float64) for _ in range(6)]
+        stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a).reshape(2, 3, *a[0].shape), *many)
+        twice = jax.jit(jax.vmap(jax.vmap(_pass, (0, None)), (0, None)))
+        fused = twice(stacked, blocks)
+        reference = xla_pass(lambda: twice(stacked, blocks))
+        one = jax.jit(_pass)(many[4], blocks)
+    _assert_close(fused, reference, 1e-12)
+    _assert_close(jax.tree_util.tree_map(lambda a: a[1, 1], fused), one, 1e-12)
+
+
+def test_non_finite_parameters_give_non_finite_sums_as_in_xla(xla_pass):
+    rng = np.random.default_rng(1)
+    cov_cls = _covariance.DiagCovariance
+    with x64_scope(np.float64):
+        blocks = _blocks(rng, 1024, 6, np.float64, 512, False)
+        params = _params(rng, cov_cls, 8, 6, np.float64)
+        params = GMMParams(params.weights, params.means.at[2, 0].set(jnp.nan), params.covariance)
+        fused = jax.jit(_pass)(params, blocks)
+        reference = xla_pass(lambda: jax.jit(_pass)(params, blocks))
+    assert np.isnan(fused[1]) and np.isnan(reference[1])
+    assert np.array_equal(np.isfinite(fused[0].sum_r), np.isfinite(reference[0].sum_r))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_fits_with_the_fused_pass_equal_fits_without(covariance_type, xla_pass):
+    """Whole fits, several blocks (block_rows=512), restarts batched: the same
+    iterations, log-likelihood and parameters; far, tight components included (the
+    fast form's exactness check then sends passes to the centred form)."""
+    rng = np.random.default_rng(2)
+    centers = rng.normal(size=(8, 5)) * 6
+    X = np.concatenate(
+        [c + rng.normal(size=(400, 5)) * s for c, s in zip(centers, [1, 2] * 4, strict=True)]
+    )
+    X[:300] = 1e6 + 1e-3 * rng.normal(size=(300, 5))  # tight and far from the rest
+
+    def fit():
+        return jaxgmm.fit_restarts(
+            jax.random.key(0),
+            X,
+            8,
+            covariance_type=covariance_type,
+            n_init=2,
+            max_iter=30,
+            tol=0.0,
+            block_rows=512,
+        )
+
+    fused, reference = fit(), xla_pass(fit)
+    np.testing.assert_array_equal(fused.n_iter, reference.n_iter)
+    np.testing.assert_allclose(fused.lower_bound, reference.lower_bound, rtol=1e-11)
+    np.testing.assert_allclose(fused.params.means, reference.params.means, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        fused.params.covariance.covariances,
+        reference.params.covariance.covariances,
+        rtol=1e-7,
+        atol=1e-12,
+    )
+
+
+def test_a_stored_program_with_the_fused_pass_runs_in_a_new_process(tmp_path):
+    """A program that calls the kernel, stored by one process, is loaded untraced by
+    the next, which registers the kernel first; the library is built once."""
+    script = textwrap.dedent(
+        """
+        import jax, numpy as np, jaxgmm
+        from jaxgmm import _programs
+        X = np.random.default_rng(0).normal(size=(3000, 6))
+        r = jaxgmm.fit_restarts(jax.random.key(0), X, 16, covariance_type="diag",
+                                max_iter=5, tol=0.0, block_rows=1024)
+        print(repr(float(r.lower_bound[0])), len(list(_programs.cache_dir().glob("*.xla"))))
+        """
+    )
+    env = dict(os.environ, JAXGMM_CACHE_DIR=str(tmp_path), JAX_PLATFORMS="cpu")
+    env.pop("JAXGMM_KERNELS", None)
+    run = lambda: subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    first, second = run(), run()
+    assert first == second and int(first[1]) > 0
+    assert len(list((tmp_path / "kernels").glob("phi_pass-*.so"))) == 1
+
+
+def test_without_a_compiler_passes_are_xlas(monkeypatch, tmp_path):
+    monkeypatch.setattr(_kernels, "_compiler", lambda: None)
+    assert not _kernels.wanted()
+    with pytest.raises(OSError, match="no C\\+\\+ compiler"):
+        _kernels._build()
+    monkeypatch.setattr(_kernels, "_compiler", lambda: str(tmp_path / "no-such-compiler"))
+    monkeypatch.setattr(_kernels, "_directory", lambda: tmp_path)
+    with pytest.raises(OSError):
+        _kernels._build()
+    assert not list(tmp_path.glob("*.so")) and not list(tmp_path.glob(".*tmp"))
