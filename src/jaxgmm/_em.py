@@ -282,7 +282,7 @@ def e_step_resp(model: Natural) -> EStep:
 
 
 def fused_pass(resp_fn, covariance_class: type[Covariance], blocks: Blocks):
-    """``(x_b, w_b) -> (stats, log_lik)``: the fast form's pass over a block as one
+    """``(w_b, b) -> (stats, log_lik)``: the fast form's pass over block b as one
     fused CPU kernel (:mod:`jaxgmm._kernels`), where it applies: a mixture's E-step
     (:class:`EStep`; the variational fit's returns an entropy), a structure with
     features the kernel knows, and a shape and backend where it is faster. Else None.
@@ -294,9 +294,9 @@ def fused_pass(resp_fn, covariance_class: type[Covariance], blocks: Blocks):
     if not _kernels.usable(A.dtype, A.shape[-2], A.shape[-1]):
         return None
 
-    def fused(x, w):
-        s, log_lik = _kernels.fused_pass(x, w, blocks.center, A, features)
-        return SuffStats.from_matrix(s, x.shape[-1]), log_lik
+    def fused(w, b):  # block b's rows are read in place, not sliced out (a copy)
+        s, log_lik = _kernels.fused_pass(blocks.x, b, w, blocks.center, A, features)
+        return SuffStats.from_matrix(s, blocks.n_features), log_lik
 
     return fused
 
@@ -437,7 +437,7 @@ def pass_stats(
 
     def fast(x, w, b, centred):
         if fused is not None and not centred:
-            return fused(x, w)
+            return fused(w, b)
         phi = features(x - blocks.center)
         resp, log_lik = resp_fn(x, w, b, phi, centred)
         return phi_stats(resp, phi, x - blocks.center, covariance_class), log_lik

@@ -67,10 +67,11 @@ def usable(dtype, n_phi: int, n_components: int) -> bool:
     return wanted() and prepare()
 
 
-def fused_pass(x, w, center, A, features: str):
-    """``(resp.T @ phi, sum_i w_i log_norm_i)`` of one block (``x``: rows, ``w``:
-    weights, ``phi = [1, x - center, q(x - center)]``, ``q`` by ``features``), with
-    ``resp`` the weighted responsibilities of the log-joint ``phi @ A``: what
+def fused_pass(x, index, w, center, A, features: str):
+    """``(resp.T @ phi, sum_i w_i log_norm_i)`` of block ``index`` of ``x`` (all the
+    blocks, ``(n_blocks, rows, d)``: the kernel reads the block in place), with
+    weights ``w``, ``phi = [1, x - center, q(x - center)]`` (``q`` by ``features``)
+    and ``resp`` the weighted responsibilities of the log-joint ``phi @ A``: what
     ``_em.pass_stats`` computes in its fast form. Any leading (``vmap``) axes."""
     k = A.shape[-1]
     lanes = _VECTOR_BYTES // A.dtype.itemsize
@@ -84,7 +85,8 @@ def fused_pass(x, w, center, A, features: str):
         jax.ShapeDtypeStruct((), A.dtype),
     )
     call = jax.ffi.ffi_call(target, shapes, vmap_method="expand_dims")
-    s, log_lik = call(x, w, center, A, mode=np.int32(_MODES[features]))
+    index = jnp.asarray(index, jnp.int32)
+    s, log_lik = call(x, index, w, center, A, mode=np.int32(_MODES[features]))
     return jnp.swapaxes(s[..., :k], -1, -2), log_lik
 
 

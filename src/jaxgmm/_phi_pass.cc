@@ -403,25 +403,32 @@ std::vector<int64_t> leading(const Buf& b, int core) {
 }
 
 template <ffi::DataType DT>
-ffi::Error PhiPass(ffi::Buffer<DT> x, ffi::Buffer<DT> w, ffi::Buffer<DT> c, ffi::Buffer<DT> a,
-                   ffi::ResultBuffer<DT> s, ffi::ResultBuffer<DT> ll, int32_t mode) {
+ffi::Error PhiPass(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi::Buffer<DT> w,
+                   ffi::Buffer<DT> c, ffi::Buffer<DT> a, ffi::ResultBuffer<DT> s,
+                   ffi::ResultBuffer<DT> ll, int32_t mode) {
   using T = ffi::NativeType<DT>;
   auto xd = x.dimensions();
   auto ad = a.dimensions();
-  if (xd.size() < 2 || ad.size() < 2) return ffi::Error::InvalidArgument("phi_pass: rank");
+  if (xd.size() < 3 || ad.size() < 2) return ffi::Error::InvalidArgument("phi_pass: rank");
+  const int64_t n_blocks = xd[xd.size() - 3];
   const int64_t b = xd[xd.size() - 2];
   const int d = int(xd[xd.size() - 1]);
   const int n_phi = int(ad[ad.size() - 2]);
   const int k = int(ad[ad.size() - 1]);
   if (k % Vec<T>::N != 0) return ffi::Error::InvalidArgument("phi_pass: k not padded");
   Lead lead{leading(*s, 2)};
-  auto lx = leading(x, 2), lw = leading(w, 1), lc = leading(c, 1), la = leading(a, 2);
+  auto lx = leading(x, 3), li = leading(index, 0), lw = leading(w, 1), lc = leading(c, 1),
+       la = leading(a, 2);
   const size_t nl = lead.out.size();
-  if (lx.size() != nl || lw.size() != nl || lc.size() != nl || la.size() != nl)
+  if (lx.size() != nl || li.size() != nl || lw.size() != nl || lc.size() != nl ||
+      la.size() != nl)
     return ffi::Error::InvalidArgument("phi_pass: batch ranks differ");
   const int64_t fits = lead.size();
   for (int64_t f = 0; f < fits; ++f) {
-    const T* xf = x.typed_data() + Lead::offset(f, lead.out, lx, b * d);
+    // the block's rows, read in place from all of them (no copy of the block)
+    int64_t block = index.typed_data()[Lead::offset(f, lead.out, li, 1)];
+    block = std::min(std::max(block, int64_t(0)), n_blocks - 1);
+    const T* xf = x.typed_data() + Lead::offset(f, lead.out, lx, n_blocks * b * d) + block * b * d;
     const T* wf = w.typed_data() + Lead::offset(f, lead.out, lw, b);
     const T* cf = c.typed_data() + Lead::offset(f, lead.out, lc, d);
     const T* af = a.typed_data() + Lead::offset(f, lead.out, la, int64_t(n_phi) * k);
@@ -456,6 +463,7 @@ ffi::Error PhiPass(ffi::Buffer<DT> x, ffi::Buffer<DT> w, ffi::Buffer<DT> c, ffi:
   XLA_FFI_DEFINE_HANDLER_SYMBOL(name, PhiPass<DT>,         \
                                 ffi::Ffi::Bind()           \
                                     .Arg<ffi::Buffer<DT>>() \
+                                    .Arg<ffi::Buffer<ffi::S32>>() \
                                     .Arg<ffi::Buffer<DT>>() \
                                     .Arg<ffi::Buffer<DT>>() \
                                     .Arg<ffi::Buffer<DT>>() \
