@@ -20,6 +20,11 @@
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define JAXGMM_X86 1
+#endif
+
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -324,6 +329,19 @@ T pass_rows(const T* x, const T* w, const T* c, const T* a, int d, int n_phi, in
   return ll;
 }
 
+// The floating-point mode of the calling thread (x86: flush-to-zero and
+// denormals-are-zero, which XLA sets in its threads), so that the helper computes as
+// the caller does: the same results, and no slow arithmetic on subnormal numbers.
+#ifdef JAXGMM_X86
+using FpMode = unsigned int;
+inline FpMode get_fp_mode() { return _mm_getcsr(); }
+inline void set_fp_mode(FpMode m) { _mm_setcsr(m); }
+#else
+using FpMode = int;
+inline FpMode get_fp_mode() { return 0; }
+inline void set_fp_mode(FpMode) {}
+#endif
+
 // One helper thread beside the caller's: the second half of the rows.
 class Helper {
  public:
@@ -338,6 +356,7 @@ class Helper {
     {
       std::lock_guard<std::mutex> l(m_);
       job_ = &f;
+      mode_ = get_fp_mode();
       done_ = false;
     }
     cv_.notify_one();
@@ -356,6 +375,7 @@ class Helper {
         std::unique_lock<std::mutex> l(m_);
         cv_.wait(l, [&] { return job_ != nullptr; });
         job = job_;
+        set_fp_mode(mode_);
       }
       (*job)();
       {
@@ -369,6 +389,7 @@ class Helper {
   std::mutex busy_, m_;
   std::condition_variable cv_, done_cv_;
   const std::function<void()>* job_ = nullptr;
+  FpMode mode_{};
   bool done_ = true;
 };
 
