@@ -71,10 +71,10 @@ def _blocks(rng, n, d, dtype, block_rows, weighted, far=0.0):
     return make_blocks(x, w, block_rows, center="mean")
 
 
-def _pass(params, blocks):
+def _pass(params, blocks, shift=None):
     model = _em.Natural.of(params, blocks)
     cov_cls = params.covariance.structure()
-    stats, log_lik, _ = _em.pass_stats(_em.e_step_resp(model), blocks, cov_cls, False, None)
+    stats, log_lik, _ = _em.pass_stats(_em.e_step_resp(model), blocks, cov_cls, model.form, shift)
     return stats, log_lik
 
 
@@ -106,6 +106,38 @@ def test_the_fused_pass_gives_xla_passs_statistics(structure, dtype, d, k, weigh
     assert float(fused[0].sum_r[-1]) == 0.0
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("d", "k"), [(64, 3), (70, 9)])
+def test_the_centred_fused_pass_gives_xla_passs_statistics_on_wide_data(dtype, d, k, xla_pass):
+    """Wide data (full, D > 63) takes the centred form: its fused pass (the E-step
+    from ``x - mu_k``, the statistics about ``shift``) against XLA's, with
+    components of several scales, a padding component, weights and a tail block;
+    also with precision factors that are not triangular (the kernel then reads them
+    whole)."""
+    rng = np.random.default_rng(d + k)
+    with x64_scope(dtype):
+        params = _params(rng, _covariance.FullCovariance, k, d, dtype)
+        blocks = _blocks(rng, 1100, d, dtype, 512, True)
+        assert _em.direct_form(_covariance.FullCovariance, blocks)
+        shift = params.means + jnp.asarray(rng.normal(size=(k, d)) * 0.1, dtype)
+        run = jax.jit(_pass)
+        fused = run(params, blocks, shift)
+        assert "jaxgmm_direct_pass" in run.lower(params, blocks, shift).as_text()
+        reference = xla_pass(lambda: run(params, blocks, shift))
+        # entries below the factors' diagonals: no longer triangular (another model,
+        # whose log-joint both passes compute from the whole factor)
+        chol = params.covariance.precisions_cholesky
+        chol = chol + jnp.tril(jnp.asarray(rng.normal(size=chol.shape) * 0.05, dtype), -1)
+        cov = params.covariance.replace(params.covariance.covariances, chol)
+        skewed = GMMParams(params.weights, params.means, cov)
+        turned = run(skewed, blocks, shift)
+        turned_reference = xla_pass(lambda: run(skewed, blocks, shift))
+    tol = 1e-12 if dtype == np.float64 else 5e-5
+    _assert_close(fused, reference, tol)
+    _assert_close(turned, turned_reference, tol)
+    assert float(fused[0].sum_r[-1]) == 0.0
+
+
 def test_the_fused_pass_is_batched_over_fits_and_any_vmap(xla_pass):
     rng = np.random.default_rng(0)
     cov_cls = _covariance.FullCovariance
@@ -134,17 +166,20 @@ def test_non_finite_parameters_give_non_finite_sums_as_in_xla(xla_pass):
     assert np.array_equal(np.isfinite(fused[0].sum_r), np.isfinite(reference[0].sum_r))
 
 
-@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
-def test_fits_with_the_fused_pass_equal_fits_without(covariance_type, xla_pass):
+@pytest.mark.parametrize(
+    ("covariance_type", "n_features"), [("full", 5), ("diag", 5), ("spherical", 5), ("full", 66)]
+)
+def test_fits_with_the_fused_pass_equal_fits_without(covariance_type, n_features, xla_pass):
     """Whole fits, several blocks (block_rows=512), restarts batched: the same
     iterations, log-likelihood and parameters; far, tight components included (the
     fast form's exactness check then sends passes to the centred form)."""
     rng = np.random.default_rng(2)
-    centers = rng.normal(size=(8, 5)) * 6
+    d = n_features
+    centers = rng.normal(size=(8, d)) * 6
     X = np.concatenate(
-        [c + rng.normal(size=(400, 5)) * s for c, s in zip(centers, [1, 2] * 4, strict=True)]
+        [c + rng.normal(size=(400, d)) * s for c, s in zip(centers, [1, 2] * 4, strict=True)]
     )
-    X[:300] = 1e6 + 1e-3 * rng.normal(size=(300, 5))  # tight and far from the rest
+    X[:300] = 1e6 + 1e-3 * rng.normal(size=(300, d))  # tight and far from the rest
 
     def fit():
         return jaxgmm.fit_restarts(

@@ -123,6 +123,10 @@ class Covariance(abc.ABC):
     #: The fused CPU pass's name for :meth:`second_moments` (``_kernels``: 'squares',
     #: 'norm' or 'triangle'); None where it has none (tied's shared quadratic form).
     fused_features: ClassVar[str | None] = None
+    #: Whether the fused CPU pass's centred form serves it (wide data): its centred
+    #: log-density is ``constant_k - |(x - mu_k) @ U_k|^2 / 2`` with ``U_k``, its
+    #: precision Cholesky factor, a (D, D) matrix per component.
+    fused_direct: ClassVar[bool] = False
 
     @classmethod
     def features(cls, x: Float[Array, " d"]) -> Float[Array, " n_phi"]:
@@ -478,6 +482,7 @@ class FullCovariance(_Matrices):
 
     name: ClassVar[str] = "full"
     family: ClassVar[str] = "VVV"
+    fused_direct: ClassVar[bool] = True
     covariances: Float[Array, "k d d"]
     precisions_cholesky: Float[Array, "k d d"]
 

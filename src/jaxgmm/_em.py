@@ -412,6 +412,29 @@ def labelled_estimate(
     return centred_estimate(one_hot, blocks, *args, assign=assign)[0]
 
 
+def fused_direct_pass(resp_fn, covariance_class: type[Covariance], blocks: Blocks, shift):
+    """``(w_b, b) -> (stats, log_lik)``: the centred form's pass over block b (wide
+    data: the E-step from ``x - mu_k`` against the precision Cholesky factors, the
+    statistics about ``shift``) as one fused CPU kernel (:mod:`jaxgmm._kernels`),
+    where it applies: a mixture's E-step (:class:`EStep`), a structure whose centred
+    log-density is ``constant_k - |(x - mu_k) @ U_k|^2 / 2`` with a (D, D) factor per
+    component (:attr:`Covariance.fused_direct`), and a backend and dtype the kernel
+    serves. Else None."""
+    if not isinstance(resp_fn, EStep) or not covariance_class.fused_direct or shift is None:
+        return None
+    model = resp_fn.model
+    if not _kernels.direct_usable(model.means.dtype):
+        return None
+    constant = model.offset + model.covariance.log_prob_constant(model.means)
+    U = model.covariance.precisions_cholesky
+
+    def fused(w, b):  # block b's rows are read in place
+        sums = _kernels.fused_direct_pass(blocks.x, b, w, model.means, U, constant, shift)
+        return SuffStats(*sums[:3]), sums[3]
+
+    return fused
+
+
 def pass_stats(
     resp_fn: Callable[..., tuple[Array, Array]],
     blocks: Blocks,
@@ -425,8 +448,11 @@ def pass_stats(
     center)``; summing the first two over parts of the rows (chunks, processes)
     gives the pass over all of them."""
     if direct_form(covariance_class, blocks):
+        fused = fused_direct_pass(resp_fn, covariance_class, blocks, shift)
 
         def direct(x, w, b, centred):
+            if fused is not None and centred:
+                return fused(w, b)
             resp, log_lik = resp_fn(x, w, b, None, centred)
             moments = covariance_class.centered_second_moments
             return SuffStats.from_block_centered(resp, x, shift, moments), log_lik

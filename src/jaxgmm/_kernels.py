@@ -37,10 +37,15 @@ __all__ = ["fused_pass", "prepare", "wanted"]
 _LOG = logging.getLogger("jaxgmm")
 _SOURCE = Path(__file__).with_name("_phi_pass.cc")
 _OFF = ("off", "0", "none", "false", "no")
-#: The C++ symbols and the names XLA knows them by, per dtype.
+#: The C++ symbols and the names XLA knows them by, per dtype: the fast form's pass
+#: and the centred (direct) form's.
 _TARGETS = {
     np.dtype(np.float64): ("JaxgmmPhiPassF64", "jaxgmm_phi_pass_f64"),
     np.dtype(np.float32): ("JaxgmmPhiPassF32", "jaxgmm_phi_pass_f32"),
+}
+_DIRECT_TARGETS = {
+    np.dtype(np.float64): ("JaxgmmDirectPassF64", "jaxgmm_direct_pass_f64"),
+    np.dtype(np.float32): ("JaxgmmDirectPassF32", "jaxgmm_direct_pass_f32"),
 }
 #: ``Covariance.fused_features`` -> the kernel's ``mode``.
 _MODES = {"squares": 0, "norm": 1, "triangle": 2}
@@ -90,13 +95,45 @@ def fused_pass(x, index, w, center, A, features: str):
     return jnp.swapaxes(s[..., :k], -1, -2), log_lik
 
 
+def direct_usable(dtype) -> bool:
+    """Whether the centred form's pass (wide data) takes the fused kernel: on the
+    CPU backend, in float32 or float64, once built."""
+    if np.dtype(dtype) not in _DIRECT_TARGETS or jax.default_backend() != "cpu":
+        return False
+    return wanted() and prepare()
+
+
+def fused_direct_pass(x, index, w, means, precisions_cholesky, constant, shift):
+    """The centred form's pass over block ``index`` of ``x`` (read in place): with
+    ``y = (x_i - mu_k) @ U_k``, the log-joint ``constant_k - |y|^2 / 2``, the weighted
+    responsibilities ``r``, and their sums about ``shift`` (per component):
+    ``(sum r, sum r e, triu(sum r e e^T), sum w log_norm)``, ``e = x_i - shift_k``;
+    what ``_em.pass_stats`` computes for wide data. Any leading (``vmap``) axes."""
+    k, d = means.shape[-2:]
+    dtype = np.dtype(means.dtype)
+    lanes = _VECTOR_BYTES // dtype.itemsize
+    padded = -(-d // lanes) * lanes
+    U = precisions_cholesky
+    if padded != d:  # zero columns: they add nothing to |y|^2
+        U = jnp.concatenate([U, jnp.zeros((*U.shape[:-1], padded - d), U.dtype)], axis=-1)
+    shapes = (
+        jax.ShapeDtypeStruct((k,), dtype),
+        jax.ShapeDtypeStruct((k, d), dtype),
+        jax.ShapeDtypeStruct((k, d * (d + 1) // 2), dtype),
+        jax.ShapeDtypeStruct((), dtype),
+    )
+    call = jax.ffi.ffi_call(_DIRECT_TARGETS[dtype][1], shapes, vmap_method="expand_dims")
+    index = jnp.asarray(index, jnp.int32)
+    return call(x, index, w, means, U, constant, shift)
+
+
 @functools.cache
 def prepare() -> bool:
     """Build the kernel (once per machine) and register it with XLA (once per
     process); False, with the reason logged, where it cannot be."""
     try:
         library = ctypes.cdll.LoadLibrary(str(_build()))
-        for symbol, target in _TARGETS.values():
+        for symbol, target in [*_TARGETS.values(), *_DIRECT_TARGETS.values()]:
             capsule = jax.ffi.pycapsule(getattr(library, symbol))
             jax.ffi.register_ffi_target(target, capsule, platform="cpu")
     except (OSError, subprocess.SubprocessError, AttributeError) as error:

@@ -226,6 +226,54 @@ inline void features(const T* __restrict x, const T* __restrict c, int d, int mo
   }
 }
 
+// R rows' log-joints L (R x k, k a multiple of N) into their weighted
+// responsibilities w_i r_ik in place; returns sum_i w_i log sum_k exp(L_ik) (as XLA's
+// _normalise: the maximum taken as 0 where it is not finite).
+template <typename T, int R>
+T normalise(T* __restrict L, int k, const T* __restrict w) {
+  constexpr int N = Vec<T>::N;
+  T tops[N], totals[N];
+  for (int j = 0; j < N; ++j) tops[j] = 0, totals[j] = 1;
+  T ll = 0;
+  static_assert(R <= N, "one vector of totals");
+  for (int r = 0; r < R; ++r) {
+    T* Lr = L + r * k;
+    V<T> m = load(Lr);
+    for (int kc = N; kc < k; kc += N) {
+      V<T> v = load(Lr + kc);
+      m = m < v ? v : m;
+    }
+    T top = hmax<T>(m);  // a NaN in L may be skipped here; it reaches the sums below
+    if (!std::isfinite(top)) top = 0;
+    V<T> tot = V<T>{};
+    for (int kc = 0; kc < k; kc += N) {
+      V<T> e = vexp<T>(load(Lr + kc) - top);
+      store(Lr + kc, e);
+      tot += e;
+    }
+    tops[r] = top;
+    totals[r] = hsum<T>(tot);
+  }
+  T ws[N] = {}, scales[N];
+  for (int r = 0; r < R; ++r) ws[r] = w[r];
+  // as XLA's (1 / total) * w; the lanes past R have total 1 and weight 0
+  store(scales, (T(1) / load(totals)) * load(ws));
+  for (int r = 0; r < R; ++r) {
+    T* Lr = L + r * k;
+    for (int kc = 0; kc < k; kc += N) store(Lr + kc, load(Lr + kc) * scales[r]);
+  }
+  V<T> tv = load(totals);
+  bool normal = true;
+  for (int r = 0; r < R; ++r)
+    normal &= totals[r] >= T(1) && totals[r] <= std::numeric_limits<T>::max();
+  V<T> logs = normal ? vlog<T>(tv) : V<T>{};
+  for (int r = 0; r < R; ++r) {
+    T lg = normal ? logs[r] : std::log(totals[r]);
+    ll += w[r] * (tops[r] + lg);
+  }
+  return ll;
+}
+
 // One fit over rows [begin, end): adds sum_i w_i r_ik phi_ij to s (n_phi x k, the
 // layout of a), and returns sum_i w_i log sum_k exp(L_ik), L = phi @ a.
 template <typename T, int R>
@@ -262,45 +310,7 @@ struct Pass {
         if (two) store(L + r * k + kc + N, acc1[r]);
       }
     }
-    T tops[N], totals[N];
-    for (int j = 0; j < N; ++j) tops[j] = 0, totals[j] = 1;
-    T ll = 0;
-    static_assert(R <= N, "one vector of totals");
-    for (int r = 0; r < R; ++r) {
-      T* Lr = L + r * k;
-      V<T> m = load(Lr);
-      for (int kc = N; kc < k; kc += N) {
-        V<T> v = load(Lr + kc);
-        m = m < v ? v : m;
-      }
-      T top = hmax<T>(m);  // a NaN in L may be skipped here; it reaches the sums below
-      if (!std::isfinite(top)) top = 0;
-      V<T> tot = V<T>{};
-      for (int kc = 0; kc < k; kc += N) {
-        V<T> e = vexp<T>(load(Lr + kc) - top);
-        store(Lr + kc, e);
-        tot += e;
-      }
-      tops[r] = top;
-      totals[r] = hsum<T>(tot);
-    }
-    T ws[N] = {}, scales[N];
-    for (int r = 0; r < R; ++r) ws[r] = w[i + r];
-    // as XLA's (1 / total) * w; the lanes past R have total 1 and weight 0
-    store(scales, (T(1) / load(totals)) * load(ws));
-    for (int r = 0; r < R; ++r) {
-      T* Lr = L + r * k;
-      for (int kc = 0; kc < k; kc += N) store(Lr + kc, load(Lr + kc) * scales[r]);
-    }
-    V<T> tv = load(totals);
-    bool normal = true;
-    for (int r = 0; r < R; ++r)
-      normal &= totals[r] >= T(1) && totals[r] <= std::numeric_limits<T>::max();
-    V<T> logs = normal ? vlog<T>(tv) : V<T>{};
-    for (int r = 0; r < R; ++r) {
-      T lg = normal ? logs[r] : std::log(totals[r]);
-      ll += w[i + r] * (tops[r] + lg);
-    }
+    T ll = normalise<T, R>(L, k, w + i);
     for (int kc = 0; kc < k; kc += N) {
       V<T> lr[R];
       for (int r = 0; r < R; ++r) lr[r] = load(L + r * k + kc);
@@ -326,6 +336,95 @@ T pass_rows(const T* x, const T* w, const T* c, const T* a, int d, int n_phi, in
   for (; i + R <= end; i += R) ll += many.rows(i, phi.data(), L.data(), s);
   Pass<T, 1> one{x, w, c, a, d, n_phi, k, mode};
   for (; i < end; ++i) ll += one.rows(i, phi.data(), L.data(), s);
+  return ll;
+}
+
+// The centred (direct) form, for wide data whose features would outgrow the rows:
+// for each row i and component c, with y = (x_i - mu_c) @ U_c (U_c: c's precision
+// Cholesky factor, its columns padded with zeros to dp, a multiple of N),
+//   L_ic = cst_c - |y|^2 / 2, and r as in the fast form; then about shift_c,
+//   sr[c] += w_i r_ic,  sx[c] += w_i r_ic e,  sxx[c] += w_i r_ic e e^T  (e = x_i - shift_c;
+//   sxx: d x dp, of which the upper triangle is read).
+template <typename T, int R>
+struct DirectPass {
+  const T *x, *w, *mu, *u, *cst, *shift;
+  int d, dp, k, kp;
+  const bool* upper;  // per component: U_c is upper triangular (skip its zeros)
+
+  T rows(int64_t i, T* __restrict diff, T* __restrict coef, T* __restrict L,
+         T* __restrict sr, T* __restrict sx, T* __restrict sxx) const {
+    constexpr int N = Vec<T>::N;
+    for (int r = 0; r < R; ++r)  // padding components: never any responsibility
+      for (int c = k; c < kp; ++c) L[r * kp + c] = -std::numeric_limits<T>::infinity();
+    for (int c = 0; c < k; ++c) {
+      const T* m = mu + int64_t(c) * d;
+      for (int r = 0; r < R; ++r)
+        for (int j = 0; j < d; ++j) diff[r * dp + j] = x[(i + r) * d + j] - m[j];
+      const T* uc = u + int64_t(c) * d * dp;
+      V<T> sq[R];
+      for (int r = 0; r < R; ++r) sq[r] = V<T>{};
+      for (int jc = 0; jc < dp; jc += N) {
+        V<T> acc[R];
+        for (int r = 0; r < R; ++r) acc[r] = V<T>{};
+        const int rows_of_u = upper[c] ? std::min(d, jc + N) : d;
+        for (int j = 0; j < rows_of_u; ++j) {
+          V<T> uj = load(uc + int64_t(j) * dp + jc);
+          for (int r = 0; r < R; ++r) acc[r] += splat<T>(diff[r * dp + j]) * uj;
+        }
+        for (int r = 0; r < R; ++r) sq[r] += acc[r] * acc[r];
+      }
+      for (int r = 0; r < R; ++r) L[r * kp + c] = cst[c] - T(0.5) * hsum<T>(sq[r]);
+    }
+    T ll = normalise<T, R>(L, kp, w + i);
+    for (int c = 0; c < k; ++c) {
+      const T* sh = shift + int64_t(c) * d;
+      T rr[R];
+      for (int r = 0; r < R; ++r) {
+        rr[r] = L[r * kp + c];
+        for (int j = 0; j < d; ++j) diff[r * dp + j] = x[(i + r) * d + j] - sh[j];
+        sr[c] += rr[r];
+      }
+      // coef[r][a] = r_ic e_a, then for each chunk of columns, its R rows' e kept in
+      // registers across the rows a <= column of the triangle
+      for (int r = 0; r < R; ++r)
+        for (int a = 0; a < d; ++a) coef[r * dp + a] = rr[r] * diff[r * dp + a];
+      T* sxc = sx + int64_t(c) * dp;
+      T* sc = sxx + int64_t(c) * d * dp;
+      for (int jc = 0; jc < dp; jc += N) {
+        V<T> e[R];
+        for (int r = 0; r < R; ++r) e[r] = load(diff + r * dp + jc);
+        V<T> acc = load(sxc + jc);
+        for (int r = 0; r < R; ++r) acc += splat<T>(rr[r]) * e[r];
+        store(sxc + jc, acc);
+        const int rows_of_s = std::min(d, jc + N);
+        for (int a = 0; a < rows_of_s; ++a) {
+          T* at = sc + int64_t(a) * dp + jc;
+          V<T> s_a = load(at);
+          for (int r = 0; r < R; ++r) s_a += splat<T>(coef[r * dp + a]) * e[r];
+          store(at, s_a);
+        }
+      }
+    }
+    return ll;
+  }
+};
+
+// One fit's direct pass over rows [begin, end), into sums laid out as
+// [sr (k) | sx (k x dp) | sxx (k x d x dp)].
+template <typename T>
+T direct_rows(const DirectPass<T, 8>& many, int64_t begin, int64_t end, T* sums) {
+  constexpr int R = 8;
+  const int d = many.d, dp = many.dp, k = many.k, kp = many.kp;
+  std::vector<T> diff(R * dp, T(0)), coef(R * dp, T(0)), L(R * kp);
+  T* sr = sums;
+  T* sx = sums + k;
+  T* sxx = sx + int64_t(k) * dp;
+  T ll = 0;
+  int64_t i = begin;
+  for (; i + R <= end; i += R) ll += many.rows(i, diff.data(), coef.data(), L.data(), sr, sx, sxx);
+  DirectPass<T, 1> one{many.x, many.w, many.mu, many.u, many.cst, many.shift,
+                       d, dp, k, kp, many.upper};
+  for (; i < end; ++i) ll += one.rows(i, diff.data(), coef.data(), L.data(), sr, sx, sxx);
   return ll;
 }
 
@@ -393,6 +492,26 @@ class Helper {
   bool done_ = true;
 };
 
+// sum_i over rows [0, b) of run(lo, hi, sums) (which adds its rows' sums, n of them,
+// to `sums` and returns their log-likelihood): the second half on the helper thread,
+// into sums of its own, added at the end.
+template <typename T, typename Run>
+T two_halves(int64_t b, int64_t n, T* sums, Run run) {
+  std::fill(sums, sums + n, T(0));
+  if (b < 256) return run(0, b, sums);
+  const int64_t mid = (b / 2) & ~int64_t(7);
+  std::vector<T> second_sums(n, T(0));
+  T first = 0, second = 0;
+  std::function<void()> one = [&] { first = run(0, mid, sums); };
+  std::function<void()> two = [&] { second = run(mid, b, second_sums.data()); };
+  if (!Helper::get().run(two, one)) {
+    one();
+    two();
+  }
+  for (int64_t j = 0; j < n; ++j) sums[j] += second_sums[j];
+  return first + second;
+}
+
 // Leading (batch) dimensions: every operand has as many (vmap's expand_dims adds one
 // per level); size 1 broadcasts.
 struct Lead {
@@ -454,26 +573,75 @@ ffi::Error PhiPass(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi::Buffer<D
     const T* cf = c.typed_data() + Lead::offset(f, lead.out, lc, d);
     const T* af = a.typed_data() + Lead::offset(f, lead.out, la, int64_t(n_phi) * k);
     T* sf = s->typed_data() + f * int64_t(n_phi) * k;
-    std::fill(sf, sf + int64_t(n_phi) * k, T(0));
-    T total;
-    const int64_t mid = (b / 2) & ~int64_t(7);
-    if (b >= 256) {
-      std::vector<T> s2(int64_t(n_phi) * k, T(0));
-      T ll1 = 0, ll2 = 0;
-      auto first = [&] { ll1 = pass_rows<T>(xf, wf, cf, af, d, n_phi, k, mode, 0, mid, sf); };
-      auto second = [&] {
-        ll2 = pass_rows<T>(xf, wf, cf, af, d, n_phi, k, mode, mid, b, s2.data());
-      };
-      if (!Helper::get().run(second, first)) {
-        first();
-        second();
-      }
-      for (int64_t j = 0; j < int64_t(n_phi) * k; ++j) sf[j] += s2[j];
-      total = ll1 + ll2;
-    } else {
-      total = pass_rows<T>(xf, wf, cf, af, d, n_phi, k, mode, 0, b, sf);
-    }
+    const T total = two_halves<T>(b, int64_t(n_phi) * k, sf, [&](int64_t lo, int64_t hi, T* sums) {
+      return pass_rows<T>(xf, wf, cf, af, d, n_phi, k, mode, lo, hi, sums);
+    });
     ll->typed_data()[f] = total;
+  }
+  return ffi::Error::Success();
+}
+
+template <ffi::DataType DT>
+ffi::Error DirectPassHandler(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi::Buffer<DT> w,
+                             ffi::Buffer<DT> mu, ffi::Buffer<DT> u, ffi::Buffer<DT> cst,
+                             ffi::Buffer<DT> shift, ffi::ResultBuffer<DT> sr,
+                             ffi::ResultBuffer<DT> sx, ffi::ResultBuffer<DT> sxx,
+                             ffi::ResultBuffer<DT> ll) {
+  using T = ffi::NativeType<DT>;
+  constexpr int N = Vec<T>::N;
+  auto xd = x.dimensions();
+  auto ud = u.dimensions();
+  if (xd.size() < 3 || ud.size() < 3) return ffi::Error::InvalidArgument("direct_pass: rank");
+  const int64_t n_blocks = xd[xd.size() - 3];
+  const int64_t b = xd[xd.size() - 2];
+  const int d = int(xd[xd.size() - 1]);
+  const int k = int(ud[ud.size() - 3]);
+  const int dp = int(ud[ud.size() - 1]);
+  if (dp % N != 0 || dp < d) return ffi::Error::InvalidArgument("direct_pass: u not padded");
+  const int kp = (k + N - 1) / N * N;
+  Lead lead{leading(*ll, 0)};
+  const size_t nl = lead.out.size();
+  auto lx = leading(x, 3), li = leading(index, 0), lw = leading(w, 1), lm = leading(mu, 2),
+       lu = leading(u, 3), lc = leading(cst, 1), ls = leading(shift, 2);
+  for (auto* l : {&lx, &li, &lw, &lm, &lu, &lc, &ls})
+    if (l->size() != nl) return ffi::Error::InvalidArgument("direct_pass: batch ranks differ");
+  const int64_t n_tri = int64_t(d) * (d + 1) / 2;
+  const int64_t n_sums = k + int64_t(k) * dp + int64_t(k) * d * dp;
+  std::vector<T> sums(n_sums);
+  for (int64_t f = 0; f < lead.size(); ++f) {
+    int64_t block = index.typed_data()[Lead::offset(f, lead.out, li, 1)];
+    block = std::min(std::max(block, int64_t(0)), n_blocks - 1);
+    const T* xf = x.typed_data() + Lead::offset(f, lead.out, lx, n_blocks * b * d) + block * b * d;
+    const T* uf = u.typed_data() + Lead::offset(f, lead.out, lu, int64_t(k) * d * dp);
+    std::vector<char> upper(k);
+    for (int c = 0; c < k; ++c) {
+      bool up = true;
+      for (int a = 1; a < d && up; ++a)
+        for (int j = 0; j < a && up; ++j) up = uf[(int64_t(c) * d + a) * dp + j] == T(0);
+      upper[c] = up;
+    }
+    DirectPass<T, 8> pass{xf,
+                          w.typed_data() + Lead::offset(f, lead.out, lw, b),
+                          mu.typed_data() + Lead::offset(f, lead.out, lm, int64_t(k) * d),
+                          uf,
+                          cst.typed_data() + Lead::offset(f, lead.out, lc, k),
+                          shift.typed_data() + Lead::offset(f, lead.out, ls, int64_t(k) * d),
+                          d, dp, k, kp, reinterpret_cast<const bool*>(upper.data())};
+    const T total = two_halves<T>(b, n_sums, sums.data(), [&](int64_t lo, int64_t hi, T* out) {
+      return direct_rows<T>(pass, lo, hi, out);
+    });
+    ll->typed_data()[f] = total;
+    T* srf = sr->typed_data() + f * k;
+    T* sxf = sx->typed_data() + f * int64_t(k) * d;
+    T* sxxf = sxx->typed_data() + f * int64_t(k) * n_tri;
+    for (int c = 0; c < k; ++c) {
+      srf[c] = sums[c];
+      for (int j = 0; j < d; ++j) sxf[c * d + j] = sums[k + int64_t(c) * dp + j];
+      const T* sc = sums.data() + k + int64_t(k) * dp + int64_t(c) * d * dp;
+      int64_t p = 0;
+      for (int a = 0; a < d; ++a)
+        for (int j = a; j < d; ++j) sxxf[c * n_tri + p++] = sc[int64_t(a) * dp + j];
+    }
   }
   return ffi::Error::Success();
 }
@@ -494,3 +662,21 @@ ffi::Error PhiPass(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi::Buffer<D
 
 JAXGMM_PHI_PASS(JaxgmmPhiPassF64, ffi::F64)
 JAXGMM_PHI_PASS(JaxgmmPhiPassF32, ffi::F32)
+
+#define JAXGMM_DIRECT_PASS(name, DT)                             \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, DirectPassHandler<DT>,     \
+                                ffi::Ffi::Bind()                 \
+                                    .Arg<ffi::Buffer<DT>>()       \
+                                    .Arg<ffi::Buffer<ffi::S32>>() \
+                                    .Arg<ffi::Buffer<DT>>()       \
+                                    .Arg<ffi::Buffer<DT>>()       \
+                                    .Arg<ffi::Buffer<DT>>()       \
+                                    .Arg<ffi::Buffer<DT>>()       \
+                                    .Arg<ffi::Buffer<DT>>()       \
+                                    .Ret<ffi::Buffer<DT>>()       \
+                                    .Ret<ffi::Buffer<DT>>()       \
+                                    .Ret<ffi::Buffer<DT>>()       \
+                                    .Ret<ffi::Buffer<DT>>());
+
+JAXGMM_DIRECT_PASS(JaxgmmDirectPassF64, ffi::F64)
+JAXGMM_DIRECT_PASS(JaxgmmDirectPassF32, ffi::F32)
