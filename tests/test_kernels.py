@@ -87,8 +87,9 @@ def _assert_close(a, b, rtol):
 
 @pytest.mark.parametrize("structure", list(STRUCTURES))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize(("d", "k"), [(5, 16), (16, 8), (3, 20), (9, 33)])
-@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize(
+    ("d", "k", "weighted"), [(5, 16, True), (16, 8, False), (3, 20, False), (9, 33, True)]
+)
 def test_the_fused_pass_gives_xla_passs_statistics(structure, dtype, d, k, weighted, xla_pass):
     cov_cls = STRUCTURES[structure]
     rng = np.random.default_rng(d * 100 + k)

@@ -91,6 +91,15 @@ inline T hmax(V<T> v) {
 // exp(x) for x <= 0 (L - max): Cody-Waite reduction, a Taylor polynomial, and the
 // power of two as two factors so that results down to the smallest subnormal stay
 // right. exp(-inf) = 0, NaN stays NaN.
+// 1/k! and 1/(2n + 1): the polynomials' coefficients (exp's Taylor series, and
+// 2 atanh's series for log), rounded to each type where they are used.
+constexpr double kInverseFactorial[14] = {
+    1.0,           1.0,            1.0 / 2,         1.0 / 6,          1.0 / 24,
+    1.0 / 120,     1.0 / 720,      1.0 / 5040,      1.0 / 40320,      1.0 / 362880,
+    1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0};
+constexpr double kInverseOdd[11] = {1.0,      1.0 / 3,  1.0 / 5,  1.0 / 7,  1.0 / 9, 1.0 / 11,
+                                    1.0 / 13, 1.0 / 15, 1.0 / 17, 1.0 / 19, 1.0 / 21};
+
 template <typename T>
 struct ExpConsts;
 template <>
@@ -101,7 +110,6 @@ struct ExpConsts<double> {
   static constexpr double lowest = -745.2;
   static constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52
   static constexpr int degree = 13;
-  static constexpr double inverse_factorial[14] = {1.0 / 1.0, 1.0 / 1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0, 1.0 / 40320.0, 1.0 / 362880.0, 1.0 / 3628800.0, 1.0 / 39916800.0, 1.0 / 479001600.0, 1.0 / 6227020800.0};
   static constexpr int mantissa = 52;
   static constexpr int bias = 1023;
 };
@@ -113,7 +121,6 @@ struct ExpConsts<float> {
   static constexpr float lowest = -104.0f;
   static constexpr float shifter = 12582912.0f;  // 1.5 * 2^23
   static constexpr int degree = 8;
-  static constexpr double inverse_factorial[14] = {1.0 / 1.0, 1.0 / 1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0, 1.0 / 40320.0, 1.0 / 362880.0, 1.0 / 3628800.0, 1.0 / 39916800.0, 1.0 / 479001600.0, 1.0 / 6227020800.0};
   static constexpr int mantissa = 23;
   static constexpr int bias = 127;
 };
@@ -127,8 +134,8 @@ inline V<T> vexp(V<T> x) {
   V<T> r = (xc - n * C::ln2_hi) - n * C::ln2_lo;
   // 1/k! for k = degree..0, Horner
   // Taylor coefficients 1/k!, Horner
-  V<T> p = splat<T>(T(C::inverse_factorial[C::degree]));
-  for (int k = C::degree - 1; k >= 0; --k) p = p * r + T(C::inverse_factorial[k]);
+  V<T> p = splat<T>(T(kInverseFactorial[C::degree]));
+  for (int k = C::degree - 1; k >= 0; --k) p = p * r + T(kInverseFactorial[k]);
   VI<T> ni = __builtin_convertvector(n, VI<T>);
   VI<T> half = ni >> 1;
   VI<T> e1 = (half + C::bias) << C::mantissa;
@@ -151,7 +158,6 @@ struct LogConsts;
 template <>
 struct LogConsts<double> {
   static constexpr int terms = 11;
-  static constexpr double inverse_odd[11] = {1.0 / 1.0, 1.0 / 3.0, 1.0 / 5.0, 1.0 / 7.0, 1.0 / 9.0, 1.0 / 11.0, 1.0 / 13.0, 1.0 / 15.0, 1.0 / 17.0, 1.0 / 19.0, 1.0 / 21.0};
   static constexpr int64_t one = 0x3ff0000000000000LL, mant = 0x000fffffffffffffLL;
   static constexpr int shift = 52;
   static constexpr double ln2_hi = 6.93147180369123816490e-01;
@@ -160,7 +166,6 @@ struct LogConsts<double> {
 template <>
 struct LogConsts<float> {
   static constexpr int terms = 6;
-  static constexpr double inverse_odd[11] = {1.0 / 1.0, 1.0 / 3.0, 1.0 / 5.0, 1.0 / 7.0, 1.0 / 9.0, 1.0 / 11.0, 1.0 / 13.0, 1.0 / 15.0, 1.0 / 17.0, 1.0 / 19.0, 1.0 / 21.0};
   static constexpr int32_t one = 0x3f800000, mant = 0x007fffff;
   static constexpr int shift = 23;
   static constexpr float ln2_hi = 6.93145752e-01f;
@@ -183,8 +188,8 @@ inline V<T> vlog(V<T> x) {
   V<T> f = (m - T(1)) / (m + T(1));
   V<T> s2 = f * f;
   // 1/(2n+1), n = terms-1..0, Horner in s2
-  V<T> p = splat<T>(T(C::inverse_odd[C::terms - 1]));
-  for (int n = C::terms - 2; n >= 0; --n) p = p * s2 + T(C::inverse_odd[n]);
+  V<T> p = splat<T>(T(kInverseOdd[C::terms - 1]));
+  for (int n = C::terms - 2; n >= 0; --n) p = p * s2 + T(kInverseOdd[n]);
   V<T> ef = __builtin_convertvector(e, V<T>);
   return ef * C::ln2_hi + (T(2) * f * p + ef * C::ln2_lo);
 }
