@@ -144,9 +144,10 @@ def test_the_fused_pass_is_batched_over_fits_and_any_vmap(xla_pass):
     cov_cls = _covariance.FullCovariance
     with x64_scope(np.float64):
         blocks = _blocks(rng, 2000, 4, np.float64, 1024, False)
-        many = [_params(rng, cov_cls, 8, 4, np.float64) for _ in range(6)]
+        many = [_params(rng, cov_cls, 16, 4, np.float64) for _ in range(6)]
         stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a).reshape(2, 3, *a[0].shape), *many)
         twice = jax.jit(jax.vmap(jax.vmap(_pass, (0, None)), (0, None)))
+        assert "jaxgmm_phi_pass" in twice.lower(stacked, blocks).as_text()
         fused = twice(stacked, blocks)
         reference = xla_pass(lambda: twice(stacked, blocks))
         one = jax.jit(_pass)(many[4], blocks)
@@ -159,8 +160,9 @@ def test_non_finite_parameters_give_non_finite_sums_as_in_xla(xla_pass):
     cov_cls = _covariance.DiagCovariance
     with x64_scope(np.float64):
         blocks = _blocks(rng, 1024, 6, np.float64, 512, False)
-        params = _params(rng, cov_cls, 8, 6, np.float64)
+        params = _params(rng, cov_cls, 16, 6, np.float64)
         params = GMMParams(params.weights, params.means.at[2, 0].set(jnp.nan), params.covariance)
+        assert "jaxgmm_phi_pass" in jax.jit(_pass).lower(params, blocks).as_text()
         fused = jax.jit(_pass)(params, blocks)
         reference = xla_pass(lambda: jax.jit(_pass)(params, blocks))
     assert np.isnan(fused[1]) and np.isnan(reference[1])
@@ -168,7 +170,7 @@ def test_non_finite_parameters_give_non_finite_sums_as_in_xla(xla_pass):
 
 
 @pytest.mark.parametrize(
-    ("covariance_type", "n_features"), [("full", 5), ("diag", 5), ("spherical", 5), ("full", 66)]
+    ("covariance_type", "n_features"), [("full", 5), ("diag", 8), ("spherical", 14), ("full", 66)]
 )
 def test_fits_with_the_fused_pass_equal_fits_without(covariance_type, n_features, xla_pass):
     """Whole fits, several blocks (block_rows=512), restarts batched: the same
@@ -239,3 +241,41 @@ def test_without_a_compiler_passes_are_xlas(monkeypatch, tmp_path):
     with pytest.raises(OSError):
         _kernels._build()
     assert not list(tmp_path.glob("*.so")) and not list(tmp_path.glob(".*tmp"))
+
+
+def test_overlapping_blas_limits_restore_openblass_threads(monkeypatch):
+    """Fits in two threads: OpenBLAS is limited from the first entry to the last exit,
+    once (threadpoolctl alone restores on each exit what it saw on entry: overlapping
+    limits left one thread for good)."""
+    import threading
+
+    from jaxgmm import _programs
+
+    events = []
+
+    class Limit:
+        def restore_original_limits(self):
+            events.append("restore")
+
+    class Controller:
+        def limit(self, limits, user_api):
+            events.append(("limit", limits, user_api))
+            return Limit()
+
+    monkeypatch.setattr(_programs, "_blas_controller", lambda: Controller())
+    inside, release = threading.Event(), threading.Event()
+
+    def first():
+        with _programs._one_blas_thread():
+            inside.set()
+            release.wait()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    inside.wait()
+    with _programs._one_blas_thread():
+        release.set()
+        thread.join()
+        assert events == [("limit", 1, "blas")]
+    assert events == [("limit", 1, "blas"), "restore"]
+    assert _programs._blas_depth == 0

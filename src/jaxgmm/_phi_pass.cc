@@ -108,6 +108,7 @@ struct ExpConsts<double> {
   static constexpr double ln2_lo = 1.90821492927058770002e-10;
   static constexpr double log2e = 1.44269504088896338700e+00;
   static constexpr double lowest = -745.2;
+  static constexpr double highest = 709.78;
   static constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52
   static constexpr int degree = 13;
   static constexpr int mantissa = 52;
@@ -119,6 +120,7 @@ struct ExpConsts<float> {
   static constexpr float ln2_lo = 1.42860677e-06f;
   static constexpr float log2e = 1.44269504e+00f;
   static constexpr float lowest = -104.0f;
+  static constexpr float highest = 88.72f;
   static constexpr float shifter = 12582912.0f;  // 1.5 * 2^23
   static constexpr int degree = 8;
   static constexpr int mantissa = 23;
@@ -145,8 +147,9 @@ inline V<T> vexp(V<T> x) {
   std::memcpy(&s2, &e2, sizeof(s2));
   V<T> y = p * s1 * s2;
   y = x < splat<T>(C::lowest) ? splat<T>(T(0)) : y;
-  // +inf (a log-joint that overflowed): inf, as XLA's exp, not inf - inf
-  return x == std::numeric_limits<T>::infinity() ? x : y;
+  // above the largest finite result (x > 0 only where a row's maximum was not finite
+  // and taken as 0): inf, as XLA's exp, not an overflowed exponent field
+  return x > splat<T>(C::highest) ? splat<T>(std::numeric_limits<T>::infinity()) : y;
 }
 
 

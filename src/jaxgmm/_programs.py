@@ -29,6 +29,7 @@ import os
 import pickle
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import jax
@@ -114,8 +115,26 @@ def _one_blas_thread():
     if controller is None:
         yield
         return
-    with controller.limit(limits=1, user_api="blas"):
+    # fits in several threads: the first to enter limits, the last to leave restores
+    # (threadpoolctl restores what it saw on entry, so overlapping limits would not)
+    global _blas_depth, _blas_limit
+    with _blas_lock:
+        if _blas_depth == 0:
+            _blas_limit = controller.limit(limits=1, user_api="blas")
+        _blas_depth += 1
+    try:
         yield
+    finally:
+        with _blas_lock:
+            _blas_depth -= 1
+            if _blas_depth == 0:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
+
+
+_blas_lock = threading.Lock()
+_blas_depth = 0
+_blas_limit = None
 
 
 @functools.cache
@@ -171,7 +190,7 @@ def _signature(fn, static, dynamic, small: bool) -> tuple:
         (device.platform, device.device_kind, jax.device_count()),
         small,
         # a program may call the fused CPU pass (never small data's: no such pass)
-        not small and _kernels.wanted(),
+        not small and _kernels.wanted() and jax.default_backend() == "cpu",
     )
 
 
@@ -260,8 +279,8 @@ def _load(path: Path, signature: tuple):
     try:
         serialized, in_tree, out_tree = pickle.loads(path.read_bytes())
         _prepare_lapack()
-        if signature[-1] and not _kernels.prepare():  # it may call the fused pass
-            return None
+        if signature[-1]:  # it may call the fused pass: register it (if it cannot be
+            _kernels.prepare()  # built, a program that calls it fails to load: compiled)
         program = deserialize_and_load(serialized, in_tree, out_tree)
         os.utime(path)  # used now: the last to be removed
         return program
