@@ -79,11 +79,9 @@ def fused_pass(x, index, w, center, A, features: str):
     and ``resp`` the weighted responsibilities of the log-joint ``phi @ A``: what
     ``_em.pass_stats`` computes in its fast form. Any leading (``vmap``) axes."""
     k = A.shape[-1]
-    lanes = _VECTOR_BYTES // A.dtype.itemsize
-    padded = -(-k // lanes) * lanes
-    if padded != k:  # components of log-joint -inf: responsibility 0
-        pad = jnp.zeros((*A.shape[:-1], padded - k), A.dtype).at[..., 0, :].set(-jnp.inf)
-        A = jnp.concatenate([A, pad], axis=-1)
+    # components of log-joint -inf (constant row -inf): responsibility 0
+    pad = _padding(A, lambda z: z.at[..., 0, :].set(-jnp.inf))
+    A = A if pad is None else jnp.concatenate([A, pad], axis=-1)
     target = _TARGETS[np.dtype(A.dtype)][1]
     shapes = (
         jax.ShapeDtypeStruct(A.shape[-2:], A.dtype),
@@ -111,11 +109,9 @@ def fused_direct_pass(x, index, w, means, precisions_cholesky, constant, shift):
     what ``_em.pass_stats`` computes for wide data. Any leading (``vmap``) axes."""
     k, d = means.shape[-2:]
     dtype = np.dtype(means.dtype)
-    lanes = _VECTOR_BYTES // dtype.itemsize
-    padded = -(-d // lanes) * lanes
     U = precisions_cholesky
-    if padded != d:  # zero columns: they add nothing to |y|^2
-        U = jnp.concatenate([U, jnp.zeros((*U.shape[:-1], padded - d), U.dtype)], axis=-1)
+    pad = _padding(U)  # zero columns: they add nothing to |y|^2
+    U = U if pad is None else jnp.concatenate([U, pad], axis=-1)
     shapes = (
         jax.ShapeDtypeStruct((k,), dtype),
         jax.ShapeDtypeStruct((k, d), dtype),
@@ -125,6 +121,14 @@ def fused_direct_pass(x, index, w, means, precisions_cholesky, constant, shift):
     call = jax.ffi.ffi_call(_DIRECT_TARGETS[dtype][1], shapes, vmap_method="expand_dims")
     index = jnp.asarray(index, jnp.int32)
     return call(x, index, w, means, U, constant, shift)
+
+
+def _padding(a, fill=lambda z: z):
+    """The columns that take ``a``'s last axis to a multiple of the kernel's vector
+    lanes (zeros, then ``fill``), or None where it is one already."""
+    lanes = _VECTOR_BYTES // a.dtype.itemsize
+    extra = -a.shape[-1] % lanes
+    return None if extra == 0 else fill(jnp.zeros((*a.shape[:-1], extra), a.dtype))
 
 
 @functools.cache

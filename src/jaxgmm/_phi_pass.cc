@@ -18,6 +18,7 @@
 #include <limits>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -100,39 +101,42 @@ constexpr double kInverseFactorial[14] = {
 constexpr double kInverseOdd[11] = {1.0,      1.0 / 3,  1.0 / 5,  1.0 / 7,  1.0 / 9, 1.0 / 11,
                                     1.0 / 13, 1.0 / 15, 1.0 / 17, 1.0 / 19, 1.0 / 21};
 
+// Per type: the Cody-Waite split of ln 2, exp's range (0 below `lowest`, inf above
+// `highest`) and the polynomials' lengths; the bit layout comes from numeric_limits.
 template <typename T>
-struct ExpConsts;
+struct Consts;
 template <>
-struct ExpConsts<double> {
+struct Consts<double> {
   static constexpr double ln2_hi = 6.93147180369123816490e-01;
   static constexpr double ln2_lo = 1.90821492927058770002e-10;
-  static constexpr double log2e = 1.44269504088896338700e+00;
-  static constexpr double lowest = -745.2;
-  static constexpr double highest = 709.78;
-  static constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52
-  static constexpr int degree = 13;
-  static constexpr int mantissa = 52;
-  static constexpr int bias = 1023;
+  static constexpr double lowest = -745.2, highest = 709.78;
+  static constexpr int degree = 13, terms = 11;  // exp's Taylor degree, log's series terms
 };
 template <>
-struct ExpConsts<float> {
+struct Consts<float> {
   static constexpr float ln2_hi = 6.93145752e-01f;
   static constexpr float ln2_lo = 1.42860677e-06f;
-  static constexpr float log2e = 1.44269504e+00f;
-  static constexpr float lowest = -104.0f;
-  static constexpr float highest = 88.72f;
-  static constexpr float shifter = 12582912.0f;  // 1.5 * 2^23
-  static constexpr int degree = 8;
-  static constexpr int mantissa = 23;
-  static constexpr int bias = 127;
+  static constexpr float lowest = -104.0f, highest = 88.72f;
+  static constexpr int degree = 8, terms = 6;
+};
+template <typename T>
+struct Bits {
+  using I = std::conditional_t<sizeof(T) == 8, int64_t, int32_t>;
+  static constexpr int mantissa = std::numeric_limits<T>::digits - 1;
+  static constexpr int bias = std::numeric_limits<T>::max_exponent - 1;
+  static constexpr I one = I(bias) << mantissa;  // the bits of 1.0
+  static constexpr I mant = (I(1) << mantissa) - 1;
+  static constexpr T shifter = T(1.5) * T(I(1) << mantissa);  // adding it rounds to integer
+  static constexpr T log2e = T(1.44269504088896340736);
 };
 
 template <typename T>
 inline V<T> vexp(V<T> x) {
-  using C = ExpConsts<T>;
+  using C = Consts<T>;
+  using B = Bits<T>;
   V<T> xc = x < splat<T>(C::lowest) ? splat<T>(C::lowest) : x;  // NaN passes through
-  V<T> t = xc * C::log2e + C::shifter;
-  V<T> n = t - C::shifter;  // round(x / ln 2)
+  V<T> t = xc * B::log2e + B::shifter;
+  V<T> n = t - B::shifter;  // round(x / ln 2)
   V<T> r = (xc - n * C::ln2_hi) - n * C::ln2_lo;
   // 1/k! for k = degree..0, Horner
   // Taylor coefficients 1/k!, Horner
@@ -140,8 +144,8 @@ inline V<T> vexp(V<T> x) {
   for (int k = C::degree - 1; k >= 0; --k) p = p * r + T(kInverseFactorial[k]);
   VI<T> ni = __builtin_convertvector(n, VI<T>);
   VI<T> half = ni >> 1;
-  VI<T> e1 = (half + C::bias) << C::mantissa;
-  VI<T> e2 = (ni - half + C::bias) << C::mantissa;
+  VI<T> e1 = (half + B::bias) << B::mantissa;
+  VI<T> e2 = (ni - half + B::bias) << B::mantissa;
   V<T> s1, s2;
   std::memcpy(&s1, &e1, sizeof(s1));
   std::memcpy(&s2, &e2, sizeof(s2));
@@ -157,31 +161,13 @@ inline V<T> vexp(V<T> x) {
 // the caller takes std::log for any lane that is not): x = 2^e m, m in
 // [sqrt(1/2), sqrt(2)), log m = 2 atanh(f), f = (m - 1) / (m + 1).
 template <typename T>
-struct LogConsts;
-template <>
-struct LogConsts<double> {
-  static constexpr int terms = 11;
-  static constexpr int64_t one = 0x3ff0000000000000LL, mant = 0x000fffffffffffffLL;
-  static constexpr int shift = 52;
-  static constexpr double ln2_hi = 6.93147180369123816490e-01;
-  static constexpr double ln2_lo = 1.90821492927058770002e-10;
-};
-template <>
-struct LogConsts<float> {
-  static constexpr int terms = 6;
-  static constexpr int32_t one = 0x3f800000, mant = 0x007fffff;
-  static constexpr int shift = 23;
-  static constexpr float ln2_hi = 6.93145752e-01f;
-  static constexpr float ln2_lo = 1.42860677e-06f;
-};
-
-template <typename T>
 inline V<T> vlog(V<T> x) {
-  using C = LogConsts<T>;
+  using C = Consts<T>;
+  using B = Bits<T>;
   VI<T> bits;
   std::memcpy(&bits, &x, sizeof(bits));
-  VI<T> e = (bits >> C::shift) - (C::one >> C::shift);
-  VI<T> mbits = (bits & C::mant) | C::one;
+  VI<T> e = (bits >> B::mantissa) - (B::one >> B::mantissa);
+  VI<T> mbits = (bits & B::mant) | B::one;
   V<T> m;
   std::memcpy(&m, &mbits, sizeof(m));
   const T sqrt2 = T(1.41421356237309504880);
