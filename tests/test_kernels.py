@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import jaxgmm
-from jaxgmm import _covariance, _em, _kernels
+from jaxgmm import _covariance, _em, _kernels, _programs
 from jaxgmm._params import GMMParams
 from jaxgmm._rows import make_blocks
 from jaxgmm._typing import x64_scope
@@ -24,6 +24,7 @@ STRUCTURES = {
     "full": _covariance.FullCovariance,
     "diag": _covariance.DiagCovariance,
     "spherical": _covariance.SphericalCovariance,
+    "tied": _covariance.TiedCovariance,
 }
 
 
@@ -56,6 +57,8 @@ def _params(rng, cov_cls, k, d, dtype, far=0.0):
         cov = np.diagonal(full, axis1=1, axis2=2).copy()
     elif cov_cls is _covariance.SphericalCovariance:
         cov = scales**2
+    elif cov_cls is _covariance.TiedCovariance:
+        cov = full[0]
     else:
         cov = full
     weights = rng.uniform(0.5, 1.5, size=k)
@@ -139,9 +142,10 @@ def test_the_centred_fused_pass_gives_xla_passs_statistics_on_wide_data(dtype, d
     assert float(fused[0].sum_r[-1]) == 0.0
 
 
-def test_the_fused_pass_is_batched_over_fits_and_any_vmap(xla_pass):
+@pytest.mark.parametrize("structure", ["full", "tied"])
+def test_the_fused_pass_is_batched_over_fits_and_any_vmap(structure, xla_pass):
     rng = np.random.default_rng(0)
-    cov_cls = _covariance.FullCovariance
+    cov_cls = STRUCTURES[structure]
     with x64_scope(np.float64):
         blocks = _blocks(rng, 2000, 4, np.float64, 1024, False)
         many = [_params(rng, cov_cls, 16, 4, np.float64) for _ in range(6)]
@@ -169,20 +173,55 @@ def test_non_finite_parameters_give_non_finite_sums_as_in_xla(xla_pass):
     assert np.array_equal(np.isfinite(fused[0].sum_r), np.isfinite(reference[0].sum_r))
 
 
+@pytest.fixture
+def kernel_runs(monkeypatch):
+    """How many times the fused kernels ran (counted at run time, not when traced: a
+    fit whose exactness check sends every pass to the centred form never reaches the
+    fast form's kernel). Compiled programs are not reused (they would not count)."""
+    runs = []
+
+    def counted(wrapper):
+        def call(*args, **kwargs):
+            out = wrapper(*args, **kwargs)
+            jax.debug.callback(lambda: runs.append(1))
+            return out
+
+        return call
+
+    for name in ("fused_pass", "fused_direct_pass"):
+        monkeypatch.setattr(_kernels, name, counted(getattr(_kernels, name)))
+    monkeypatch.setenv("JAXGMM_CACHE_DIR", "off")
+    _programs.clear_programs()
+    yield runs
+    _programs.clear_programs()
+
+
 @pytest.mark.parametrize(
-    ("covariance_type", "n_features"), [("full", 5), ("diag", 8), ("spherical", 14), ("full", 66)]
+    ("covariance_type", "n_features", "far"),
+    [
+        ("full", 5, False),
+        ("full", 5, True),
+        ("diag", 8, False),
+        ("spherical", 14, False),
+        ("tied", 16, False),
+        ("full", 66, True),
+    ],
 )
-def test_fits_with_the_fused_pass_equal_fits_without(covariance_type, n_features, xla_pass):
+def test_fits_with_the_fused_pass_equal_fits_without(
+    covariance_type, n_features, far, xla_pass, kernel_runs
+):
     """Whole fits, several blocks (block_rows=512), restarts batched: the same
-    iterations, log-likelihood and parameters; far, tight components included (the
-    fast form's exactness check then sends passes to the centred form)."""
+    iterations, log-likelihood and parameters, with the kernel run. With a tight
+    component far from the rest (``far``) the fast form's exactness check sends
+    every pass to the centred form (the kernel for wide data, XLA's otherwise)."""
     rng = np.random.default_rng(2)
     d = n_features
     centers = rng.normal(size=(8, d)) * 6
     X = np.concatenate(
         [c + rng.normal(size=(400, d)) * s for c, s in zip(centers, [1, 2] * 4, strict=True)]
     )
-    X[:300] = 1e6 + 1e-3 * rng.normal(size=(300, d))  # tight and far from the rest
+    if far:
+        X[:300] = 1e6 + 1e-3 * rng.normal(size=(300, d))  # tight and far from the rest
 
     def fit():
         return jaxgmm.fit_restarts(
@@ -196,7 +235,9 @@ def test_fits_with_the_fused_pass_equal_fits_without(covariance_type, n_features
             block_rows=512,
         )
 
-    fused, reference = fit(), xla_pass(fit)
+    fused = fit()
+    assert (len(kernel_runs) > 0) == (not far or d > 63)
+    reference = xla_pass(fit)
     np.testing.assert_array_equal(fused.n_iter, reference.n_iter)
     np.testing.assert_allclose(fused.lower_bound, reference.lower_bound, rtol=1e-11)
     np.testing.assert_allclose(fused.params.means, reference.params.means, rtol=1e-9, atol=1e-9)

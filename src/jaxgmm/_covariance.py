@@ -121,7 +121,9 @@ class Covariance(abc.ABC):
     shared_second: ClassVar[bool] = False
 
     #: The fused CPU pass's name for :meth:`second_moments` (``_kernels``: 'squares',
-    #: 'norm' or 'triangle'); None where it has none (tied's shared quadratic form).
+    #: 'norm' or 'triangle'; 'shared' for tied's shared quadratic form, with
+    #: :meth:`shared_quadratic` from ``precisions_cholesky`` and
+    #: :meth:`pooled_second_moments`); None where the kernel does not serve it.
     fused_features: ClassVar[str | None] = None
     #: Whether the fused CPU pass's centred form serves it (wide data): its centred
     #: log-density is ``constant_k - |(x - mu_k) @ U_k|^2 / 2`` with ``U_k``, its
@@ -549,7 +551,7 @@ class TiedCovariance(_Matrices):
     family: ClassVar[str] = "EEE"
     per_component: ClassVar[bool] = False
     shared_second: ClassVar[bool] = True
-    fused_features: ClassVar[str | None] = None
+    fused_features: ClassVar[str | None] = "shared"
 
     def shared_quadratic(self, x):
         y = x @ self.precisions_cholesky

@@ -293,10 +293,16 @@ def fused_pass(resp_fn, covariance_class: type[Covariance], blocks: Blocks):
     A = resp_fn.model.A
     if not _kernels.usable(A.dtype, A.shape[-2], A.shape[-1]):
         return None
+    shared = covariance_class.shared_second
+    factor = resp_fn.model.covariance.precisions_cholesky if shared else None
 
     def fused(w, b):  # block b's rows are read in place, not sliced out (a copy)
-        s, log_lik = _kernels.fused_pass(blocks.x, b, w, blocks.center, A, features)
-        return SuffStats.from_matrix(s, blocks.n_features), log_lik
+        args = (blocks.x, b, w, blocks.center, A, features, factor)
+        s, log_lik, pooled = _kernels.fused_pass(*args)
+        stats = SuffStats.from_matrix(s, blocks.n_features)
+        if shared:  # as phi_stats: the rows' own second moments, one row
+            stats = dataclasses.replace(stats, sum_rxx=pooled[None, :])
+        return stats, log_lik
 
     return fused
 

@@ -48,7 +48,7 @@ _DIRECT_TARGETS = {
     np.dtype(np.float32): ("JaxgmmDirectPassF32", "jaxgmm_direct_pass_f32"),
 }
 #: ``Covariance.fused_features`` -> the kernel's ``mode``.
-_MODES = {"squares": 0, "norm": 1, "triangle": 2}
+_MODES = {"squares": 0, "norm": 1, "triangle": 2, "shared": 3}
 _FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w")
 #: Bytes per vector in the kernel: components are padded to a multiple of its lanes.
 _VECTOR_BYTES = 64
@@ -72,25 +72,40 @@ def usable(dtype, n_phi: int, n_components: int) -> bool:
     return wanted() and prepare()
 
 
-def fused_pass(x, index, w, center, A, features: str):
-    """``(resp.T @ phi, sum_i w_i log_norm_i)`` of block ``index`` of ``x`` (all the
-    blocks, ``(n_blocks, rows, d)``: the kernel reads the block in place), with
-    weights ``w``, ``phi = [1, x - center, q(x - center)]`` (``q`` by ``features``)
-    and ``resp`` the weighted responsibilities of the log-joint ``phi @ A``: what
-    ``_em.pass_stats`` computes in its fast form. Any leading (``vmap``) axes."""
-    k = A.shape[-1]
+def fused_pass(x, index, w, center, A, features: str, shared_factor=None):
+    """``(resp.T @ phi, sum_i w_i log_norm_i, pooled)`` of block ``index`` of ``x``
+    (all the blocks, ``(n_blocks, rows, d)``: the kernel reads the block in place),
+    with weights ``w``, ``phi = [1, x - center, q(x - center)]`` (``q`` by
+    ``features``) and ``resp`` the weighted responsibilities of the log-joint
+    ``phi @ A``: what ``_em.pass_stats`` computes in its fast form. Any leading
+    (``vmap``) axes.
+
+    ``features='shared'`` (tied): ``phi = [1, x - center]``, the log-joint adds each
+    row's ``-|(x - center) @ shared_factor|^2 / 2``, and ``pooled`` is the rows'
+    second moments weighted by their total responsibility, the upper triangle of
+    ``sum_i (sum_k resp_ik) xc_i xc_i^T`` (``Covariance.pooled_second_moments``);
+    elsewhere it is empty."""
+    k, d = A.shape[-1], x.shape[-1]
     # components of log-joint -inf (constant row -inf): responsibility 0
     pad = _padding(A, lambda z: z.at[..., 0, :].set(-jnp.inf))
     A = A if pad is None else jnp.concatenate([A, pad], axis=-1)
+    lanes = _VECTOR_BYTES // A.dtype.itemsize
+    if shared_factor is None:
+        U, n_pooled = jnp.zeros((0, lanes), A.dtype), 0
+    else:
+        pad = _padding(shared_factor)  # zero columns: they add nothing to |y|^2
+        U = shared_factor if pad is None else jnp.concatenate([shared_factor, pad], axis=-1)
+        n_pooled = d * (d + 1) // 2
     target = _TARGETS[np.dtype(A.dtype)][1]
     shapes = (
         jax.ShapeDtypeStruct(A.shape[-2:], A.dtype),
         jax.ShapeDtypeStruct((), A.dtype),
+        jax.ShapeDtypeStruct((n_pooled,), A.dtype),
     )
     call = jax.ffi.ffi_call(target, shapes, vmap_method="expand_dims")
     index = jnp.asarray(index, jnp.int32)
-    s, log_lik = call(x, index, w, center, A, mode=np.int32(_MODES[features]))
-    return jnp.swapaxes(s[..., :k], -1, -2), log_lik
+    s, log_lik, pooled = call(x, index, w, center, A, U, mode=np.int32(_MODES[features]))
+    return jnp.swapaxes(s[..., :k], -1, -2), log_lik, pooled
 
 
 def direct_usable(dtype) -> bool:

@@ -2,11 +2,14 @@
 // its sufficient statistics in one loop over the rows, for one or more fits.
 //
 // For each fit f and row i, with phi = [1, x_i - c, q(x_i - c)] (q by `mode`: the
-// squares, the squared norm, or the upper triangle of the outer product, row by row):
-//   L = phi @ a[f]                      (n_phi x k: the fast form of the log-joint)
+// squares, the squared norm, or the upper triangle of the outer product, row by row;
+// none where the quadratic form is shared, 'tied'):
+//   L = phi @ a[f]                      (n_phi x k: the fast form of the log-joint;
+//                                        shared: plus -|(x_i - c) @ u[f]|^2 / 2)
 //   r = exp(L - max L) / sum exp(...)   (responsibilities; max taken as 0 if not finite)
 //   s[f] += w_i * r (x) phi             (n_phi x k, the layout of a)
 //   ll[f] += w_i * (max L + log sum exp(L - max L))
+//   shared: pooled[f] += (sum_k w_i r_ik) triu((x_i - c)(x_i - c)^T)
 // exactly what jaxgmm's XLA pass computes (`_em.pass_stats`), in another order of
 // summation. Built by jaxgmm on first use (`_kernels.py`) with -march=native.
 #include <algorithm>
@@ -14,9 +17,12 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <functional>
+#include <initializer_list>
 #include <limits>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -183,8 +189,9 @@ inline V<T> vlog(V<T> x) {
   return ef * C::ln2_hi + (T(2) * f * p + ef * C::ln2_lo);
 }
 
-// The features phi(x - c) of one row: [1, xc, q(xc)], q by mode.
-enum Mode : int32_t { kSquares = 0, kNorm = 1, kTriangle = 2 };
+// The features phi(x - c) of one row: [1, xc, q(xc)], q by mode ([1, xc] where the
+// quadratic form is shared).
+enum Mode : int32_t { kSquares = 0, kNorm = 1, kTriangle = 2, kShared = 3 };
 
 template <typename T>
 inline void features(const T* __restrict x, const T* __restrict c, int d, int mode,
@@ -212,7 +219,7 @@ inline void features(const T* __restrict x, const T* __restrict c, int d, int mo
     T s = hsum<T>(acc);
     for (; i < d; ++i) s += xc[i] * xc[i];
     q[0] = s;
-  } else {
+  } else if (mode == kTriangle) {
     for (int i = 0, p = 0; i < d; p += d - i, ++i) {
       V<T> xi = splat<T>(xc[i]);
       for (int j = i; j < d; j += N) store(q + p + (j - i), xi * load(xc + j));
@@ -269,11 +276,56 @@ T normalise(T* __restrict L, int k, const T* __restrict w) {
 }
 
 // One fit over rows [begin, end): adds sum_i w_i r_ik phi_ij to s (n_phi x k, the
-// layout of a), and returns sum_i w_i log sum_k exp(L_ik), L = phi @ a.
+// layout of a), and returns sum_i w_i log sum_k exp(L_ik), L = phi @ a. Where the
+// quadratic form is shared (kShared), u is its factor (d x dp, zero columns past d),
+// and the rows' pooled second moments follow s (d x dp, the upper triangle read).
 template <typename T, int R>
 struct Pass {
-  const T *x, *w, *c, *a;
-  int d, n_phi, k, mode;
+  const T *x, *w, *c, *a, *u;
+  int d, n_phi, k, mode, dp;
+
+  // Each row's -|xc @ u|^2 / 2, added to all its components' log-joints.
+  void add_shared_quadratic(const T* __restrict phi, T* __restrict L) const {
+    constexpr int N = Vec<T>::N;
+    V<T> sq[R];
+    for (int r = 0; r < R; ++r) sq[r] = V<T>{};
+    for (int jc = 0; jc < dp; jc += N) {
+      V<T> acc[R];
+      for (int r = 0; r < R; ++r) acc[r] = V<T>{};
+      for (int j = 0; j < d; ++j) {
+        V<T> uj = load(u + int64_t(j) * dp + jc);
+        for (int r = 0; r < R; ++r) acc[r] += splat<T>(phi[r * n_phi + 1 + j]) * uj;
+      }
+      for (int r = 0; r < R; ++r) sq[r] += acc[r] * acc[r];
+    }
+    for (int r = 0; r < R; ++r) {
+      V<T> q = splat<T>(T(-0.5) * hsum<T>(sq[r]));
+      for (int kc = 0; kc < k; kc += N) store(L + r * k + kc, load(L + r * k + kc) + q);
+    }
+  }
+
+  // pooled += sum_r (sum_k resp_rk) triu(xc_r xc_r^T), from the weighted responsibilities.
+  void add_pooled(const T* __restrict phi, const T* __restrict L, T* __restrict pooled) const {
+    constexpr int N = Vec<T>::N;
+    T total[R];
+    for (int r = 0; r < R; ++r) {
+      V<T> t = V<T>{};
+      for (int kc = 0; kc < k; kc += N) t += load(L + r * k + kc);
+      total[r] = hsum<T>(t);
+    }
+    // lanes past d read the next features (or the buffer's padding): they only reach
+    // columns past d, which are never read
+    for (int jc = 0; jc < dp; jc += N) {
+      V<T> e[R];
+      for (int r = 0; r < R; ++r) e[r] = load(phi + r * n_phi + 1 + jc);
+      for (int a = 0; a < std::min(d, jc + N); ++a) {
+        T* at = pooled + int64_t(a) * dp + jc;
+        V<T> acc = load(at);
+        for (int r = 0; r < R; ++r) acc += splat<T>(total[r] * phi[r * n_phi + 1 + a]) * e[r];
+        store(at, acc);
+      }
+    }
+  }
 
   // R rows: their log-joints L (R x k), then responsibilities in place.
   T rows(int64_t i, T* __restrict phi, T* __restrict L, T* __restrict s) const {
@@ -304,7 +356,9 @@ struct Pass {
         if (two) store(L + r * k + kc + N, acc1[r]);
       }
     }
+    if (mode == kShared) add_shared_quadratic(phi, L);
     T ll = normalise<T, R>(L, k, w + i);
+    if (mode == kShared) add_pooled(phi, L, s + int64_t(n_phi) * k);
     for (int kc = 0; kc < k; kc += N) {
       V<T> lr[R];
       for (int r = 0; r < R; ++r) lr[r] = load(L + r * k + kc);
@@ -320,15 +374,14 @@ struct Pass {
 };
 
 template <typename T>
-T pass_rows(const T* x, const T* w, const T* c, const T* a, int d, int n_phi, int k, int mode,
-            int64_t begin, int64_t end, T* s) {
+T pass_rows(const Pass<T, 8>& many, int64_t begin, int64_t end, T* s) {
   constexpr int R = 8;
-  std::vector<T> phi(R * n_phi + 2 * Vec<T>::N), L(R * k);
+  std::vector<T> phi(R * many.n_phi + 2 * Vec<T>::N), L(R * many.k);
   T ll = 0;
   int64_t i = begin;
-  Pass<T, R> many{x, w, c, a, d, n_phi, k, mode};
   for (; i + R <= end; i += R) ll += many.rows(i, phi.data(), L.data(), s);
-  Pass<T, 1> one{x, w, c, a, d, n_phi, k, mode};
+  Pass<T, 1> one{many.x, many.w, many.c, many.a, many.u,
+                 many.d, many.n_phi, many.k, many.mode, many.dp};
   for (; i < end; ++i) ll += one.rows(i, phi.data(), L.data(), s);
   return ll;
 }
@@ -496,12 +549,26 @@ T two_halves(int64_t b, int64_t n, T* sums, Run run) {
   const int64_t mid = (b / 2) & ~int64_t(7);
   std::vector<T> second_sums(n, T(0));
   T first = 0, second = 0;
-  std::function<void()> one = [&] { first = run(0, mid, sums); };
-  std::function<void()> two = [&] { second = run(mid, b, second_sums.data()); };
+  // an exception in either half is raised once both have finished (the helper's on
+  // the caller's thread; the caller's only after the helper no longer uses `sums`)
+  std::exception_ptr failed[2];
+  auto guard = [](std::exception_ptr& e, auto body) {
+    try {
+      body();
+    } catch (...) {
+      e = std::current_exception();
+    }
+  };
+  std::function<void()> one = [&] { guard(failed[0], [&] { first = run(0, mid, sums); }); };
+  std::function<void()> two = [&] {
+    guard(failed[1], [&] { second = run(mid, b, second_sums.data()); });
+  };
   if (!Helper::get().run(two, one)) {
     one();
     two();
   }
+  for (auto& e : failed)
+    if (e) std::rethrow_exception(e);
   for (int64_t j = 0; j < n; ++j) sums[j] += second_sums[j];
   return first + second;
 }
@@ -530,6 +597,15 @@ struct Lead {
   }
 };
 
+// Whether an operand's last dimensions are `core` (a mismatched call would read or
+// write past its buffers: the Python wrappers make the shapes, this checks them).
+template <typename Buf>
+bool ends_with(const Buf& b, std::initializer_list<int64_t> core) {
+  auto dims = b.dimensions();
+  if (dims.size() < core.size()) return false;
+  return std::equal(core.begin(), core.end(), dims.end() - core.size());
+}
+
 template <typename Buf>
 std::vector<int64_t> leading(const Buf& b, int core) {
   auto dims = b.dimensions();
@@ -538,8 +614,9 @@ std::vector<int64_t> leading(const Buf& b, int core) {
 
 template <ffi::DataType DT>
 ffi::Error PhiPass(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi::Buffer<DT> w,
-                   ffi::Buffer<DT> c, ffi::Buffer<DT> a, ffi::ResultBuffer<DT> s,
-                   ffi::ResultBuffer<DT> ll, int32_t mode) {
+                   ffi::Buffer<DT> c, ffi::Buffer<DT> a, ffi::Buffer<DT> u,
+                   ffi::ResultBuffer<DT> s, ffi::ResultBuffer<DT> ll,
+                   ffi::ResultBuffer<DT> pooled, int32_t mode) try {
   using T = ffi::NativeType<DT>;
   auto xd = x.dimensions();
   auto ad = a.dimensions();
@@ -549,30 +626,56 @@ ffi::Error PhiPass(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi::Buffer<D
   const int d = int(xd[xd.size() - 1]);
   const int n_phi = int(ad[ad.size() - 2]);
   const int k = int(ad[ad.size() - 1]);
-  if (k % Vec<T>::N != 0) return ffi::Error::InvalidArgument("phi_pass: k not padded");
+  constexpr int N = Vec<T>::N;
+  if (k % N != 0) return ffi::Error::InvalidArgument("phi_pass: k not padded");
+  const bool shared = mode == kShared;
+  const int n_q = mode == kSquares ? d : mode == kNorm ? 1 : mode == kTriangle ? d * (d + 1) / 2 : 0;
+  if (mode < kSquares || mode > kShared || n_phi != 1 + d + n_q)
+    return ffi::Error::InvalidArgument("phi_pass: a's rows do not match mode and x");
+  auto ud = u.dimensions();
+  const int dp = ud.size() < 2 ? 0 : int(ud[ud.size() - 1]);
+  const int64_t n_tri = shared ? int64_t(d) * (d + 1) / 2 : 0;
+  if (ud.size() < 2 || (shared && (ud[ud.size() - 2] != d || dp % N != 0 || dp < d)))
+    return ffi::Error::InvalidArgument("phi_pass: u is not d x (d padded)");
+  if (!ends_with(w, {b}) || !ends_with(c, {d}) || !ends_with(*pooled, {n_tri}) ||
+      !ends_with(*s, {n_phi, k}))
+    return ffi::Error::InvalidArgument("phi_pass: w, c or pooled do not match x");
   Lead lead{leading(*s, 2)};
   auto lx = leading(x, 3), li = leading(index, 0), lw = leading(w, 1), lc = leading(c, 1),
-       la = leading(a, 2);
+       la = leading(a, 2), lu = leading(u, 2);
   const size_t nl = lead.out.size();
-  if (lx.size() != nl || li.size() != nl || lw.size() != nl || lc.size() != nl ||
-      la.size() != nl)
-    return ffi::Error::InvalidArgument("phi_pass: batch ranks differ");
+  for (auto* l : {&lx, &li, &lw, &lc, &la, &lu})
+    if (l->size() != nl) return ffi::Error::InvalidArgument("phi_pass: batch ranks differ");
+  const int64_t n_s = int64_t(n_phi) * k;
+  // the shared form's pooled moments follow s in one buffer of sums (d x dp)
+  std::vector<T> sums(shared ? n_s + int64_t(d) * dp : 0);
   const int64_t fits = lead.size();
   for (int64_t f = 0; f < fits; ++f) {
     // the block's rows, read in place from all of them (no copy of the block)
     int64_t block = index.typed_data()[Lead::offset(f, lead.out, li, 1)];
     block = std::min(std::max(block, int64_t(0)), n_blocks - 1);
-    const T* xf = x.typed_data() + Lead::offset(f, lead.out, lx, n_blocks * b * d) + block * b * d;
-    const T* wf = w.typed_data() + Lead::offset(f, lead.out, lw, b);
-    const T* cf = c.typed_data() + Lead::offset(f, lead.out, lc, d);
-    const T* af = a.typed_data() + Lead::offset(f, lead.out, la, int64_t(n_phi) * k);
-    T* sf = s->typed_data() + f * int64_t(n_phi) * k;
-    const T total = two_halves<T>(b, int64_t(n_phi) * k, sf, [&](int64_t lo, int64_t hi, T* sums) {
-      return pass_rows<T>(xf, wf, cf, af, d, n_phi, k, mode, lo, hi, sums);
+    const Pass<T, 8> pass{
+        x.typed_data() + Lead::offset(f, lead.out, lx, n_blocks * b * d) + block * b * d,
+        w.typed_data() + Lead::offset(f, lead.out, lw, b),
+        c.typed_data() + Lead::offset(f, lead.out, lc, d),
+        a.typed_data() + Lead::offset(f, lead.out, la, n_s),
+        u.typed_data() + Lead::offset(f, lead.out, lu, int64_t(ud[ud.size() - 2]) * dp),
+        d, n_phi, k, mode, dp};
+    T* sf = s->typed_data() + f * n_s;
+    T* out = shared ? sums.data() : sf;
+    const int64_t n = shared ? int64_t(sums.size()) : n_s;
+    ll->typed_data()[f] = two_halves<T>(b, n, out, [&](int64_t lo, int64_t hi, T* into) {
+      return pass_rows<T>(pass, lo, hi, into);
     });
-    ll->typed_data()[f] = total;
+    if (!shared) continue;
+    std::copy(out, out + n_s, sf);
+    T* pf = pooled->typed_data() + f * n_tri;
+    for (int i = 0, p = 0; i < d; ++i)
+      for (int j = i; j < d; ++j) pf[p++] = out[n_s + int64_t(i) * dp + j];
   }
   return ffi::Error::Success();
+} catch (const std::exception& e) {  // std::bad_alloc: an error in Python, not an abort
+  return ffi::Error::Internal(std::string("phi_pass: ") + e.what());
 }
 
 template <ffi::DataType DT>
@@ -580,7 +683,7 @@ ffi::Error DirectPassHandler(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi
                              ffi::Buffer<DT> mu, ffi::Buffer<DT> u, ffi::Buffer<DT> cst,
                              ffi::Buffer<DT> shift, ffi::ResultBuffer<DT> sr,
                              ffi::ResultBuffer<DT> sx, ffi::ResultBuffer<DT> sxx,
-                             ffi::ResultBuffer<DT> ll) {
+                             ffi::ResultBuffer<DT> ll) try {
   using T = ffi::NativeType<DT>;
   constexpr int N = Vec<T>::N;
   auto xd = x.dimensions();
@@ -593,6 +696,10 @@ ffi::Error DirectPassHandler(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi
   const int dp = int(ud[ud.size() - 1]);
   if (dp % N != 0 || dp < d) return ffi::Error::InvalidArgument("direct_pass: u not padded");
   const int kp = (k + N - 1) / N * N;
+  if (!ends_with(w, {b}) || !ends_with(mu, {k, d}) || !ends_with(u, {k, d, dp}) ||
+      !ends_with(cst, {k}) || !ends_with(shift, {k, d}) || !ends_with(*sx, {k, d}) ||
+      !ends_with(*sr, {k}) || !ends_with(*sxx, {k, int64_t(d) * (d + 1) / 2}))
+    return ffi::Error::InvalidArgument("direct_pass: operands do not match x and u");
   Lead lead{leading(*ll, 0)};
   const size_t nl = lead.out.size();
   auto lx = leading(x, 3), li = leading(index, 0), lw = leading(w, 1), lm = leading(mu, 2),
@@ -638,6 +745,8 @@ ffi::Error DirectPassHandler(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi
     }
   }
   return ffi::Error::Success();
+} catch (const std::exception& e) {
+  return ffi::Error::Internal(std::string("direct_pass: ") + e.what());
 }
 
 }  // namespace
@@ -650,6 +759,8 @@ ffi::Error DirectPassHandler(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi
                                     .Arg<ffi::Buffer<DT>>() \
                                     .Arg<ffi::Buffer<DT>>() \
                                     .Arg<ffi::Buffer<DT>>() \
+                                    .Arg<ffi::Buffer<DT>>() \
+                                    .Ret<ffi::Buffer<DT>>() \
                                     .Ret<ffi::Buffer<DT>>() \
                                     .Ret<ffi::Buffer<DT>>() \
                                     .Attr<int32_t>("mode"));
