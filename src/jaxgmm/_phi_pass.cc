@@ -13,6 +13,7 @@
 // exactly what jaxgmm's XLA pass computes (`_em.pass_stats`), in another order of
 // summation. Built by jaxgmm on first use (`_kernels.py`) with -march=native.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
@@ -75,24 +76,31 @@ inline V<T> splat(T a) {
   return a - V<T>{};  // a broadcast (a - 0 is a for every a; 0 + a is not, for -0)
 }
 
-// Horizontal sum and maximum, pairwise (depth log2 N, not N).
+// Horizontal sum and maximum, pairwise (depth log2 N, not N): each step adds (or
+// takes the larger of) a vector's two halves, as narrower vectors (the compiler's
+// extracts and shuffles; a loop over an array of lanes was scalar code).
+template <typename T, int Bytes>
+struct Half {
+  typedef T type __attribute__((vector_size(Bytes / 2)));
+};
+template <typename T, int Bytes, typename Vt, typename Op>
+inline T fold(Vt v, Op op) {
+  if constexpr (Bytes == sizeof(T)) {
+    return v[0];
+  } else {
+    typename Half<T, Bytes>::type lo, hi;
+    std::memcpy(&lo, &v, Bytes / 2);
+    std::memcpy(&hi, reinterpret_cast<const char*>(&v) + Bytes / 2, Bytes / 2);
+    return fold<T, Bytes / 2>(op(lo, hi), op);
+  }
+}
 template <typename T>
 inline T hsum(V<T> v) {
-  constexpr int N = Vec<T>::N;
-  T a[N];
-  std::memcpy(a, &v, sizeof(a));
-  for (int w = N / 2; w >= 1; w /= 2)
-    for (int i = 0; i < w; ++i) a[i] += a[i + w];
-  return a[0];
+  return fold<T, kBytes>(v, [](auto a, auto b) { return a + b; });
 }
 template <typename T>
 inline T hmax(V<T> v) {
-  constexpr int N = Vec<T>::N;
-  T a[N];
-  std::memcpy(a, &v, sizeof(a));
-  for (int w = N / 2; w >= 1; w /= 2)
-    for (int i = 0; i < w; ++i) a[i] = a[i] < a[i + w] ? a[i + w] : a[i];
-  return a[0];
+  return fold<T, kBytes>(v, [](auto a, auto b) { return a < b ? b : a; });
 }
 
 // exp(x) for x <= 0 (L - max): Cody-Waite reduction, a Taylor polynomial, and the
@@ -136,32 +144,37 @@ struct Bits {
   static constexpr T log2e = T(1.44269504088896340736);
 };
 
-template <typename T>
-inline V<T> vexp(V<T> x) {
+// G vectors at once, in place, each step over all G: G independent chains in flight
+// (one vector's 13-step Horner chain alone waits on each FMA's latency).
+template <typename T, int G>
+inline void vexp(V<T>* __restrict v) {
   using C = Consts<T>;
   using B = Bits<T>;
-  V<T> xc = x < splat<T>(C::lowest) ? splat<T>(C::lowest) : x;  // NaN passes through
-  V<T> t = xc * B::log2e + B::shifter;
-  V<T> n = t - B::shifter;  // round(x / ln 2)
-  V<T> r = (xc - n * C::ln2_hi) - n * C::ln2_lo;
-  // 1/k! for k = degree..0, Horner
+  V<T> r[G], p[G], s1[G], s2[G];
+  for (int g = 0; g < G; ++g) {
+    V<T> x = v[g];
+    V<T> xc = x < splat<T>(C::lowest) ? splat<T>(C::lowest) : x;  // NaN passes through
+    V<T> n = (xc * B::log2e + B::shifter) - B::shifter;             // round(x / ln 2)
+    r[g] = (xc - n * C::ln2_hi) - n * C::ln2_lo;
+    VI<T> ni = __builtin_convertvector(n, VI<T>);
+    VI<T> half = ni >> 1;
+    VI<T> e1 = (half + B::bias) << B::mantissa;
+    VI<T> e2 = (ni - half + B::bias) << B::mantissa;
+    std::memcpy(&s1[g], &e1, sizeof(V<T>));
+    std::memcpy(&s2[g], &e2, sizeof(V<T>));
+    p[g] = splat<T>(T(kInverseFactorial[C::degree]));
+  }
   // Taylor coefficients 1/k!, Horner
-  V<T> p = splat<T>(T(kInverseFactorial[C::degree]));
-  for (int k = C::degree - 1; k >= 0; --k) p = p * r + T(kInverseFactorial[k]);
-  VI<T> ni = __builtin_convertvector(n, VI<T>);
-  VI<T> half = ni >> 1;
-  VI<T> e1 = (half + B::bias) << B::mantissa;
-  VI<T> e2 = (ni - half + B::bias) << B::mantissa;
-  V<T> s1, s2;
-  std::memcpy(&s1, &e1, sizeof(s1));
-  std::memcpy(&s2, &e2, sizeof(s2));
-  V<T> y = p * s1 * s2;
-  y = x < splat<T>(C::lowest) ? splat<T>(T(0)) : y;
-  // above the largest finite result (x > 0 only where a row's maximum was not finite
-  // and taken as 0): inf, as XLA's exp, not an overflowed exponent field
-  return x > splat<T>(C::highest) ? splat<T>(std::numeric_limits<T>::infinity()) : y;
+  for (int k = C::degree - 1; k >= 0; --k)
+    for (int g = 0; g < G; ++g) p[g] = p[g] * r[g] + T(kInverseFactorial[k]);
+  for (int g = 0; g < G; ++g) {
+    V<T> y = p[g] * s1[g] * s2[g];
+    y = v[g] < splat<T>(C::lowest) ? splat<T>(T(0)) : y;
+    // above the largest finite result (x > 0 only where a row's maximum was not
+    // finite and taken as 0): inf, as XLA's exp, not an overflowed exponent field
+    v[g] = v[g] > splat<T>(C::highest) ? splat<T>(std::numeric_limits<T>::infinity()) : y;
+  }
 }
-
 
 // log(x) for positive normal x (the totals, >= 1 unless every component is -inf;
 // the caller takes std::log for any lane that is not): x = 2^e m, m in
@@ -245,14 +258,29 @@ T normalise(T* __restrict L, int k, const T* __restrict w) {
       m = m < v ? v : m;
     }
     T top = hmax<T>(m);  // a NaN in L may be skipped here; it reaches the sums below
-    if (!std::isfinite(top)) top = 0;
-    V<T> tot = V<T>{};
+    tops[r] = std::isfinite(top) ? top : T(0);
+  }
+  // exp(L - top) of all R rows, G vectors at a time
+  constexpr int G = 8;
+  V<T> e[G];
+  T* at[G];
+  int n = 0;
+  auto flush = [&] {
+    for (int g = n; g < G; ++g) e[g] = V<T>{};  // unused: computed, not stored
+    vexp<T, G>(e);
+    for (int g = 0; g < n; ++g) store(at[g], e[g]);
+    n = 0;
+  };
+  for (int r = 0; r < R; ++r)
     for (int kc = 0; kc < k; kc += N) {
-      V<T> e = vexp<T>(load(Lr + kc) - top);
-      store(Lr + kc, e);
-      tot += e;
+      at[n] = L + r * k + kc;
+      e[n] = load(at[n]) - tops[r];
+      if (++n == G) flush();
     }
-    tops[r] = top;
+  if (n > 0) flush();
+  for (int r = 0; r < R; ++r) {
+    V<T> tot = V<T>{};
+    for (int kc = 0; kc < k; kc += N) tot += load(L + r * k + kc);
     totals[r] = hsum<T>(tot);
   }
   T ws[N] = {}, scales[N];
@@ -495,7 +523,9 @@ class Helper {
     static Helper* h = new Helper();  // never destroyed: no join at exit
     return *h;
   }
-  // Runs f on the helper while the caller runs g; false (nothing run) if busy.
+  // Runs f on the helper while the caller runs g; false (nothing run) if busy. An f
+  // the helper has not begun when g returns is not run at all (the work f and g
+  // share is then done: split_rows).
   bool run(const std::function<void()>& f, const std::function<void()>& g) {
     std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
     if (!busy.owns_lock()) return false;
@@ -503,11 +533,16 @@ class Helper {
       std::lock_guard<std::mutex> l(m_);
       job_ = &f;
       mode_ = get_fp_mode();
-      done_ = false;
+      started_ = done_ = false;
     }
     cv_.notify_one();
     g();
     std::unique_lock<std::mutex> l(m_);
+    if (job_ == &f && !started_) {  // not begun: take it back rather than wait (f
+      job_ = nullptr;               // must then have nothing left to do: split_rows)
+      done_ = true;
+      return true;
+    }
     done_cv_.wait(l, [&] { return done_; });
     return true;
   }
@@ -521,6 +556,7 @@ class Helper {
         std::unique_lock<std::mutex> l(m_);
         cv_.wait(l, [&] { return job_ != nullptr; });
         job = job_;
+        started_ = true;
         set_fp_mode(mode_);
       }
       (*job)();
@@ -536,41 +572,53 @@ class Helper {
   std::condition_variable cv_, done_cv_;
   const std::function<void()>* job_ = nullptr;
   FpMode mode_{};
-  bool done_ = true;
+  bool started_ = false, done_ = true;
 };
 
 // sum_i over rows [0, b) of run(lo, hi, sums) (which adds its rows' sums, n of them,
-// to `sums` and returns their log-likelihood): the second half on the helper thread,
-// into sums of its own, added at the end.
+// to `sums` and returns their log-likelihood), on the caller's thread and the helper.
+// The rows are cut into chunks (a multiple of 8 rows each, fixed by b and n) that
+// either thread takes as it comes free: a late start or a slower core costs at most
+// one chunk, where fixed halves kept the other thread waiting (12% of a pass at the
+// reference shape). Each chunk sums into its own buffer and the chunks are added in
+// order, so the result does not depend on which thread ran what.
 template <typename T, typename Run>
-T two_halves(int64_t b, int64_t n, T* sums, Run run) {
+T split_rows(int64_t b, int64_t n, T* sums, Run run) {
   std::fill(sums, sums + n, T(0));
   if (b < 256) return run(0, b, sums);
-  const int64_t mid = (b / 2) & ~int64_t(7);
-  std::vector<T> second_sums(n, T(0));
-  T first = 0, second = 0;
-  // an exception in either half is raised once both have finished (the helper's on
-  // the caller's thread; the caller's only after the helper no longer uses `sums`)
+  // up to 16 chunks of at least 128 rows, their buffers within about 2 MB
+  const int64_t by_memory = std::max<int64_t>(2, (int64_t(2) << 20) / (n * int64_t(sizeof(T))));
+  const int64_t wanted = std::min<int64_t>({16, b / 128, by_memory});
+  const int64_t step = ((b + wanted - 1) / wanted + 7) & ~int64_t(7);
+  const int64_t chunks = (b + step - 1) / step;
+  std::vector<T> parts((chunks - 1) * n, T(0));  // chunk 0 sums into `sums` itself
+  std::vector<T> lls(chunks, T(0));
+  std::atomic<int64_t> next{0};
+  // an exception on either thread is raised once both have finished (the helper's
+  // on the caller's thread; the caller's only after the helper no longer runs)
   std::exception_ptr failed[2];
-  auto guard = [](std::exception_ptr& e, auto body) {
+  auto work = [&](int t) {
     try {
-      body();
+      for (int64_t c; (c = next.fetch_add(1)) < chunks;) {
+        T* into = c == 0 ? sums : parts.data() + (c - 1) * n;
+        lls[c] = run(c * step, std::min(b, (c + 1) * step), into);
+      }
     } catch (...) {
-      e = std::current_exception();
+      failed[t] = std::current_exception();
+      next.store(chunks);  // the other thread takes no more chunks
     }
   };
-  std::function<void()> one = [&] { guard(failed[0], [&] { first = run(0, mid, sums); }); };
-  std::function<void()> two = [&] {
-    guard(failed[1], [&] { second = run(mid, b, second_sums.data()); });
-  };
-  if (!Helper::get().run(two, one)) {
-    one();
-    two();
-  }
+  std::function<void()> mine = [&] { work(0); }, helpers = [&] { work(1); };
+  if (!Helper::get().run(helpers, mine)) mine();  // helper busy: all chunks here
   for (auto& e : failed)
     if (e) std::rethrow_exception(e);
-  for (int64_t j = 0; j < n; ++j) sums[j] += second_sums[j];
-  return first + second;
+  T total = lls[0];
+  for (int64_t c = 1; c < chunks; ++c) {
+    const T* part = parts.data() + (c - 1) * n;
+    for (int64_t j = 0; j < n; ++j) sums[j] += part[j];
+    total += lls[c];
+  }
+  return total;
 }
 
 // Leading (batch) dimensions: every operand has as many (vmap's expand_dims adds one
@@ -664,7 +712,7 @@ ffi::Error PhiPass(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi::Buffer<D
     T* sf = s->typed_data() + f * n_s;
     T* out = shared ? sums.data() : sf;
     const int64_t n = shared ? int64_t(sums.size()) : n_s;
-    ll->typed_data()[f] = two_halves<T>(b, n, out, [&](int64_t lo, int64_t hi, T* into) {
+    ll->typed_data()[f] = split_rows<T>(b, n, out, [&](int64_t lo, int64_t hi, T* into) {
       return pass_rows<T>(pass, lo, hi, into);
     });
     if (!shared) continue;
@@ -728,7 +776,7 @@ ffi::Error DirectPassHandler(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi
                           cst.typed_data() + Lead::offset(f, lead.out, lc, k),
                           shift.typed_data() + Lead::offset(f, lead.out, ls, int64_t(k) * d),
                           d, dp, k, kp, reinterpret_cast<const bool*>(upper.data())};
-    const T total = two_halves<T>(b, n_sums, sums.data(), [&](int64_t lo, int64_t hi, T* out) {
+    const T total = split_rows<T>(b, n_sums, sums.data(), [&](int64_t lo, int64_t hi, T* out) {
       return direct_rows<T>(pass, lo, hi, out);
     });
     ll->typed_data()[f] = total;
