@@ -251,15 +251,19 @@ def test_fits_with_the_fused_pass_equal_fits_without(
 
 def test_a_stored_program_with_the_fused_pass_runs_in_a_new_process(tmp_path):
     """A program that calls the kernel, stored by one process, is loaded untraced by
-    the next, which registers the kernel first; the library is built once."""
+    the next (which compiles nothing), which registers the kernel first; the library
+    is built once."""
     script = textwrap.dedent(
         """
         import jax, numpy as np, jaxgmm
-        from jaxgmm import _programs
+        from jaxgmm import _programs, _progress
+        compiled = []
+        _progress.compiling = compiled.append
         X = np.random.default_rng(0).normal(size=(3000, 6))
         r = jaxgmm.fit_restarts(jax.random.key(0), X, 16, covariance_type="diag",
                                 max_iter=5, tol=0.0, block_rows=1024)
-        print(repr(float(r.lower_bound[0])), len(list(_programs.cache_dir().glob("*.xla"))))
+        stored = len(list(_programs.cache_dir().glob("*.xla")))
+        print(repr(float(r.lower_bound[0])), stored, len(compiled))
         """
     )
     env = dict(os.environ, JAXGMM_CACHE_DIR=str(tmp_path), JAX_PLATFORMS="cpu")
@@ -268,20 +272,41 @@ def test_a_stored_program_with_the_fused_pass_runs_in_a_new_process(tmp_path):
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     first, second = run(), run()
-    assert first == second and int(first[1]) > 0
+    assert first[:2] == second[:2] and int(first[1]) > 0
+    assert int(first[2]) > 0 and int(second[2]) == 0
     assert len(list((tmp_path / "kernels").glob("phi_pass-*.so"))) == 1
 
 
 def test_without_a_compiler_passes_are_xlas(monkeypatch, tmp_path):
     monkeypatch.setattr(_kernels, "_compiler", lambda: None)
     assert not _kernels.wanted()
+    rng = np.random.default_rng(3)
+    with x64_scope(np.float64):
+        params = _params(rng, _covariance.DiagCovariance, 16, 6, np.float64)
+        blocks = _blocks(rng, 1024, 6, np.float64, 512, False)
+        jax.clear_caches()
+        try:
+            assert "jaxgmm_phi_pass" not in jax.jit(_pass).lower(params, blocks).as_text()
+        finally:
+            jax.clear_caches()
     with pytest.raises(OSError, match="no C\\+\\+ compiler"):
         _kernels._build()
-    monkeypatch.setattr(_kernels, "_compiler", lambda: str(tmp_path / "no-such-compiler"))
+    monkeypatch.setattr(_kernels, "_compiler", lambda: [str(tmp_path / "no-such-compiler")])
     monkeypatch.setattr(_kernels, "_directory", lambda: tmp_path)
     with pytest.raises(OSError):
         _kernels._build()
     assert not list(tmp_path.glob("*.so")) and not list(tmp_path.glob(".*tmp"))
+
+
+def test_the_compiler_command_is_split_as_a_shell_would(monkeypatch):
+    monkeypatch.setattr(_kernels.shutil, "which", lambda name: f"/usr/bin/{name}")
+    for cxx, expected in [("ccache g++", ["ccache", "g++"]), ("", ["/usr/bin/c++"])]:
+        monkeypatch.setenv("CXX", cxx)
+        _kernels._compiler.cache_clear()
+        try:
+            assert _kernels._compiler() == expected
+        finally:
+            _kernels._compiler.cache_clear()
 
 
 def test_overlapping_blas_limits_restore_openblass_threads(monkeypatch):

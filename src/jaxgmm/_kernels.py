@@ -17,12 +17,14 @@ compiler, on other backends, or with ``JAXGMM_KERNELS=off``, passes are XLA's.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import hashlib
 import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -162,8 +164,14 @@ def prepare() -> bool:
 
 
 @functools.cache
-def _compiler() -> str | None:
-    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+def _compiler() -> list[str] | None:
+    """The C++ compiler's command: ``CXX`` where set (split as a shell would:
+    "ccache g++"), else ``c++`` or ``g++``; None where it is not on the path."""
+    command = shlex.split(os.environ.get("CXX", ""))
+    if command:
+        return command if shutil.which(command[0]) else None
+    found = shutil.which("c++") or shutil.which("g++")
+    return None if found is None else [found]
 
 
 def _build() -> Path:
@@ -172,7 +180,7 @@ def _build() -> Path:
     if compiler is None:
         raise OSError("no C++ compiler on the path")
     include = jax.ffi.include_dir()
-    command = [compiler, *_FLAGS, f"-I{include}"]
+    command = [*compiler, *_FLAGS, f"-I{include}"]
     path = _directory() / f"phi_pass-{_key(command)}.so"
     if path.exists():
         return path
@@ -186,6 +194,9 @@ def _build() -> Path:
             capture_output=True,
             timeout=300,
         )
+        # readable by all, as compilers make their outputs (mkstemp's file is the
+        # owner's alone): a cache directory may be shared
+        os.chmod(tmp, 0o755)
         os.replace(tmp, path)  # atomic: another process may be building the same
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -228,6 +239,8 @@ def cache_root() -> Path | None:
 @functools.cache
 def _directory() -> Path:
     root = cache_root()
-    if root is None:
-        return Path(tempfile.mkdtemp(prefix="jaxgmm-kernels-"))
+    if root is None:  # this process's own, removed at exit (a loaded library stays
+        path = tempfile.mkdtemp(prefix="jaxgmm-kernels-")  # mapped until then)
+        atexit.register(shutil.rmtree, path, True)
+        return Path(path)
     return root / "kernels"
