@@ -76,31 +76,24 @@ inline V<T> splat(T a) {
   return a - V<T>{};  // a broadcast (a - 0 is a for every a; 0 + a is not, for -0)
 }
 
-// Horizontal sum and maximum, pairwise (depth log2 N, not N): each step adds (or
-// takes the larger of) a vector's two halves, as narrower vectors (the compiler's
-// extracts and shuffles; a loop over an array of lanes was scalar code).
-template <typename T, int Bytes>
-struct Half {
-  typedef T type __attribute__((vector_size(Bytes / 2)));
-};
-template <typename T, int Bytes, typename Vt, typename Op>
-inline T fold(Vt v, Op op) {
-  if constexpr (Bytes == sizeof(T)) {
-    return v[0];
-  } else {
-    typename Half<T, Bytes>::type lo, hi;
-    std::memcpy(&lo, &v, Bytes / 2);
-    std::memcpy(&hi, reinterpret_cast<const char*>(&v) + Bytes / 2, Bytes / 2);
-    return fold<T, Bytes / 2>(op(lo, hi), op);
-  }
-}
+// Horizontal sum and maximum, pairwise (depth log2 N, not N).
 template <typename T>
 inline T hsum(V<T> v) {
-  return fold<T, kBytes>(v, [](auto a, auto b) { return a + b; });
+  constexpr int N = Vec<T>::N;
+  T a[N];
+  std::memcpy(a, &v, sizeof(a));
+  for (int w = N / 2; w >= 1; w /= 2)
+    for (int i = 0; i < w; ++i) a[i] += a[i + w];
+  return a[0];
 }
 template <typename T>
 inline T hmax(V<T> v) {
-  return fold<T, kBytes>(v, [](auto a, auto b) { return a < b ? b : a; });
+  constexpr int N = Vec<T>::N;
+  T a[N];
+  std::memcpy(a, &v, sizeof(a));
+  for (int w = N / 2; w >= 1; w /= 2)
+    for (int i = 0; i < w; ++i) a[i] = a[i] < a[i + w] ? a[i + w] : a[i];
+  return a[0];
 }
 
 // exp(x) for x <= 0 (L - max): Cody-Waite reduction, a Taylor polynomial, and the
@@ -586,12 +579,19 @@ template <typename T, typename Run>
 T split_rows(int64_t b, int64_t n, T* sums, Run run) {
   std::fill(sums, sums + n, T(0));
   if (b < 256) return run(0, b, sums);
-  // up to 16 chunks of at least 128 rows, their buffers within about 2 MB
-  const int64_t by_memory = std::max<int64_t>(2, (int64_t(2) << 20) / (n * int64_t(sizeof(T))));
-  const int64_t wanted = std::min<int64_t>({16, b / 128, by_memory});
+  // up to 16 chunks of at least 128 rows, their sums within 512 KB (the centred
+  // form's are K x D x D: more chunks, each summing into memory not in cache, made
+  // a D=64 pass 35% slower), at least 2
+  const int64_t by_memory = (int64_t(512) << 10) / (n * int64_t(sizeof(T)));
+  const int64_t wanted = std::max<int64_t>(2, std::min<int64_t>({16, b / 128, by_memory}));
   const int64_t step = ((b + wanted - 1) / wanted + 7) & ~int64_t(7);
   const int64_t chunks = (b + step - 1) / step;
-  std::vector<T> parts((chunks - 1) * n, T(0));  // chunk 0 sums into `sums` itself
+  // chunk 0 sums into `sums` itself; the others' buffers are kept from call to call
+  // on this thread (allocated anew, each block's call faulted in fresh pages)
+  thread_local std::vector<T> kept;
+  if (kept.size() < size_t((chunks - 1) * n)) kept.resize((chunks - 1) * n);
+  T* parts = kept.data();
+  std::fill(parts, parts + (chunks - 1) * n, T(0));
   std::vector<T> lls(chunks, T(0));
   std::atomic<int64_t> next{0};
   // an exception on either thread is raised once both have finished (the helper's
@@ -600,7 +600,7 @@ T split_rows(int64_t b, int64_t n, T* sums, Run run) {
   auto work = [&](int t) {
     try {
       for (int64_t c; (c = next.fetch_add(1)) < chunks;) {
-        T* into = c == 0 ? sums : parts.data() + (c - 1) * n;
+        T* into = c == 0 ? sums : parts + (c - 1) * n;
         lls[c] = run(c * step, std::min(b, (c + 1) * step), into);
       }
     } catch (...) {
@@ -614,7 +614,7 @@ T split_rows(int64_t b, int64_t n, T* sums, Run run) {
     if (e) std::rethrow_exception(e);
   T total = lls[0];
   for (int64_t c = 1; c < chunks; ++c) {
-    const T* part = parts.data() + (c - 1) * n;
+    const T* part = parts + (c - 1) * n;
     for (int64_t j = 0; j < n; ++j) sums[j] += part[j];
     total += lls[c];
   }
