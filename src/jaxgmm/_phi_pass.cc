@@ -28,6 +28,8 @@
 #include <type_traits>
 #include <vector>
 
+#include <unistd.h>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
 #define JAXGMM_X86 1
@@ -503,6 +505,14 @@ T direct_rows(const DirectPass<T, 8>& many, int64_t begin, int64_t end, T* sums)
 using FpMode = unsigned int;
 inline FpMode get_fp_mode() { return _mm_getcsr(); }
 inline void set_fp_mode(FpMode m) { _mm_setcsr(m); }
+#elif defined(__aarch64__)
+using FpMode = uint64_t;  // FPCR: its FZ bit flushes subnormals
+inline FpMode get_fp_mode() {
+  uint64_t m;
+  asm volatile("mrs %0, fpcr" : "=r"(m));
+  return m;
+}
+inline void set_fp_mode(FpMode m) { asm volatile("msr fpcr, %0" : : "r"(m)); }
 #else
 using FpMode = int;
 inline FpMode get_fp_mode() { return 0; }
@@ -513,7 +523,13 @@ inline void set_fp_mode(FpMode) {}
 class Helper {
  public:
   static Helper& get() {
-    static Helper* h = new Helper();  // never destroyed: no join at exit
+    // never destroyed: no join at exit. A child of fork() has no helper thread (only
+    // the forking thread survives): it starts its own rather than wait on the parent's.
+    static std::mutex made;
+    static Helper* h = nullptr;
+    static pid_t owner = 0;
+    std::lock_guard<std::mutex> l(made);
+    if (h == nullptr || owner != getpid()) h = new Helper(), owner = getpid();
     return *h;
   }
   // Runs f on the helper while the caller runs g; false (nothing run) if busy. An f
