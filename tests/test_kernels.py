@@ -101,10 +101,13 @@ def test_the_fused_pass_gives_xla_passs_statistics(structure, dtype, d, k, weigh
         # 1,500 rows in blocks of 512: two threads per block, a tail of rows, padding
         blocks = _blocks(rng, 1500, d, dtype, 512, weighted)
         fused = jax.jit(_pass)(params, blocks)
+        again = jax.jit(_pass)(params, blocks)
         assert "jaxgmm_phi_pass" in jax.jit(_pass).lower(params, blocks).as_text()
         reference = xla_pass(lambda: jax.jit(_pass)(params, blocks))
         xla_text = xla_pass(lambda: jax.jit(_pass).lower(params, blocks).as_text())
     assert "jaxgmm_phi_pass" not in xla_text
+    # the same sums to the bit, whichever thread ran which rows
+    _assert_close(again, fused, 0.0)
     _assert_close(fused, reference, 1e-12 if dtype == np.float64 else 2e-5)
     # the padding component (weight 0) gets exactly nothing
     assert float(fused[0].sum_r[-1]) == 0.0
@@ -159,9 +162,10 @@ def test_the_fused_pass_is_batched_over_fits_and_any_vmap(structure, xla_pass):
     _assert_close(jax.tree_util.tree_map(lambda a: a[1, 1], fused), one, 1e-12)
 
 
-def test_non_finite_parameters_give_non_finite_sums_as_in_xla(xla_pass):
+@pytest.mark.parametrize("structure", ["diag", "tied"])
+def test_non_finite_parameters_give_non_finite_sums_as_in_xla(structure, xla_pass):
     rng = np.random.default_rng(1)
-    cov_cls = _covariance.DiagCovariance
+    cov_cls = STRUCTURES[structure]
     with x64_scope(np.float64):
         blocks = _blocks(rng, 1024, 6, np.float64, 512, False)
         params = _params(rng, cov_cls, 16, 6, np.float64)
@@ -204,6 +208,7 @@ def kernel_runs(monkeypatch):
         ("diag", 8, False),
         ("spherical", 14, False),
         ("tied", 16, False),
+        ("tied", 16, True),
         ("full", 66, True),
     ],
 )
@@ -300,13 +305,27 @@ def test_without_a_compiler_passes_are_xlas(monkeypatch, tmp_path):
 
 def test_the_compiler_command_is_split_as_a_shell_would(monkeypatch):
     monkeypatch.setattr(_kernels.shutil, "which", lambda name: f"/usr/bin/{name}")
-    for cxx, expected in [("ccache g++", ["ccache", "g++"]), ("", ["/usr/bin/c++"])]:
+    cases = [("ccache g++", ["ccache", "g++"]), ("", ["/usr/bin/c++"]), ('g++ "x', None)]
+    for cxx, expected in cases:
         monkeypatch.setenv("CXX", cxx)
         _kernels._compiler.cache_clear()
         try:
             assert _kernels._compiler() == expected
         finally:
             _kernels._compiler.cache_clear()
+
+
+def test_the_kernel_refuses_operands_of_the_wrong_shape():
+    """A factor wider than its padding would read past the kernel's buffers: the
+    call fails with an error, not a read out of bounds."""
+    assert _kernels.prepare()
+    with x64_scope(np.float64):
+        x = jnp.zeros((1, 512, 5))
+        A = jnp.zeros((6, 8))  # phi = [1, x]: 6 rows
+        wide = jnp.zeros((5, 16))  # 5 columns padded to 16, not 8
+        args = (x, 0, jnp.ones(512), jnp.zeros(5), A, "shared", wide)
+        with pytest.raises(Exception, match="u is not d x"):
+            jax.block_until_ready(jax.jit(_kernels.fused_pass, static_argnums=5)(*args))
 
 
 def test_overlapping_blas_limits_restore_openblass_threads(monkeypatch):

@@ -167,7 +167,11 @@ def prepare() -> bool:
 def _compiler() -> list[str] | None:
     """The C++ compiler's command: ``CXX`` where set (split as a shell would:
     "ccache g++"), else ``c++`` or ``g++``; None where it is not on the path."""
-    command = shlex.split(os.environ.get("CXX", ""))
+    try:
+        command = shlex.split(os.environ.get("CXX", ""))
+    except ValueError as error:  # unbalanced quotes: no kernel, not a failed fit
+        _LOG.info("jaxgmm: CXX cannot be split (%s); using XLA's passes", error)
+        return None
     if command:
         return command if shutil.which(command[0]) else None
     found = shutil.which("c++") or shutil.which("g++")
@@ -194,9 +198,9 @@ def _build() -> Path:
             capture_output=True,
             timeout=300,
         )
-        # readable by all, as compilers make their outputs (mkstemp's file is the
-        # owner's alone): a cache directory may be shared
-        os.chmod(tmp, 0o755)
+        # as compilers make their outputs (mkstemp's file is the owner's alone): the
+        # umask decides who else may load it from a shared cache directory
+        os.chmod(tmp, 0o777 & ~_umask())
         os.replace(tmp, path)  # atomic: another process may be building the same
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -241,6 +245,20 @@ def _directory() -> Path:
     root = cache_root()
     if root is None:  # this process's own, removed at exit (a loaded library stays
         path = tempfile.mkdtemp(prefix="jaxgmm-kernels-")  # mapped until then)
-        atexit.register(shutil.rmtree, path, True)
+        atexit.register(_remove_if_mine, path, os.getpid())
         return Path(path)
     return root / "kernels"
+
+
+def _remove_if_mine(path: str, pid: int) -> None:
+    """Remove this process's temporary kernel directory at exit (a forked child
+    inherits the exit handler, not the directory)."""
+    if os.getpid() == pid:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

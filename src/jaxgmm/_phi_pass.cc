@@ -306,6 +306,7 @@ template <typename T, int R>
 struct Pass {
   const T *x, *w, *c, *a, *u;
   int d, n_phi, k, mode, dp;
+  bool upper;  // u is upper triangular: its zeros are skipped
 
   // Each row's -|xc @ u|^2 / 2, added to all its components' log-joints.
   void add_shared_quadratic(const T* __restrict phi, T* __restrict L) const {
@@ -315,7 +316,8 @@ struct Pass {
     for (int jc = 0; jc < dp; jc += N) {
       V<T> acc[R];
       for (int r = 0; r < R; ++r) acc[r] = V<T>{};
-      for (int j = 0; j < d; ++j) {
+      const int rows_of_u = upper ? std::min(d, jc + N) : d;
+      for (int j = 0; j < rows_of_u; ++j) {
         V<T> uj = load(u + int64_t(j) * dp + jc);
         for (int r = 0; r < R; ++r) acc[r] += splat<T>(phi[r * n_phi + 1 + j]) * uj;
       }
@@ -404,7 +406,7 @@ T pass_rows(const Pass<T, 8>& many, int64_t begin, int64_t end, T* s) {
   int64_t i = begin;
   for (; i + R <= end; i += R) ll += many.rows(i, phi.data(), L.data(), s);
   Pass<T, 1> one{many.x, many.w, many.c, many.a, many.u,
-                 many.d, many.n_phi, many.k, many.mode, many.dp};
+                 many.d, many.n_phi, many.k, many.mode, many.dp, many.upper};
   for (; i < end; ++i) ll += one.rows(i, phi.data(), L.data(), s);
   return ll;
 }
@@ -602,12 +604,17 @@ T split_rows(int64_t b, int64_t n, T* sums, Run run) {
   const int64_t wanted = std::max<int64_t>(2, std::min<int64_t>({16, b / 128, by_memory}));
   const int64_t step = ((b + wanted - 1) / wanted + 7) & ~int64_t(7);
   const int64_t chunks = (b + step - 1) / step;
-  // chunk 0 sums into `sums` itself; the others' buffers are kept from call to call
-  // on this thread (allocated anew, each block's call faulted in fresh pages)
+  // chunk 0 sums into `sums` itself; the others' buffers, within the budget, are
+  // kept from call to call on this thread (allocated anew, each block's call faulted
+  // in fresh pages); larger ones (two chunks of wide sums) are the call's own
+  const int64_t n_parts = (chunks - 1) * n;
   thread_local std::vector<T> kept;
-  if (kept.size() < size_t((chunks - 1) * n)) kept.resize((chunks - 1) * n);
-  T* parts = kept.data();
-  std::fill(parts, parts + (chunks - 1) * n, T(0));
+  std::vector<T> own;
+  const bool keep = n_parts * int64_t(sizeof(T)) <= (int64_t(512) << 10);
+  if (keep && int64_t(kept.size()) < n_parts) kept.resize(n_parts);
+  if (!keep) own.resize(n_parts);
+  T* parts = keep ? kept.data() : own.data();
+  std::fill(parts, parts + n_parts, T(0));
   std::vector<T> lls(chunks, T(0));
   std::atomic<int64_t> next{0};
   // an exception on either thread is raised once both have finished (the helper's
@@ -659,7 +666,24 @@ struct Lead {
     }
     return off;
   }
+  // Whether an operand of leading dims `dims` broadcasts to `out` (offset's premise).
+  bool takes(const std::vector<int64_t>& dims) const {
+    if (dims.size() != out.size()) return false;
+    for (size_t j = 0; j < dims.size(); ++j)
+      if (dims[j] != 1 && dims[j] != out[j]) return false;
+    return true;
+  }
 };
+
+// Whether a factor u (d x dp) is upper triangular: its zeros below the diagonal are
+// then skipped (every factor jaxgmm makes is; one that is not is read whole).
+template <typename T>
+bool upper_triangular(const T* u, int d, int dp) {
+  for (int a = 1; a < d; ++a)
+    for (int j = 0; j < a; ++j)
+      if (u[int64_t(a) * dp + j] != T(0)) return false;
+  return true;
+}
 
 // Whether an operand's last dimensions are `core` (a mismatched call would read or
 // write past its buffers: the Python wrappers make the shapes, this checks them).
@@ -699,7 +723,8 @@ ffi::Error PhiPass(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi::Buffer<D
   auto ud = u.dimensions();
   const int dp = ud.size() < 2 ? 0 : int(ud[ud.size() - 1]);
   const int64_t n_tri = shared ? int64_t(d) * (d + 1) / 2 : 0;
-  if (ud.size() < 2 || (shared && (ud[ud.size() - 2] != d || dp % N != 0 || dp < d)))
+  // shared: the features' buffer holds d + N - 1 lanes past a row's start, no more
+  if (ud.size() < 2 || (shared && (ud[ud.size() - 2] != d || dp != (d + N - 1) / N * N)))
     return ffi::Error::InvalidArgument("phi_pass: u is not d x (d padded)");
   if (!ends_with(w, {b}) || !ends_with(c, {d}) || !ends_with(*pooled, {n_tri}) ||
       !ends_with(*s, {n_phi, k}))
@@ -707,9 +732,10 @@ ffi::Error PhiPass(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi::Buffer<D
   Lead lead{leading(*s, 2)};
   auto lx = leading(x, 3), li = leading(index, 0), lw = leading(w, 1), lc = leading(c, 1),
        la = leading(a, 2), lu = leading(u, 2);
-  const size_t nl = lead.out.size();
   for (auto* l : {&lx, &li, &lw, &lc, &la, &lu})
-    if (l->size() != nl) return ffi::Error::InvalidArgument("phi_pass: batch ranks differ");
+    if (!lead.takes(*l)) return ffi::Error::InvalidArgument("phi_pass: batch dims differ");
+  if (leading(*ll, 0) != lead.out || leading(*pooled, 1) != lead.out)
+    return ffi::Error::InvalidArgument("phi_pass: batch dims differ");
   const int64_t n_s = int64_t(n_phi) * k;
   // the shared form's pooled moments follow s in one buffer of sums (d x dp)
   std::vector<T> sums(shared ? n_s + int64_t(d) * dp : 0);
@@ -718,13 +744,14 @@ ffi::Error PhiPass(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi::Buffer<D
     // the block's rows, read in place from all of them (no copy of the block)
     int64_t block = index.typed_data()[Lead::offset(f, lead.out, li, 1)];
     block = std::min(std::max(block, int64_t(0)), n_blocks - 1);
+    const T* uf = u.typed_data() + Lead::offset(f, lead.out, lu, int64_t(ud[ud.size() - 2]) * dp);
     const Pass<T, 8> pass{
         x.typed_data() + Lead::offset(f, lead.out, lx, n_blocks * b * d) + block * b * d,
         w.typed_data() + Lead::offset(f, lead.out, lw, b),
         c.typed_data() + Lead::offset(f, lead.out, lc, d),
         a.typed_data() + Lead::offset(f, lead.out, la, n_s),
-        u.typed_data() + Lead::offset(f, lead.out, lu, int64_t(ud[ud.size() - 2]) * dp),
-        d, n_phi, k, mode, dp};
+        uf,
+        d, n_phi, k, mode, dp, shared && upper_triangular(uf, d, dp)};
     T* sf = s->typed_data() + f * n_s;
     T* out = shared ? sums.data() : sf;
     const int64_t n = shared ? int64_t(sums.size()) : n_s;
@@ -758,18 +785,20 @@ ffi::Error DirectPassHandler(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi
   const int d = int(xd[xd.size() - 1]);
   const int k = int(ud[ud.size() - 3]);
   const int dp = int(ud[ud.size() - 1]);
-  if (dp % N != 0 || dp < d) return ffi::Error::InvalidArgument("direct_pass: u not padded");
+  if (dp != (d + N - 1) / N * N) return ffi::Error::InvalidArgument("direct_pass: u not padded");
   const int kp = (k + N - 1) / N * N;
   if (!ends_with(w, {b}) || !ends_with(mu, {k, d}) || !ends_with(u, {k, d, dp}) ||
       !ends_with(cst, {k}) || !ends_with(shift, {k, d}) || !ends_with(*sx, {k, d}) ||
       !ends_with(*sr, {k}) || !ends_with(*sxx, {k, int64_t(d) * (d + 1) / 2}))
     return ffi::Error::InvalidArgument("direct_pass: operands do not match x and u");
   Lead lead{leading(*ll, 0)};
-  const size_t nl = lead.out.size();
   auto lx = leading(x, 3), li = leading(index, 0), lw = leading(w, 1), lm = leading(mu, 2),
        lu = leading(u, 3), lc = leading(cst, 1), ls = leading(shift, 2);
   for (auto* l : {&lx, &li, &lw, &lm, &lu, &lc, &ls})
-    if (l->size() != nl) return ffi::Error::InvalidArgument("direct_pass: batch ranks differ");
+    if (!lead.takes(*l)) return ffi::Error::InvalidArgument("direct_pass: batch dims differ");
+  if (leading(*sr, 1) != lead.out || leading(*sx, 2) != lead.out ||
+      leading(*sxx, 2) != lead.out)
+    return ffi::Error::InvalidArgument("direct_pass: batch dims differ");
   const int64_t n_tri = int64_t(d) * (d + 1) / 2;
   const int64_t n_sums = k + int64_t(k) * dp + int64_t(k) * d * dp;
   std::vector<T> sums(n_sums);
@@ -779,12 +808,7 @@ ffi::Error DirectPassHandler(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi
     const T* xf = x.typed_data() + Lead::offset(f, lead.out, lx, n_blocks * b * d) + block * b * d;
     const T* uf = u.typed_data() + Lead::offset(f, lead.out, lu, int64_t(k) * d * dp);
     std::vector<char> upper(k);
-    for (int c = 0; c < k; ++c) {
-      bool up = true;
-      for (int a = 1; a < d && up; ++a)
-        for (int j = 0; j < a && up; ++j) up = uf[(int64_t(c) * d + a) * dp + j] == T(0);
-      upper[c] = up;
-    }
+    for (int c = 0; c < k; ++c) upper[c] = upper_triangular(uf + int64_t(c) * d * dp, d, dp);
     DirectPass<T, 8> pass{xf,
                           w.typed_data() + Lead::offset(f, lead.out, lw, b),
                           mu.typed_data() + Lead::offset(f, lead.out, lm, int64_t(k) * d),
