@@ -74,9 +74,10 @@ def usable(dtype, n_phi: int, n_components: int) -> bool:
     return wanted() and prepare()
 
 
-def fused_pass(x, index, w, center, A, features: str, shared_factor=None):
+def fused_pass(x, index, w, center, A, features: str, shared_factor=None, rows=None):
     """``(resp.T @ phi, sum_i w_i log_norm_i, pooled)`` of block ``index`` of ``x``
-    (all the blocks, ``(n_blocks, rows, d)``: the kernel reads the block in place),
+    (all the blocks, ``(n_blocks, rows, d)``: the kernel reads the block in place)
+    over its first ``rows`` rows (all by default; the rest must weigh 0: padding),
     with weights ``w``, ``phi = [1, x - center, q(x - center)]`` (``q`` by
     ``features``) and ``resp`` the weighted responsibilities of the log-joint
     ``phi @ A``: what ``_em.pass_stats`` computes in its fast form. Any leading
@@ -105,7 +106,7 @@ def fused_pass(x, index, w, center, A, features: str, shared_factor=None):
         jax.ShapeDtypeStruct((n_pooled,), A.dtype),
     )
     call = jax.ffi.ffi_call(target, shapes, vmap_method="expand_dims")
-    index = jnp.asarray(index, jnp.int32)
+    index = _block_index(index, rows, x.shape[-2])
     s, log_lik, pooled = call(x, index, w, center, A, U, mode=np.int32(_MODES[features]))
     return jnp.swapaxes(s[..., :k], -1, -2), log_lik, pooled
 
@@ -118,8 +119,9 @@ def direct_usable(dtype) -> bool:
     return wanted() and prepare()
 
 
-def fused_direct_pass(x, index, w, means, precisions_cholesky, constant, shift):
-    """The centred form's pass over block ``index`` of ``x`` (read in place): with
+def fused_direct_pass(x, index, w, means, precisions_cholesky, constant, shift, rows=None):
+    """The centred form's pass over block ``index`` of ``x`` (read in place; its
+    first ``rows`` rows, as in :func:`fused_pass`): with
     ``y = (x_i - mu_k) @ U_k``, the log-joint ``constant_k - |y|^2 / 2``, the weighted
     responsibilities ``r``, and their sums about ``shift`` (per component):
     ``(sum r, sum r e, triu(sum r e e^T), sum w log_norm)``, ``e = x_i - shift_k``;
@@ -136,8 +138,14 @@ def fused_direct_pass(x, index, w, means, precisions_cholesky, constant, shift):
         jax.ShapeDtypeStruct((), dtype),
     )
     call = jax.ffi.ffi_call(_DIRECT_TARGETS[dtype][1], shapes, vmap_method="expand_dims")
-    index = jnp.asarray(index, jnp.int32)
+    index = _block_index(index, rows, x.shape[-2])
     return call(x, index, w, means, U, constant, shift)
+
+
+def _block_index(index, rows, block_rows: int):
+    """The kernel's ``[block, rows with data]`` operand."""
+    rows = block_rows if rows is None else rows
+    return jnp.stack([jnp.asarray(index, jnp.int32), jnp.asarray(rows, jnp.int32)])
 
 
 def _padding(a, fill=lambda z: z):
