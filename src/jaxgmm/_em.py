@@ -297,7 +297,7 @@ def fused_pass(resp_fn, covariance_class: type[Covariance], blocks: Blocks):
     factor = resp_fn.model.covariance.precisions_cholesky if shared else None
 
     def fused(w, b):  # block b's rows are read in place, not sliced out (a copy)
-        args = (blocks.x, b, w, blocks.center, A, features, factor, _rows_with_data(blocks, b))
+        args = (blocks.x, b, w, blocks.center, A, features, factor, blocks.rows_with_data(b))
         s, log_lik, pooled = _kernels.fused_pass(*args)
         stats = SuffStats.from_matrix(s, blocks.n_features)
         if shared:  # as phi_stats: the rows' own second moments, one row
@@ -305,12 +305,6 @@ def fused_pass(resp_fn, covariance_class: type[Covariance], blocks: Blocks):
         return stats, log_lik
 
     return fused
-
-
-def _rows_with_data(blocks: Blocks, b) -> Int[Array, ""]:
-    """How many of block b's rows are data, not padding (which weighs 0 and which the
-    fused kernels skip)."""
-    return jnp.clip(blocks.n_samples - b * blocks.block_rows, 0, blocks.block_rows)
 
 
 def phi_stats(
@@ -441,7 +435,7 @@ def fused_direct_pass(resp_fn, covariance_class: type[Covariance], blocks: Block
     U = model.covariance.precisions_cholesky
 
     def fused(w, b):  # block b's rows are read in place
-        rows = _rows_with_data(blocks, b)
+        rows = blocks.rows_with_data(b)
         sums = _kernels.fused_direct_pass(blocks.x, b, w, model.means, U, constant, shift, rows)
         return SuffStats(*sums[:3]), sums[3]
 

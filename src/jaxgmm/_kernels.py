@@ -90,14 +90,12 @@ def fused_pass(x, index, w, center, A, features: str, shared_factor=None, rows=N
     elsewhere it is empty."""
     k, d = A.shape[-1], x.shape[-1]
     # components of log-joint -inf (constant row -inf): responsibility 0
-    pad = _padding(A, lambda z: z.at[..., 0, :].set(-jnp.inf))
-    A = A if pad is None else jnp.concatenate([A, pad], axis=-1)
+    A = _padded(A, lambda z: z.at[..., 0, :].set(-jnp.inf))
     lanes = _VECTOR_BYTES // A.dtype.itemsize
     if shared_factor is None:
         U, n_pooled = jnp.zeros((0, lanes), A.dtype), 0
     else:
-        pad = _padding(shared_factor)  # zero columns: they add nothing to |y|^2
-        U = shared_factor if pad is None else jnp.concatenate([shared_factor, pad], axis=-1)
+        U = _padded(shared_factor)  # zero columns: they add nothing to |y|^2
         n_pooled = d * (d + 1) // 2
     target = _TARGETS[np.dtype(A.dtype)][1]
     shapes = (
@@ -128,9 +126,7 @@ def fused_direct_pass(x, index, w, means, precisions_cholesky, constant, shift, 
     what ``_em.pass_stats`` computes for wide data. Any leading (``vmap``) axes."""
     k, d = means.shape[-2:]
     dtype = np.dtype(means.dtype)
-    U = precisions_cholesky
-    pad = _padding(U)  # zero columns: they add nothing to |y|^2
-    U = U if pad is None else jnp.concatenate([U, pad], axis=-1)
+    U = _padded(precisions_cholesky)  # zero columns: they add nothing to |y|^2
     shapes = (
         jax.ShapeDtypeStruct((k,), dtype),
         jax.ShapeDtypeStruct((k, d), dtype),
@@ -148,12 +144,14 @@ def _block_index(index, rows, block_rows: int):
     return jnp.stack([jnp.asarray(index, jnp.int32), jnp.asarray(rows, jnp.int32)])
 
 
-def _padding(a, fill=lambda z: z):
-    """The columns that take ``a``'s last axis to a multiple of the kernel's vector
-    lanes (zeros, then ``fill``), or None where it is one already."""
+def _padded(a, fill=lambda z: z):
+    """``a`` with columns added to take its last axis to a multiple of the kernel's
+    vector lanes (zeros, then ``fill``)."""
     lanes = _VECTOR_BYTES // a.dtype.itemsize
     extra = -a.shape[-1] % lanes
-    return None if extra == 0 else fill(jnp.zeros((*a.shape[:-1], extra), a.dtype))
+    if extra == 0:
+        return a
+    return jnp.concatenate([a, fill(jnp.zeros((*a.shape[:-1], extra), a.dtype))], axis=-1)
 
 
 @functools.cache

@@ -309,6 +309,11 @@ class Blocks:
             return x, lax.dynamic_index_in_dim(self.w, b, keepdims=False)
         return x, self.weights_of(b * self.block_rows + jnp.arange(self.block_rows))
 
+    def rows_with_data(self, b: Int[Array, ""]) -> Int[Array, ""]:
+        """How many of block b's rows are data: the rest, past ``n_samples``, are
+        padding of weight 0 (which the fused kernels skip)."""
+        return jnp.clip(self.n_samples - b * self.block_rows, 0, self.block_rows)
+
     def weights_of(self, idx: Int[Array, "..."]) -> Float[Array, "..."]:
         """The weights of rows ``idx`` (indices into all rows, padding included)."""
         if self.w is not None:
