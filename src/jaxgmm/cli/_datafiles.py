@@ -272,7 +272,7 @@ def _read_text(name, source: bytes | Path, usual: str | None, options: ReadOptio
         quoted_strings_can_be_null=True,
         decimal_point=decimal,
     )
-    given = pa.BufferReader(source) if isinstance(source, bytes) else str(source)
+    given = _arrow_reader(pa, source) if isinstance(source, bytes) else str(source)
     try:
         t = pc.read_csv(given, read, parse, convert)
     except pa.ArrowInvalid as e:
@@ -493,10 +493,21 @@ def _pyarrow_csv():
     return pyarrow.csv
 
 
+def _arrow_reader(pa, data: bytes):
+    """A reader of a copy of ``data`` in Arrow's memory. pyarrow's threaded readers can
+    drop their last reference to the input on a worker thread after the call returned;
+    a buffer Python owns then takes the GIL on that thread, and if the interpreter is
+    exiting by then, the process aborts ("terminate called without an active
+    exception", apache/arrow#34314: seen here after ``jaxgmm predict`` read a .gz)."""
+    copy = pa.allocate_buffer(len(data))
+    memoryview(copy).cast("B")[:] = data
+    return pa.BufferReader(copy)
+
+
 def _read_parquet(path, source) -> Table:
     pa = _pyarrow()
     try:
-        t = pa.parquet.read_table(source if isinstance(source, Path) else pa.BufferReader(source))
+        t = pa.parquet.read_table(source if isinstance(source, Path) else _arrow_reader(pa, source))
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"{path}: not a readable Parquet file ({e})") from None
     cols = [_numpy_column(pa, t.column(j)) for j in range(t.num_columns)]
