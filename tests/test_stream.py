@@ -159,6 +159,22 @@ def test_share_splits_rows_evenly_and_reads_them():
         data.share(source, 3, 3)
 
 
+def test_a_read_ahead_stopped_early_leaves_no_reader_running():
+    """A consumer that stops (an error, an interrupt) ends the reading thread: one left
+    inside pyarrow at interpreter exit can abort the process."""
+    import threading
+
+    before = threading.active_count()
+    source = data.ArraySource(np.arange(200.0).reshape(100, 2))
+    ahead = _stream._read_ahead(source, 10)
+    first = next(ahead)
+    np.testing.assert_array_equal(first[1], source.x[:10])
+    ahead.close()  # the reader is blocked on a full queue here
+    assert threading.active_count() == before
+    assert [c[0] for c in _stream._read_ahead(source, 30)] == [0, 30, 60, 90]
+    assert threading.active_count() == before
+
+
 def test_npy_source_reads_ranges_without_loading_the_file(tmp_path):
     x = np.arange(60, dtype=np.float32).reshape(20, 3)
     np.save(tmp_path / "x.npy", x)

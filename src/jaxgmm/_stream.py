@@ -511,23 +511,35 @@ def _add(a, b):
 
 def _read_ahead(source, rows):
     """:func:`jaxgmm.data.chunks`, read by a background thread at most
-    :data:`_IN_FLIGHT` chunks ahead."""
+    :data:`_IN_FLIGHT` chunks ahead. The thread has ended when this generator has: a
+    reader left inside pyarrow at interpreter exit can abort the process."""
     q: queue.Queue = queue.Queue(maxsize=_IN_FLIGHT)
-    done = object()
+    done, stop = object(), threading.Event()
 
     def reader():
         try:
             for item in chunks(source, rows):
+                if stop.is_set():
+                    return
                 q.put(item)
             q.put(done)
         except BaseException as e:  # handed to the consumer
             q.put(e)
 
-    threading.Thread(target=reader, daemon=True).start()
-    while (item := q.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:  # the consumer stopped early (an error, an interrupt): end the reader
+        stop.set()
+        while thread.is_alive():
+            try:  # make room for a put the reader waits on
+                q.get(timeout=0.01)
+            except queue.Empty:
+                pass
 
 
 def _chunk_blocks(x, w, block, center, radius, total) -> Blocks:
