@@ -202,8 +202,8 @@ inline V<T> vlog(V<T> x) {
 enum Mode : int32_t { kSquares = 0, kNorm = 1, kTriangle = 2, kShared = 3 };
 
 template <typename T>
-inline void features(const T* __restrict x, const T* __restrict c, int d, int mode,
-                     T* __restrict phi) {
+inline void row_features(const T* __restrict x, const T* __restrict c, int d, int mode,
+                         T* __restrict phi) {
   // Vector stores may run up to N - 1 elements past the end of a part: every such
   // element is written again afterwards (the next part, the next row) or lies in the
   // buffer's padding; the lanes read past xc's end only feed those elements.
@@ -231,6 +231,96 @@ inline void features(const T* __restrict x, const T* __restrict c, int d, int mo
     for (int i = 0, p = 0; i < d; p += d - i, ++i) {
       V<T> xi = splat<T>(xc[i]);
       for (int j = i; j < d; j += N) store(q + p + (j - i), xi * load(xc + j));
+    }
+  }
+}
+
+// R rows as one vector (R lanes): a feature of R rows side by side.
+template <typename T, int R>
+struct Across {
+  typedef T type __attribute__((vector_size(R * sizeof(T))));
+};
+
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define JAXGMM_SHUFFLE 1
+#endif
+#endif
+
+// Columns j0..j0+7 of 8 rows (x: 8 x d) as 8 vectors of the rows side by side, minus
+// c: an 8 x 8 transpose in registers (three rounds of interleaving), where gathering
+// each vector's lanes one by one took 8 inserts.
+template <typename T>
+inline void columns_of_8(const T* __restrict x, int d, int j0, const T* __restrict c,
+                         typename Across<T, 8>::type* __restrict out) {
+  using A = typename Across<T, 8>::type;
+#ifdef JAXGMM_SHUFFLE
+  A v[8], s[8];
+  for (int r = 0; r < 8; ++r) std::memcpy(&v[r], x + int64_t(r) * d + j0, sizeof(A));
+  for (int p = 0; p < 8; p += 2) {
+    s[p] = __builtin_shufflevector(v[p], v[p + 1], 0, 8, 2, 10, 4, 12, 6, 14);
+    s[p + 1] = __builtin_shufflevector(v[p], v[p + 1], 1, 9, 3, 11, 5, 13, 7, 15);
+  }
+  for (int p : {0, 1, 4, 5}) {
+    v[p] = __builtin_shufflevector(s[p], s[p + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    v[p + 2] = __builtin_shufflevector(s[p], s[p + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  for (int p = 0; p < 4; ++p) {
+    out[p] = __builtin_shufflevector(v[p], v[p + 4], 0, 1, 2, 3, 8, 9, 10, 11) - c[j0 + p];
+    out[p + 4] = __builtin_shufflevector(v[p], v[p + 4], 4, 5, 6, 7, 12, 13, 14, 15) - c[j0 + p + 4];
+  }
+#else
+  for (int j = 0; j < 8; ++j) {
+    for (int r = 0; r < 8; ++r) out[j][r] = x[int64_t(r) * d + j0 + j];
+    out[j] -= c[j0 + j];
+  }
+#endif
+}
+
+// The features of R rows (x: R x d), feature-major: phi[j * R + r] is row r's feature
+// j (R = 1: the row's features in order). Side by side, a quadratic feature of all R
+// rows is one product of two whole vectors; row by row, the triangle was products of
+// unaligned parts of a row's xc, reloaded from the stores that had just written it
+// (5% of the reference shape's pass, measured single-threaded).
+template <typename T, int R>
+inline void features(const T* __restrict x, const T* __restrict c, int d, int mode,
+                     T* __restrict phi) {
+  if constexpr (R == 1) {
+    row_features(x, c, d, mode, phi);
+  } else {
+    using A = typename Across<T, R>::type;
+    auto at = [&](int j) {
+      A v;
+      std::memcpy(&v, phi + int64_t(j) * R, sizeof(v));
+      return v;
+    };
+    auto put = [&](int64_t j, A v) { std::memcpy(phi + j * R, &v, sizeof(v)); };
+    put(0, T(1) - A{});
+    int j = 0;
+    if constexpr (R == 8) {
+      for (; j + 8 <= d; j += 8) {
+        A cols[8];
+        columns_of_8<T>(x, d, j, c, cols);
+        for (int q = 0; q < 8; ++q) put(1 + j + q, cols[q]);
+      }
+    }
+    for (; j < d; ++j) {
+      A v;
+      for (int r = 0; r < R; ++r) v[r] = x[int64_t(r) * d + j];
+      put(1 + j, v - c[j]);
+    }
+    int64_t q = 1 + d;
+    if (mode == kSquares) {
+      for (int j = 0; j < d; ++j) put(q + j, at(1 + j) * at(1 + j));
+    } else if (mode == kNorm) {
+      A acc = A{};
+      for (int j = 0; j < d; ++j) acc += at(1 + j) * at(1 + j);
+      put(q, acc);
+    } else if (mode == kTriangle) {
+      for (int i = 0; i < d; ++i) {
+        A xi = at(1 + i);
+        for (int j = i; j < d; ++j) put(q++, xi * at(1 + j));
+      }
     }
   }
 }
@@ -298,12 +388,12 @@ T normalise(T* __restrict L, int k, const T* __restrict w) {
   return ll;
 }
 
-// |y_r|^2 per lane, y_r = e_r @ u, for R rows e_r (d values, `stride` apart) and a
-// factor u (d x dp, columns past d zero; rows below the diagonal skipped where
-// `upper`): sq[r], to be summed across lanes.
+// |y_r|^2 per lane, y_r = e_r @ u, for R rows e_r (row r's value j at
+// e[r * rs + j * cs]) and a factor u (d x dp, columns past d zero; rows below the
+// diagonal skipped where `upper`): sq[r], to be summed across lanes.
 template <typename T, int R>
 // (always inlined: as a call, the centred kernel's D=64 pass ran 10% slower)
-__attribute__((always_inline)) inline void squared_norms(const T* __restrict e, int stride,
+__attribute__((always_inline)) inline void squared_norms(const T* __restrict e, int rs, int cs,
                                                          const T* __restrict u, int d, int dp,
                                                          bool upper, V<T>* __restrict sq) {
   constexpr int N = Vec<T>::N;
@@ -314,7 +404,7 @@ __attribute__((always_inline)) inline void squared_norms(const T* __restrict e, 
     const int rows_of_u = upper ? std::min(d, jc + N) : d;
     for (int j = 0; j < rows_of_u; ++j) {
       V<T> uj = load(u + int64_t(j) * dp + jc);
-      for (int r = 0; r < R; ++r) acc[r] += splat<T>(e[r * stride + j]) * uj;
+      for (int r = 0; r < R; ++r) acc[r] += splat<T>(e[r * rs + j * cs]) * uj;
     }
     for (int r = 0; r < R; ++r) sq[r] += acc[r] * acc[r];
   }
@@ -330,11 +420,12 @@ struct Pass {
   int d, n_phi, k, mode, dp;
   bool upper;  // u is upper triangular: its zeros are skipped
 
-  // Each row's -|xc @ u|^2 / 2, added to all its components' log-joints.
-  void add_shared_quadratic(const T* __restrict phi, T* __restrict L) const {
+  // Each row's -|xc @ u|^2 / 2, added to all its components' log-joints (xc: the
+  // rows' x - c, row by row, dp apart).
+  void add_shared_quadratic(const T* __restrict xc, T* __restrict L) const {
     constexpr int N = Vec<T>::N;
     V<T> sq[R];
-    squared_norms<T, R>(phi + 1, n_phi, u, d, dp, upper, sq);
+    squared_norms<T, R>(xc, dp, 1, u, d, dp, upper, sq);
     for (int r = 0; r < R; ++r) {
       V<T> q = splat<T>(T(-0.5) * hsum<T>(sq[r]));
       for (int kc = 0; kc < k; kc += N) store(L + r * k + kc, load(L + r * k + kc) + q);
@@ -342,7 +433,7 @@ struct Pass {
   }
 
   // pooled += sum_r (sum_k resp_rk) triu(xc_r xc_r^T), from the weighted responsibilities.
-  void add_pooled(const T* __restrict phi, const T* __restrict L, T* __restrict pooled) const {
+  void add_pooled(const T* __restrict xc, const T* __restrict L, T* __restrict pooled) const {
     constexpr int N = Vec<T>::N;
     T total[R];
     for (int r = 0; r < R; ++r) {
@@ -350,24 +441,26 @@ struct Pass {
       for (int kc = 0; kc < k; kc += N) t += load(L + r * k + kc);
       total[r] = hsum<T>(t);
     }
-    // lanes past d read the next features (or the buffer's padding): they only reach
+    // lanes past d read the next row (or the buffer's padding): they only reach
     // columns past d, which are never read
     for (int jc = 0; jc < dp; jc += N) {
       V<T> e[R];
-      for (int r = 0; r < R; ++r) e[r] = load(phi + r * n_phi + 1 + jc);
+      for (int r = 0; r < R; ++r) e[r] = load(xc + r * dp + jc);
       for (int a = 0; a < std::min(d, jc + N); ++a) {
         T* at = pooled + int64_t(a) * dp + jc;
         V<T> acc = load(at);
-        for (int r = 0; r < R; ++r) acc += splat<T>(total[r] * phi[r * n_phi + 1 + a]) * e[r];
+        for (int r = 0; r < R; ++r) acc += splat<T>(total[r] * xc[r * dp + a]) * e[r];
         store(at, acc);
       }
     }
   }
 
-  // R rows: their log-joints L (R x k), then responsibilities in place.
-  T rows(int64_t i, T* __restrict phi, T* __restrict L, T* __restrict s) const {
+  // R rows: their features phi (feature-major), log-joints L (R x k), then
+  // responsibilities in place; xc: room for the rows' x - c row by row (R x dp).
+  T rows(int64_t i, T* __restrict phi, T* __restrict L, T* __restrict s,
+         T* __restrict xc) const {
     constexpr int N = Vec<T>::N;
-    for (int r = 0; r < R; ++r) features(x + (i + r) * d, c, d, mode, phi + r * n_phi);
+    features<T, R>(x + i * d, c, d, mode, phi);
     for (int kc = 0; kc < k; kc += 2 * N) {
       const bool two = kc + N < k;
       V<T> acc0[R], acc1[R];
@@ -377,7 +470,7 @@ struct Pass {
           const T* aj = a + int64_t(j) * k + kc;
           V<T> a0 = load(aj), a1 = load(aj + N);
           for (int r = 0; r < R; ++r) {
-            V<T> p = splat<T>(phi[r * n_phi + j]);
+            V<T> p = splat<T>(phi[j * R + r]);
             acc0[r] += p * a0;
             acc1[r] += p * a1;
           }
@@ -385,7 +478,7 @@ struct Pass {
       } else {
         for (int j = 0; j < n_phi; ++j) {
           V<T> a0 = load(a + int64_t(j) * k + kc);
-          for (int r = 0; r < R; ++r) acc0[r] += splat<T>(phi[r * n_phi + j]) * a0;
+          for (int r = 0; r < R; ++r) acc0[r] += splat<T>(phi[j * R + r]) * a0;
         }
       }
       for (int r = 0; r < R; ++r) {
@@ -393,16 +486,20 @@ struct Pass {
         if (two) store(L + r * k + kc + N, acc1[r]);
       }
     }
-    if (mode == kShared) add_shared_quadratic(phi, L);
+    if (mode == kShared) {  // row by row, as the products over columns need them
+      for (int r = 0; r < R; ++r)
+        for (int j = 0; j < d; ++j) xc[r * dp + j] = x[(i + r) * d + j] - c[j];
+      add_shared_quadratic(xc, L);
+    }
     T ll = normalise<T, R>(L, k, w + i);
-    if (mode == kShared) add_pooled(phi, L, s + int64_t(n_phi) * k);
+    if (mode == kShared) add_pooled(xc, L, s + int64_t(n_phi) * k);
     for (int kc = 0; kc < k; kc += N) {
       V<T> lr[R];
       for (int r = 0; r < R; ++r) lr[r] = load(L + r * k + kc);
       T* sk = s + kc;
       for (int j = 0; j < n_phi; ++j) {
         V<T> acc = load(sk + int64_t(j) * k);
-        for (int r = 0; r < R; ++r) acc += splat<T>(phi[r * n_phi + j]) * lr[r];
+        for (int r = 0; r < R; ++r) acc += splat<T>(phi[j * R + r]) * lr[r];
         store(sk + int64_t(j) * k, acc);
       }
     }
@@ -414,12 +511,13 @@ template <typename T>
 T pass_rows(const Pass<T, 8>& many, int64_t begin, int64_t end, T* s) {
   constexpr int R = 8;
   std::vector<T> phi(R * many.n_phi + 2 * Vec<T>::N), L(R * many.k);
+  std::vector<T> xc(R * many.dp + Vec<T>::N);
   T ll = 0;
   int64_t i = begin;
-  for (; i + R <= end; i += R) ll += many.rows(i, phi.data(), L.data(), s);
+  for (; i + R <= end; i += R) ll += many.rows(i, phi.data(), L.data(), s, xc.data());
   Pass<T, 1> one{many.x, many.w, many.c, many.a, many.u,
                  many.d, many.n_phi, many.k, many.mode, many.dp, many.upper};
-  for (; i < end; ++i) ll += one.rows(i, phi.data(), L.data(), s);
+  for (; i < end; ++i) ll += one.rows(i, phi.data(), L.data(), s, xc.data());
   return ll;
 }
 
@@ -445,7 +543,7 @@ struct DirectPass {
       for (int r = 0; r < R; ++r)
         for (int j = 0; j < d; ++j) diff[r * dp + j] = x[(i + r) * d + j] - m[j];
       V<T> sq[R];
-      squared_norms<T, R>(diff, dp, u + int64_t(c) * d * dp, d, dp, upper[c], sq);
+      squared_norms<T, R>(diff, dp, 1, u + int64_t(c) * d * dp, d, dp, upper[c], sq);
       for (int r = 0; r < R; ++r) L[r * kp + c] = cst[c] - T(0.5) * hsum<T>(sq[r]);
     }
     T ll = normalise<T, R>(L, kp, w + i);
