@@ -113,6 +113,35 @@ def test_the_fused_pass_gives_xla_passs_statistics(structure, dtype, d, k, weigh
     assert float(fused[0].sum_r[-1]) == 0.0
 
 
+def test_passes_from_several_threads_at_once_equal_passes_one_at_a_time():
+    """The helper thread serves one pass at a time: passes running at once in other
+    threads (which find it busy) do all their rows themselves, and every pass sums
+    the same to the bit as alone (each chunk into its own buffer, added in order)."""
+    import threading
+
+    rng = np.random.default_rng(7)
+    with x64_scope(np.float64):
+        params = _params(rng, _covariance.FullCovariance, 16, 6, np.float64)
+        problems = [_blocks(rng, 3000, 6, np.float64, 1024, True) for _ in range(3)]
+        run = jax.jit(_pass)
+        assert "jaxgmm_phi_pass" in run.lower(params, problems[0]).as_text()
+        alone = [jax.device_get(run(params, b)) for b in problems]
+        results = {}
+
+        def many(i):
+            with x64_scope(np.float64):  # (a thread's own configuration)
+                results[i] = [jax.device_get(run(params, problems[i])) for _ in range(20)]
+
+        threads = [threading.Thread(target=many, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for i, expected in enumerate(alone):
+        for got in results[i]:
+            _assert_close(got, expected, 0.0)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(("d", "k"), [(64, 3), (70, 9)])
 def test_the_centred_fused_pass_gives_xla_passs_statistics_on_wide_data(dtype, d, k, xla_pass):
