@@ -36,6 +36,7 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
 
 import jaxgmm  # noqa: E402
+from jaxgmm._typing import x64_scope  # noqa: E402
 
 
 def best_of(fn, repeat=3):
@@ -48,7 +49,7 @@ def best_of(fn, repeat=3):
 
 
 def matmul_gflops(dtype, n=2048):
-    with jaxgmm._typing.x64_scope(dtype):
+    with x64_scope(dtype):
         a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
         f = jax.jit(lambda a: a @ a)
         jax.block_until_ready(f(a))
