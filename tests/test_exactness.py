@@ -96,7 +96,10 @@ def test_score_samples_and_proba_exact_far_and_tight(covariance_type, on_host, m
             assert ours < 1e-12, (sep, std, ours)
             assert ours <= max(theirs, 1e-14), (sep, std, ours, theirs)
             np.testing.assert_allclose(gm.predict_proba(x), ref_resp, atol=1e-12)
-            np.testing.assert_array_equal(gm.predict(x), ref_resp.argmax(1))
+            labels = gm.predict(x)
+            np.testing.assert_array_equal(labels, ref_resp.argmax(1))
+            np.testing.assert_array_equal(labels, sk.predict(x))
+            assert labels.dtype == sk.predict(x).dtype
 
 
 def test_small_inputs_are_scored_on_the_host(monkeypatch):

@@ -33,7 +33,13 @@ from sklearn.utils.validation import (
 )
 
 from ._covariance import COVARIANCE_TYPES, STRUCTURES, covariance_class
-from ._em import log_joint_host, score_rows_host, score_rows_padded, scores_on_host
+from ._em import (
+    label_rows_padded,
+    log_joint_host,
+    score_rows_host,
+    score_rows_padded,
+    scores_on_host,
+)
 from ._io import save
 from ._multistart import best_index, select
 from ._params import GMMParams, sample_mixture
@@ -558,7 +564,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
             params = self._scoring_params(X)
             if scores_on_host(params, len(X)):  # small inputs: no normalising
                 return log_joint_host(params, X).argmax(axis=1)
-            return self._log_prob_resp_rows(X, params)[1].argmax(axis=1)
+            labels, n = label_rows_padded(params, np.asarray(X, params.means.dtype))
+            return np.asarray(labels)[:n].astype(np.intp)
         return self._outputs(X, out, "label", lambda _, log_resp: log_resp.argmax(axis=1))
 
     def predict_proba(self, X, out=None):

@@ -744,14 +744,31 @@ def log_prob_resp(
     return log_norm, log_resp
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _score_rows(block_rows: int, params: GMMParams, rows: Rows):
+def labels(params: GMMParams, blocks: Blocks) -> Int[Array, "n_blocks block"]:
+    """Each row's most likely component: the log-joint's argmax, as scikit-learn's
+    ``predict`` takes it (not the log-responsibilities', which subtract a rounded
+    per-row constant), block by block."""
+    model = Natural.of(params, blocks)
+    label = lambda x, centred: jnp.argmax(block_log_joint(x, model, None, centred), axis=1)
+    return map_forms(label, blocks, model.form)
+
+
+def _scoring_blocks(block_rows: int, params: GMMParams, rows: Rows) -> Blocks:
     # The expanded form is taken about the mixture's mean (less cancellation); the
     # exact form, where it is needed, sees the rows and means as given.
     center = params.weights @ params.means
-    blocks = make_blocks(rows.x, rows.w, block_rows, rows.n_samples, center=center)
-    log_norm, log_resp = log_prob_resp(params, blocks)
+    return make_blocks(rows.x, rows.w, block_rows, rows.n_samples, center=center)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _score_rows(block_rows: int, params: GMMParams, rows: Rows):
+    log_norm, log_resp = log_prob_resp(params, _scoring_blocks(block_rows, params, rows))
     return log_norm.reshape(-1), log_resp.reshape(-1, params.n_components)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _label_rows(block_rows: int, params: GMMParams, rows: Rows):
+    return (labels(params, _scoring_blocks(block_rows, params, rows)).reshape(-1),)
 
 
 def score_rows_padded(params: GMMParams, X) -> tuple[Array, Array, int, int]:
@@ -761,6 +778,21 @@ def score_rows_padded(params: GMMParams, X) -> tuple[Array, Array, int, int]:
     them (:func:`~jaxgmm._programs.rounded_components`; the extra ones have weight 0)
     and its covariances as full matrices, so that models of nearby K and of every
     covariance type share one program."""
+    log_prob, log_resp, n = _on_rows(_score_rows, params, X)
+    return log_prob, log_resp, n, params.n_components
+
+
+def label_rows_padded(params: GMMParams, X) -> tuple[Array, int]:
+    """``(labels, n_samples)``: :func:`labels` of the rows of ``X``, padded as
+    :func:`score_rows_padded`'s. ``predict`` takes these rather than the
+    log-responsibilities' argmax on the host: K times less to copy back, and no
+    normalising (100k rows, D=2, K=3: 7.8 -> 4.6 ms; scikit-learn 9.2 ms)."""
+    return _on_rows(_label_rows, params, X)
+
+
+def _on_rows(program, params: GMMParams, X):
+    """``(*program(block_rows, params, rows), n_samples)`` (``program`` returns a
+    tuple), the rows planned and ``params`` padded as :func:`score_rows_padded` says."""
     dtype = float_dtype(params.means)
     k = params.n_components
     with x64_scope(dtype):
@@ -774,8 +806,7 @@ def score_rows_padded(params: GMMParams, X) -> tuple[Array, Array, int, int]:
                 covariance = params.covariance.as_full(params.n_components, params.n_features)
                 params = dataclasses.replace(params, covariance=covariance)
         params = jax.tree_util.tree_map(lambda a: as_dtype(a, dtype), params)
-        log_prob, log_resp = compile_then_upload(_score_rows, (plan.block_rows,), params, plan)
-        return log_prob, log_resp, plan.n_samples, k
+        return (*compile_then_upload(program, (plan.block_rows,), params, plan), plan.n_samples)
 
 
 #: Inputs up to this much work (rows x K x D^2) are scored on the host with numpy:
