@@ -206,8 +206,8 @@ template <typename T>
 inline void row_features(const T* __restrict x, const T* __restrict c, int d, int mode,
                          T* __restrict phi) {
   // Vector stores may run up to N - 1 elements past the end of a part: every such
-  // element is written again afterwards (the next part, the next row) or lies in the
-  // buffer's padding; the lanes read past xc's end only feed those elements.
+  // element is written again afterwards (by the next part) or lies in the buffer's
+  // padding; the lanes read past xc's end only feed those elements.
   constexpr int N = Vec<T>::N;
   phi[0] = T(1);
   T* xc = phi + 1;
@@ -389,12 +389,12 @@ T normalise(T* __restrict L, int k, const T* __restrict w) {
   return ll;
 }
 
-// |y_r|^2 per lane, y_r = e_r @ u, for R rows e_r (row r's value j at
-// e[r * rs + j * cs]) and a factor u (d x dp, columns past d zero; rows below the
-// diagonal skipped where `upper`): sq[r], to be summed across lanes.
+// |y_r|^2 per lane, y_r = e_r @ u, for R rows e_r (d values, `stride` apart) and a
+// factor u (d x dp, columns past d zero; rows below the diagonal skipped where
+// `upper`): sq[r], to be summed across lanes.
 template <typename T, int R>
 // (always inlined: as a call, the centred kernel's D=64 pass ran 10% slower)
-__attribute__((always_inline)) inline void squared_norms(const T* __restrict e, int rs, int cs,
+__attribute__((always_inline)) inline void squared_norms(const T* __restrict e, int stride,
                                                          const T* __restrict u, int d, int dp,
                                                          bool upper, V<T>* __restrict sq) {
   constexpr int N = Vec<T>::N;
@@ -405,7 +405,7 @@ __attribute__((always_inline)) inline void squared_norms(const T* __restrict e, 
     const int rows_of_u = upper ? std::min(d, jc + N) : d;
     for (int j = 0; j < rows_of_u; ++j) {
       V<T> uj = load(u + int64_t(j) * dp + jc);
-      for (int r = 0; r < R; ++r) acc[r] += splat<T>(e[r * rs + j * cs]) * uj;
+      for (int r = 0; r < R; ++r) acc[r] += splat<T>(e[r * stride + j]) * uj;
     }
     for (int r = 0; r < R; ++r) sq[r] += acc[r] * acc[r];
   }
@@ -426,7 +426,7 @@ struct Pass {
   void add_shared_quadratic(const T* __restrict xc, T* __restrict L) const {
     constexpr int N = Vec<T>::N;
     V<T> sq[R];
-    squared_norms<T, R>(xc, dp, 1, u, d, dp, upper, sq);
+    squared_norms<T, R>(xc, dp, u, d, dp, upper, sq);
     for (int r = 0; r < R; ++r) {
       V<T> q = splat<T>(T(-0.5) * hsum<T>(sq[r]));
       for (int kc = 0; kc < k; kc += N) store(L + r * k + kc, load(L + r * k + kc) + q);
@@ -442,7 +442,7 @@ struct Pass {
       for (int kc = 0; kc < k; kc += N) t += load(L + r * k + kc);
       total[r] = hsum<T>(t);
     }
-    // lanes past d read the next row (or the buffer's padding): they only reach
+    // lanes past d read the row's padding (xc rows are dp apart): they only reach
     // columns past d, which are never read
     for (int jc = 0; jc < dp; jc += N) {
       V<T> e[R];
@@ -544,7 +544,7 @@ struct DirectPass {
       for (int r = 0; r < R; ++r)
         for (int j = 0; j < d; ++j) diff[r * dp + j] = x[(i + r) * d + j] - m[j];
       V<T> sq[R];
-      squared_norms<T, R>(diff, dp, 1, u + int64_t(c) * d * dp, d, dp, upper[c], sq);
+      squared_norms<T, R>(diff, dp, u + int64_t(c) * d * dp, d, dp, upper[c], sq);
       for (int r = 0; r < R; ++r) L[r * kp + c] = cst[c] - T(0.5) * hsum<T>(sq[r]);
     }
     T ll = normalise<T, R>(L, kp, w + i);
@@ -693,7 +693,10 @@ class Helper {
       int posted = kPosted;
       if (!state_.compare_exchange_strong(posted, kRunning)) continue;  // taken back
       set_fp_mode(mode_);
-      (*job_)();
+      try {
+        (*job_)();
+      } catch (...) {  // split_rows' jobs catch their own; never leave the caller waiting
+      }
       {
         std::lock_guard<std::mutex> l(m_);  // a caller about to sleep sees it done
         state_.store(kDone);
@@ -854,7 +857,8 @@ ffi::Error PhiPass(ffi::Buffer<DT> x, ffi::Buffer<ffi::S32> index, ffi::Buffer<D
   auto ud = u.dimensions();
   const int dp = ud.size() < 2 ? 0 : int(ud[ud.size() - 1]);
   const int64_t n_tri = shared ? int64_t(d) * (d + 1) / 2 : 0;
-  // shared: the features' buffer holds d + N - 1 lanes past a row's start, no more
+  // shared: dp is d rounded up to whole vectors, no more: the rows' x - c and the
+  // pooled sums are laid out dp apart, and whole-vector loads stay within a row
   if (ud.size() < 2 || (shared && (ud[ud.size() - 2] != d || dp != (d + N - 1) / N * N)))
     return ffi::Error::InvalidArgument("phi_pass: u is not d x (d padded)");
   if (!ends_with(w, {b}) || !ends_with(c, {d}) || !ends_with(*pooled, {n_tri}) ||

@@ -34,6 +34,7 @@ import collections
 import dataclasses
 import functools
 import queue
+import sys
 import threading
 
 import jax
@@ -522,6 +523,8 @@ def _read_ahead(source, rows):
                 if stop.is_set():
                     return
                 q.put(item)
+                if stop.is_set():  # (not one more chunk read for nobody)
+                    return
             q.put(done)
         except BaseException as e:  # handed to the consumer
             q.put(e)
@@ -535,7 +538,10 @@ def _read_ahead(source, rows):
             yield item
     finally:  # the consumer stopped early (an error, an interrupt): end the reader
         stop.set()
-        while thread.is_alive():
+        # (not when closed by the reader's own garbage collection, or at exit, where
+        # daemon threads no longer run)
+        waits = thread is not threading.current_thread() and not sys.is_finalizing()
+        while waits and thread.is_alive():
             try:  # make room for a put the reader waits on
                 q.get(timeout=0.01)
             except queue.Empty:

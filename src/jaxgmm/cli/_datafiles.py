@@ -183,7 +183,7 @@ def read_table(path: str | Path, options: ReadOptions = ReadOptions()) -> Table:
     try:
         if suffix in TEXT_FORMATS:
             plain = compression is None and not stdin  # pyarrow reads it in blocks
-            source = path if plain else _read_bytes(path, compression, stdin)
+            source = path if plain else _read_arrow(path, compression, stdin)
             return _read_text(name, source, TEXT_FORMATS[suffix], options)
         if suffix in (".npy", ".npz"):
             plain = compression is None and not stdin
@@ -191,7 +191,7 @@ def read_table(path: str | Path, options: ReadOptions = ReadOptions()) -> Table:
             return _read_numpy(name, source)
         if suffix in (".parquet", ".pq"):
             plain = compression is None and not stdin
-            return _read_parquet(name, path if plain else _read_bytes(path, compression, stdin))
+            return _read_parquet(name, path if plain else _read_arrow(path, compression, stdin))
     except DataError:
         raise
     except (OSError, ValueError, EOFError, UnicodeDecodeError, csv.Error, lzma.LZMAError) as e:
@@ -219,6 +219,23 @@ def _format_suffix(name, inner: Path, given: str | None, stdin: bool) -> str:
     return suffix
 
 
+def _read_arrow(path: Path, compression: str | None, stdin: bool):
+    """The file's bytes, decompressed, in a buffer of pyarrow's own (for its readers:
+    a buffer Python owns, handed to pyarrow's threaded readers, can abort the process
+    at exit, apache/arrow#34314), written in pieces as they are decompressed: never
+    the whole file twice in memory."""
+    pa = _pyarrow()
+    if compression == "zstd":
+        with pa.input_stream(str(path), compression="zstd") as f:
+            return f.read_buffer()
+    out = pa.BufferOutputStream()
+    opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression, open)
+    with contextlib.nullcontext(sys.stdin.buffer) if stdin else opener(path, "rb") as f:
+        while piece := f.read(1 << 24):
+            out.write(piece)
+    return out.getvalue()
+
+
 def _read_bytes(path: Path, compression: str | None, stdin: bool) -> bytes:
     """The file's bytes, decompressed."""
     if stdin:
@@ -233,14 +250,16 @@ def _read_bytes(path: Path, compression: str | None, stdin: bool) -> bytes:
 
 
 def _read_text(name, source: bytes | Path, usual: str | None, options: ReadOptions) -> Table:
-    """CSV-like text (a file's path, or its bytes) through pyarrow's reader (typed
-    columns, in C); a file it cannot parse is checked line by line for a message that
-    names the line. ``usual``: the extension's delimiter, preferred where it fits the
-    first lines."""
+    """CSV-like text (a file's path, or its bytes in a pyarrow buffer) through
+    pyarrow's reader (typed columns, in C); a file it cannot parse is checked line by
+    line for a message that names the line. ``usual``: the extension's delimiter,
+    preferred where it fits the first lines."""
     pa, pc = _pyarrow(), _pyarrow_csv()
-    if isinstance(source, bytes):
-        source = source.removeprefix(b"\xef\xbb\xbf")
-        head, whole = source[: 1 << 16], lambda: source
+    if isinstance(source, pa.Buffer):
+        if source.size >= 3 and source.slice(0, 3).to_pybytes() == b"\xef\xbb\xbf":
+            source = source.slice(3)
+        head = source.slice(0, min(source.size, 1 << 16)).to_pybytes()
+        whole = functools.cache(source.to_pybytes)  # a copy: for messages, re-encoded text
     else:
         with open(source, "rb") as f:
             head = f.read(1 << 16).removeprefix(b"\xef\xbb\xbf")
@@ -272,7 +291,12 @@ def _read_text(name, source: bytes | Path, usual: str | None, options: ReadOptio
         quoted_strings_can_be_null=True,
         decimal_point=decimal,
     )
-    given = _arrow_reader(pa, source) if isinstance(source, bytes) else str(source)
+    if isinstance(source, Path):
+        given = str(source)
+    else:  # re-encoded text is Python's: copied (_arrow_reader)
+        given = (
+            pa.BufferReader(source) if isinstance(source, pa.Buffer) else _arrow_reader(pa, source)
+        )
     try:
         t = pc.read_csv(given, read, parse, convert)
     except pa.ArrowInvalid as e:
@@ -507,7 +531,7 @@ def _arrow_reader(pa, data: bytes):
 def _read_parquet(path, source) -> Table:
     pa = _pyarrow()
     try:
-        t = pa.parquet.read_table(source if isinstance(source, Path) else _arrow_reader(pa, source))
+        t = pa.parquet.read_table(source if isinstance(source, Path) else pa.BufferReader(source))
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"{path}: not a readable Parquet file ({e})") from None
     cols = [_numpy_column(pa, t.column(j)) for j in range(t.num_columns)]
