@@ -675,7 +675,7 @@ class Helper {
   }
   static void pause() {
 #ifdef JAXGMM_X86
-    _mm_pause();
+    __builtin_ia32_pause();  // (GCC and clang alike; clang declares _mm_pause elsewhere)
 #elif defined(__aarch64__)
     asm volatile("yield");
 #endif
