@@ -202,40 +202,6 @@ inline V<T> vlog(V<T> x) {
 // quadratic form is shared).
 enum Mode : int32_t { kSquares = 0, kNorm = 1, kTriangle = 2, kShared = 3 };
 
-template <typename T>
-inline void row_features(const T* __restrict x, const T* __restrict c, int d, int mode,
-                         T* __restrict phi) {
-  // Vector stores may run up to N - 1 elements past the end of a part: every such
-  // element is written again afterwards (by the next part) or lies in the buffer's
-  // padding; the lanes read past xc's end only feed those elements.
-  constexpr int N = Vec<T>::N;
-  phi[0] = T(1);
-  T* xc = phi + 1;
-  for (int i = 0; i < d; ++i) xc[i] = x[i] - c[i];
-  T* q = phi + 1 + d;
-  if (mode == kSquares) {
-    for (int j = 0; j < d; j += N) {
-      V<T> v = load(xc + j);
-      store(q + j, v * v);
-    }
-  } else if (mode == kNorm) {
-    V<T> acc = V<T>{};
-    int i = 0;
-    for (; i + N <= d; i += N) {
-      V<T> v = load(xc + i);
-      acc += v * v;
-    }
-    T s = hsum<T>(acc);
-    for (; i < d; ++i) s += xc[i] * xc[i];
-    q[0] = s;
-  } else if (mode == kTriangle) {
-    for (int i = 0, p = 0; i < d; p += d - i, ++i) {
-      V<T> xi = splat<T>(xc[i]);
-      for (int j = i; j < d; j += N) store(q + p + (j - i), xi * load(xc + j));
-    }
-  }
-}
-
 // R rows as one vector (R lanes): a feature of R rows side by side.
 template <typename T, int R>
 struct Across {
@@ -279,49 +245,46 @@ inline void columns_of_8(const T* __restrict x, int d, int j0, const T* __restri
 }
 
 // The features of R rows (x: R x d), feature-major: phi[j * R + r] is row r's feature
-// j (R = 1: the row's features in order). Side by side, a quadratic feature of all R
-// rows is one product of two whole vectors; row by row, the triangle was products of
-// unaligned parts of a row's xc, reloaded from the stores that had just written it
-// (5% of the reference shape's pass, measured single-threaded).
+// j (R = 1: the row's features in order), in the same order of operations for any R.
+// Side by side, a quadratic feature of all R rows is one product of two whole
+// vectors; row by row, the triangle was products of unaligned parts of a row's xc,
+// reloaded from the stores that had just written it (5% of the reference shape's
+// pass, measured single-threaded).
 template <typename T, int R>
 inline void features(const T* __restrict x, const T* __restrict c, int d, int mode,
                      T* __restrict phi) {
-  if constexpr (R == 1) {
-    row_features(x, c, d, mode, phi);
-  } else {
-    using A = typename Across<T, R>::type;
-    auto at = [&](int j) {
-      A v;
-      std::memcpy(&v, phi + int64_t(j) * R, sizeof(v));
-      return v;
-    };
-    auto put = [&](int64_t j, A v) { std::memcpy(phi + j * R, &v, sizeof(v)); };
-    put(0, T(1) - A{});
-    int j = 0;
-    if constexpr (R == 8) {
-      for (; j + 8 <= d; j += 8) {
-        A cols[8];
-        columns_of_8<T>(x, d, j, c, cols);
-        for (int q = 0; q < 8; ++q) put(1 + j + q, cols[q]);
-      }
+  using A = typename Across<T, R>::type;
+  auto at = [&](int j) {
+    A v;
+    std::memcpy(&v, phi + int64_t(j) * R, sizeof(v));
+    return v;
+  };
+  auto put = [&](int64_t j, A v) { std::memcpy(phi + j * R, &v, sizeof(v)); };
+  put(0, T(1) - A{});
+  int j = 0;
+  if constexpr (R == 8) {
+    for (; j + 8 <= d; j += 8) {
+      A cols[8];
+      columns_of_8<T>(x, d, j, c, cols);
+      for (int q = 0; q < 8; ++q) put(1 + j + q, cols[q]);
     }
-    for (; j < d; ++j) {
-      A v;
-      for (int r = 0; r < R; ++r) v[r] = x[int64_t(r) * d + j];
-      put(1 + j, v - c[j]);
-    }
-    int64_t q = 1 + d;
-    if (mode == kSquares) {
-      for (int j = 0; j < d; ++j) put(q + j, at(1 + j) * at(1 + j));
-    } else if (mode == kNorm) {
-      A acc = A{};
-      for (int j = 0; j < d; ++j) acc += at(1 + j) * at(1 + j);
-      put(q, acc);
-    } else if (mode == kTriangle) {
-      for (int i = 0; i < d; ++i) {
-        A xi = at(1 + i);
-        for (int j = i; j < d; ++j) put(q++, xi * at(1 + j));
-      }
+  }
+  for (; j < d; ++j) {
+    A v;
+    for (int r = 0; r < R; ++r) v[r] = x[int64_t(r) * d + j];
+    put(1 + j, v - c[j]);
+  }
+  int64_t q = 1 + d;
+  if (mode == kSquares) {
+    for (int j = 0; j < d; ++j) put(q + j, at(1 + j) * at(1 + j));
+  } else if (mode == kNorm) {
+    A acc = A{};
+    for (int j = 0; j < d; ++j) acc += at(1 + j) * at(1 + j);
+    put(q, acc);
+  } else if (mode == kTriangle) {
+    for (int i = 0; i < d; ++i) {
+      A xi = at(1 + i);
+      for (int j = i; j < d; ++j) put(q++, xi * at(1 + j));
     }
   }
 }
@@ -511,7 +474,7 @@ struct Pass {
 template <typename T>
 T pass_rows(const Pass<T, 8>& many, int64_t begin, int64_t end, T* s) {
   constexpr int R = 8;
-  std::vector<T> phi(R * many.n_phi + 2 * Vec<T>::N), L(R * many.k);
+  std::vector<T> phi(R * many.n_phi), L(R * many.k);
   std::vector<T> xc(R * many.dp + Vec<T>::N);
   T ll = 0;
   int64_t i = begin;
