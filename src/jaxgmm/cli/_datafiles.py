@@ -219,38 +219,35 @@ def _format_suffix(name, inner: Path, given: str | None, stdin: bool) -> str:
     return suffix
 
 
-def _read_arrow(path: Path, compression: str | None, stdin: bool):
-    """The file's bytes, decompressed, in a buffer of pyarrow's own (for its readers:
-    a buffer Python owns, handed to pyarrow's threaded readers, can abort the process
-    at exit, apache/arrow#34314), written in pieces as they are decompressed: never
-    the whole file twice in memory."""
-    pa = _pyarrow()
-    if compression == "zstd":
-        with pa.input_stream(str(path), compression="zstd") as f:
-            return f.read_buffer()
-    out = pa.BufferOutputStream()
+def _opened(path: Path, compression: str | None, stdin: bool):
+    """The file (or standard input) as a binary stream of its decompressed bytes."""
+    if stdin:
+        return contextlib.nullcontext(sys.stdin.buffer)
+    if compression == "zstd":  # not in Python's standard library before 3.14
+        return _pyarrow().input_stream(str(path), compression="zstd")
     opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression, open)
-    with contextlib.nullcontext(sys.stdin.buffer) if stdin else opener(path, "rb") as f:
+    return opener(path, "rb")
+
+
+def _read_bytes(path: Path, compression: str | None, stdin: bool) -> bytes:
+    """The file's bytes, decompressed."""
+    with _opened(path, compression, stdin) as f:
+        return f.read()
+
+
+def _read_arrow(path: Path, compression: str | None, stdin: bool):
+    """The file's bytes, decompressed, in a buffer of pyarrow's own (see
+    :func:`_arrow_copy`), written in pieces as they are decompressed: never the whole
+    file twice in memory."""
+    out = _pyarrow().BufferOutputStream()
+    with _opened(path, compression, stdin) as f:
         while piece := f.read(1 << 24):
             out.write(piece)
     return out.getvalue()
 
 
-def _read_bytes(path: Path, compression: str | None, stdin: bool) -> bytes:
-    """The file's bytes, decompressed."""
-    if stdin:
-        return sys.stdin.buffer.read()
-    if compression == "zstd":  # not in Python's standard library before 3.14
-        pa = _pyarrow()
-        with pa.input_stream(str(path), compression="zstd") as f:
-            return f.read()
-    opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression, open)
-    with opener(path, "rb") as f:
-        return f.read()
-
-
-def _read_text(name, source: bytes | Path, usual: str | None, options: ReadOptions) -> Table:
-    """CSV-like text (a file's path, or its bytes in a pyarrow buffer) through
+def _read_text(name, source, usual: str | None, options: ReadOptions) -> Table:
+    """CSV-like text (a file's path, or its bytes in a pyarrow buffer: _read_arrow) through
     pyarrow's reader (typed columns, in C); a file it cannot parse is checked line by
     line for a message that names the line. ``usual``: the extension's delimiter,
     preferred where it fits the first lines."""
@@ -281,8 +278,8 @@ def _read_text(name, source: bytes | Path, usual: str | None, options: ReadOptio
         if delimiter == " ":  # runs of blanks: fields cannot be quoted, commas cannot occur
             text = "\n".join(",".join(line.split()) for line in text.splitlines())
             delimiter = ","
-        source = text.encode("utf-8")
-        whole = lambda: source
+        encoded = text.encode("utf-8")
+        source, whole = _arrow_copy(pa, encoded), lambda: encoded
     read = pc.ReadOptions(autogenerate_column_names=not options.header, block_size=1 << 24)
     parse = pc.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     convert = pc.ConvertOptions(
@@ -291,12 +288,7 @@ def _read_text(name, source: bytes | Path, usual: str | None, options: ReadOptio
         quoted_strings_can_be_null=True,
         decimal_point=decimal,
     )
-    if isinstance(source, Path):
-        given = str(source)
-    else:  # re-encoded text is Python's: copied (_arrow_reader)
-        given = (
-            pa.BufferReader(source) if isinstance(source, pa.Buffer) else _arrow_reader(pa, source)
-        )
+    given = str(source) if isinstance(source, Path) else pa.BufferReader(source)
     try:
         t = pc.read_csv(given, read, parse, convert)
     except pa.ArrowInvalid as e:
@@ -517,15 +509,16 @@ def _pyarrow_csv():
     return pyarrow.csv
 
 
-def _arrow_reader(pa, data: bytes):
-    """A reader of a copy of ``data`` in Arrow's memory. pyarrow's threaded readers can
-    drop their last reference to the input on a worker thread after the call returned;
-    a buffer Python owns then takes the GIL on that thread, and if the interpreter is
-    exiting by then, the process aborts ("terminate called without an active
-    exception", apache/arrow#34314: seen here after ``jaxgmm predict`` read a .gz)."""
+def _arrow_copy(pa, data: bytes):
+    """A copy of ``data`` in Arrow's memory, for pyarrow's readers. Its threaded
+    readers can drop their last reference to the input on a worker thread after the
+    call returned; a buffer Python owns then takes the GIL on that thread, and if the
+    interpreter is exiting by then, the process aborts ("terminate called without an
+    active exception", apache/arrow#34314: seen here after ``jaxgmm predict`` read a
+    .gz)."""
     copy = pa.allocate_buffer(len(data))
     memoryview(copy).cast("B")[:] = data
-    return pa.BufferReader(copy)
+    return copy
 
 
 def _read_parquet(path, source) -> Table:
